@@ -1,0 +1,245 @@
+// Package store is peapod's persistent metadata: a bbolt database of JSON records in named
+// buckets, name reservations that say who holds a name, and id lookup by full id or unique
+// prefix. It is the only package that imports bbolt.
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+)
+
+// namesBucket holds reservations as "<kind>/<name>" -> holder id.
+const namesBucket = "names"
+
+// DB is an open metadata database. It is safe for concurrent use.
+type DB struct {
+	bolt *bolt.DB
+	path string
+}
+
+// Open opens (creating if needed) the database at path. A database another process holds
+// open, or one that is corrupt or unreadable, is an error: the daemon must never start over
+// an empty store silently.
+func Open(path string) (db *DB, err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create metadata dir: %w", err)
+	}
+	// bbolt panics on some kinds of corruption instead of returning an error.
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("metadata database %s is corrupt: %v", path, r)
+		}
+	}()
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("metadata database %s is locked by another process: %w", path, errdefs.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("open metadata database %s (corrupt or unreadable; move it aside to start over): %w", path, err)
+	}
+	// Walk every page once so that corruption is found now, not in the middle of an RPC.
+	if err := b.View(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			return e
+		}
+		return nil
+	}); err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("metadata database %s is corrupt (move it aside to start over): %w", path, err)
+	}
+	return &DB{bolt: b, path: path}, nil
+}
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Tx is one transaction: a read-only one from View, a read-write one from Update.
+type Tx struct{ tx *bolt.Tx }
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(*Tx) error) error {
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Update runs fn in a read-write transaction; nothing is written if fn fails.
+func (db *DB) Update(fn func(*Tx) error) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Put stores v as JSON under bucket/key.
+func (db *DB) Put(bucket, key string, v any) error {
+	return db.Update(func(tx *Tx) error { return tx.Put(bucket, key, v) })
+}
+
+// Get decodes bucket/key into v; a missing record is errdefs.ErrNotFound.
+func (db *DB) Get(bucket, key string, v any) error {
+	return db.View(func(tx *Tx) error { return tx.Get(bucket, key, v) })
+}
+
+// Delete removes bucket/key; a missing record is not an error.
+func (db *DB) Delete(bucket, key string) error {
+	return db.Update(func(tx *Tx) error { return tx.Delete(bucket, key) })
+}
+
+// ForEach calls fn for every record of bucket in key order.
+func (db *DB) ForEach(bucket string, fn func(key string, raw []byte) error) error {
+	return db.View(func(tx *Tx) error { return tx.ForEach(bucket, fn) })
+}
+
+// Reserve records that id holds name among objects of kind.
+func (db *DB) Reserve(kind, name, id string) error {
+	return db.Update(func(tx *Tx) error { return tx.Reserve(kind, name, id) })
+}
+
+// Release frees name if id holds it.
+func (db *DB) Release(kind, name, id string) error {
+	return db.Update(func(tx *Tx) error { return tx.Release(kind, name, id) })
+}
+
+// Holder returns the id holding name, or errdefs.ErrNotFound.
+func (db *DB) Holder(kind, name string) (id string, err error) {
+	err = db.View(func(tx *Tx) error { id, err = tx.Holder(kind, name); return err })
+	return id, err
+}
+
+// Resolve returns the one key of bucket that equals or starts with prefix.
+func (db *DB) Resolve(bucket, prefix string) (key string, err error) {
+	err = db.View(func(tx *Tx) error { key, err = tx.Resolve(bucket, prefix); return err })
+	return key, err
+}
+
+// Put stores v as JSON under bucket/key.
+func (t *Tx) Put(bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
+	}
+	b, err := t.tx.CreateBucketIfNotExists([]byte(bucket))
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	if err := b.Put([]byte(key), raw); err != nil {
+		return fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// Get decodes bucket/key into v; a missing record is errdefs.ErrNotFound.
+func (t *Tx) Get(bucket, key string, v any) error {
+	raw := t.raw(bucket, key)
+	if raw == nil {
+		return fmt.Errorf("%s %q: %w", bucket, key, errdefs.ErrNotFound)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func (t *Tx) raw(bucket, key string) []byte {
+	b := t.tx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	return b.Get([]byte(key))
+}
+
+// Delete removes bucket/key; a missing record is not an error.
+func (t *Tx) Delete(bucket, key string) error {
+	b := t.tx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	if err := b.Delete([]byte(key)); err != nil {
+		return fmt.Errorf("delete %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// ForEach calls fn for every record of bucket in key order. raw is valid only during fn.
+func (t *Tx) ForEach(bucket string, fn func(key string, raw []byte) error) error {
+	b := t.tx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+func nameKey(kind, name string) []byte { return []byte(kind + "/" + name) }
+
+// Reserve records that id holds name among objects of kind. A name another id holds is
+// errdefs.ErrAlreadyExists naming the holder; the same id reserving again is fine.
+func (t *Tx) Reserve(kind, name, id string) error {
+	if name == "" || id == "" {
+		return fmt.Errorf("reserve %s name %q for %q: empty name or id: %w", kind, name, id, errdefs.ErrInvalidArgument)
+	}
+	b, err := t.tx.CreateBucketIfNotExists([]byte(namesBucket))
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", namesBucket, err)
+	}
+	if holder := b.Get(nameKey(kind, name)); holder != nil && string(holder) != id {
+		return fmt.Errorf("%s name %q is reserved for %s: %w", kind, name, holder, errdefs.ErrAlreadyExists)
+	}
+	if err := b.Put(nameKey(kind, name), []byte(id)); err != nil {
+		return fmt.Errorf("reserve %s name %q: %w", kind, name, err)
+	}
+	return nil
+}
+
+// Release frees name if id holds it; otherwise it does nothing.
+func (t *Tx) Release(kind, name, id string) error {
+	b := t.tx.Bucket([]byte(namesBucket))
+	if b == nil {
+		return nil
+	}
+	if holder := b.Get(nameKey(kind, name)); holder == nil || string(holder) != id {
+		return nil
+	}
+	if err := b.Delete(nameKey(kind, name)); err != nil {
+		return fmt.Errorf("release %s name %q: %w", kind, name, err)
+	}
+	return nil
+}
+
+// Holder returns the id holding name, or errdefs.ErrNotFound.
+func (t *Tx) Holder(kind, name string) (string, error) {
+	if v := t.raw(namesBucket, string(nameKey(kind, name))); v != nil {
+		return string(v), nil
+	}
+	return "", fmt.Errorf("%s name %q: %w", kind, name, errdefs.ErrNotFound)
+}
+
+// Resolve returns the one key of bucket that equals prefix or starts with it. No match is
+// errdefs.ErrNotFound; several matches are errdefs.ErrInvalidArgument (ambiguous).
+func (t *Tx) Resolve(bucket, prefix string) (string, error) {
+	if prefix == "" {
+		return "", fmt.Errorf("empty id: %w", errdefs.ErrInvalidArgument)
+	}
+	b := t.tx.Bucket([]byte(bucket))
+	if b == nil {
+		return "", fmt.Errorf("%s %q: %w", bucket, prefix, errdefs.ErrNotFound)
+	}
+	if b.Get([]byte(prefix)) != nil {
+		return prefix, nil
+	}
+	c := b.Cursor()
+	k, _ := c.Seek([]byte(prefix))
+	if k == nil || !bytes.HasPrefix(k, []byte(prefix)) {
+		return "", fmt.Errorf("%s %q: %w", bucket, prefix, errdefs.ErrNotFound)
+	}
+	if next, _ := c.Next(); next != nil && bytes.HasPrefix(next, []byte(prefix)) {
+		return "", fmt.Errorf("%s id prefix %q is ambiguous: %w", bucket, prefix, errdefs.ErrInvalidArgument)
+	}
+	return string(k), nil
+}

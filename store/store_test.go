@@ -1,0 +1,163 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+type rec struct {
+	Name string `json:"name"`
+	N    int    `json:"n"`
+}
+
+func openTemp(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return db, path
+}
+
+func TestPutGetDeleteSurvivesReopen(t *testing.T) {
+	db, path := openTemp(t)
+	if err := db.Put("pods", "abc", rec{Name: "a", N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var got rec
+	if err := db.Get("pods", "abc", &got); err != nil || got != (rec{Name: "a", N: 1}) {
+		t.Fatalf("Get after reopen = %+v, %v", got, err)
+	}
+	if err := db.Delete("pods", "abc"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete("pods", "abc"); err != nil {
+		t.Fatalf("second Delete: %v", err)
+	}
+	if err := db.Get("pods", "abc", &got); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get after delete: %v, want NotFound", err)
+	}
+	if err := db.Get("nobucket", "x", &got); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get from missing bucket: %v, want NotFound", err)
+	}
+}
+
+func TestReserve(t *testing.T) {
+	db, _ := openTemp(t)
+	defer db.Close()
+	if err := db.Reserve("pod", "default/web", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Reserve("pod", "default/web", "id1"); err != nil {
+		t.Fatalf("same holder again: %v", err)
+	}
+	err := db.Reserve("pod", "default/web", "id2")
+	if !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("other holder: %v, want AlreadyExists", err)
+	}
+	if want := "id1"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not name holder %s", err, want)
+	}
+	if err := db.Release("pod", "default/web", "id2"); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := db.Holder("pod", "default/web"); err != nil || h != "id1" {
+		t.Fatalf("release by non-holder freed the name: %q %v", h, err)
+	}
+	if err := db.Release("pod", "default/web", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Reserve("pod", "default/web", "id2"); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	if err := db.Reserve("pod", "", "id2"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("empty name: %v", err)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	db, _ := openTemp(t)
+	defer db.Close()
+	for _, k := range []string{"abc123", "abd456", "abc999", "zz"} {
+		if err := db.Put("c", k, rec{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		prefix, want string
+		err          error
+	}{
+		{"abc123", "abc123", nil},
+		{"abd", "abd456", nil},
+		{"abc", "", errdefs.ErrInvalidArgument},
+		{"ab", "", errdefs.ErrInvalidArgument},
+		{"q", "", errdefs.ErrNotFound},
+		{"zzz", "", errdefs.ErrNotFound},
+		{"", "", errdefs.ErrInvalidArgument},
+	}
+	for _, tc := range tests {
+		got, err := db.Resolve("c", tc.prefix)
+		if got != tc.want || !errors.Is(err, tc.err) && (err != nil || tc.err != nil) {
+			t.Errorf("Resolve(%q) = %q, %v; want %q, %v", tc.prefix, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestUpdateRollsBack(t *testing.T) {
+	db, _ := openTemp(t)
+	defer db.Close()
+	boom := errors.New("boom")
+	err := db.Update(func(tx *Tx) error {
+		if err := tx.Put("c", "k", rec{N: 1}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	var r rec
+	if err := db.Get("c", "k", &r); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("failed update left a record: %v", err)
+	}
+}
+
+func TestCorruptDatabaseIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	junk := make([]byte, 64*1024)
+	for i := range junk {
+		junk[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(path, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := Open(path); err == nil {
+		db.Close()
+		t.Fatal("Open of a corrupt database succeeded")
+	}
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	db, path := openTemp(t)
+	defer db.Close()
+	if db2, err := Open(path); err == nil {
+		db2.Close()
+		t.Fatal("second Open of a held database succeeded")
+	} else if !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("second Open: %v, want Unavailable", err)
+	}
+}
