@@ -1,0 +1,34 @@
+# peapod: make help lists the targets.
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin
+
+.PHONY: help build run test bench lint clean deps
+
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install what a fresh Debian needs (idempotent)
+	@hack/install-deps.sh
+
+build: ## build bin/peapod, bin/peapod-shim and the CNI plugins in bin/cni
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/peapod ./cmd/peapod
+	@if [ -d cmd/peapod-shim ]; then $(GO) build -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/peapod-shim ./cmd/peapod-shim; fi
+	@if [ -x hack/build-cni.sh ]; then hack/build-cni.sh $(BIN)/cni; fi
+
+run: deps build ## build, then run the daemon on defaults in the foreground
+	$(BIN)/peapod
+
+test: deps build ## unit and integration tests (needs root); lists every skip and its reason
+	@hack/test.sh
+
+bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS
+	$(GO) run ./critest/bench $(BENCH_ARGS)
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean: ## remove build output
+	rm -rf $(BIN)

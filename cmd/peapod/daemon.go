@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+
+	"github.com/peapod-runtime/peapod/config"
+	"github.com/peapod-runtime/peapod/cri"
+	"github.com/peapod-runtime/peapod/store"
+)
+
+// gracePeriod bounds how long in-flight RPCs may run after SIGTERM.
+const gracePeriod = 10 * time.Second
+
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core), nil
+}
+
+// runDaemon serves CRI until ctx is cancelled (SIGTERM/SIGINT). Pods and containers are never
+// touched on the way out: they belong to their shims and outlive the daemon.
+func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+	logger, err := newLogger(cfg.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	lock, err := lockRoot(cfg.Root)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	db, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	srv := cri.New(cri.Options{Config: cfg, DB: db, Logger: logger, Version: version})
+	g := grpc.NewServer(srv.ServerOptions()...)
+	srv.Register(g)
+
+	lis, err := listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Listen)
+
+	srv.SetReady()
+	logger.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
+		zap.String("state", cfg.State), zap.String("version", version))
+
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("stopping: finishing in-flight requests", zap.Duration("grace", gracePeriod))
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(gracePeriod):
+		logger.Warn("grace period over: cancelling in-flight requests")
+		g.Stop()
+	}
+	logger.Info("peapod stopped")
+	return nil
+}
+
+// listen binds the CRI socket, replacing a stale socket file but never a live daemon's.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is served by another process", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("stat socket: %w", err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("chmod socket: %w", err)
+	}
+	return lis, nil
+}

@@ -1,0 +1,34 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Status reports RuntimeReady and NetworkReady; verbose adds the effective config.
+func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	runtimeCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
+	netCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+	if s.opts.Network == nil {
+		netCond.Status, netCond.Reason, netCond.Message = false, "NetworkPluginNotReady", "pod networking is not configured"
+	} else if err := s.opts.Network.Status(); err != nil {
+		netCond.Status, netCond.Reason, netCond.Message = false, "NetworkPluginNotReady", err.Error()
+	}
+	resp := &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{
+		Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond},
+	}}
+	if req.GetVerbose() {
+		cfg, err := json.Marshal(s.opts.Config)
+		if err != nil {
+			return nil, fmt.Errorf("encode config: %w", err)
+		}
+		resp.Info = map[string]string{"config": string(cfg)}
+		if cidr, err := s.podCIDR(); err == nil && cidr != "" {
+			resp.Info["podCIDR"] = cidr
+		}
+	}
+	return resp, nil
+}

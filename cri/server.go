@@ -1,0 +1,68 @@
+// Package cri serves the Container Runtime Interface (k8s.io/cri-api v1) over gRPC: one file
+// per RPC, thin handlers that validate, call one domain method and convert the answer, and one
+// place (errors.go) where domain errors become gRPC codes. It is the only daemon package that
+// imports cri-api.
+package cri
+
+import (
+	"sync/atomic"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-runtime/peapod/config"
+	"github.com/peapod-runtime/peapod/store"
+)
+
+// networkStatus reports whether pod networking can be set up; nil means ready.
+type networkStatus interface {
+	Status() error
+}
+
+// Options are the dependencies of a Server, wired by cmd/peapod.
+type Options struct {
+	Config  config.Config
+	DB      *store.DB
+	Logger  *zap.Logger
+	Version string
+	// Network may be nil until pod networking is wired: NetworkReady is then false.
+	Network networkStatus
+}
+
+// Server implements RuntimeService and ImageService. RPCs that have no handler yet fall
+// through to the embedded Unimplemented servers, which answer codes.Unimplemented naming the
+// method.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	opts  Options
+	log   *zap.Logger
+	ready atomic.Bool
+}
+
+// New returns a Server that answers Unavailable until SetReady is called.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Server{opts: opts, log: opts.Logger}
+}
+
+// SetReady lets RPCs through: call it once state is recovered.
+func (s *Server) SetReady() { s.ready.Store(true) }
+
+// Register adds both CRI services to g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}
+
+// ServerOptions returns the interceptors every CRI server must run with.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+	}
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what peapod needs on a fresh Debian 12 machine. Idempotent: installs only what is missing.
+set -euo pipefail
+
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH=$PATH:/usr/local/go/bin
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "install-deps: Go 1.26 is required (see go.mod); put it on PATH" >&2
+  exit 1
+fi
+
+# package -> a file it provides, to skip apt when everything is there.
+declare -A need=(
+  [busybox]=/bin/busybox
+  [libseccomp-dev]=/usr/include/seccomp.h
+  [pkg-config]=/usr/bin/pkg-config
+  [iptables]=/usr/sbin/iptables
+  [iproute2]=/usr/sbin/ip
+  [gcc]=/usr/bin/gcc
+  [libc6-dev]=/usr/include/stdio.h
+  [procps]=/usr/bin/ps
+  [util-linux]=/usr/bin/nsenter
+  [kmod]=/usr/sbin/modprobe
+)
+missing=()
+for pkg in "${!need[@]}"; do
+  [ -e "${need[$pkg]}" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# overlayfs and bridge netfilter are modules on some kernels.
+for mod in overlay br_netfilter; do
+  modprobe "$mod" 2>/dev/null || true
+done
