@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/config"
+	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -27,7 +28,8 @@ type Options struct {
 	Logger  *zap.Logger
 	Version string
 	// Network may be nil until pod networking is wired: NetworkReady is then false.
-	Network networkStatus
+	Network   networkStatus
+	Sandboxes *sandbox.Manager
 }
 
 // Server implements RuntimeService and ImageService. RPCs that have no handler yet fall

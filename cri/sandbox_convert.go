@@ -1,0 +1,179 @@
+package cri
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-runtime/peapod/sandbox"
+)
+
+// knownHandlers are the runtime handlers peapod answers to: the default one, under its own
+// name and under the name kubelets and RuntimeClasses commonly use for it.
+var knownHandlers = map[string]bool{"": true, "peapod": true, "runc": true}
+
+func namespaceMode(m runtimeapi.NamespaceMode) sandbox.NamespaceMode {
+	switch m {
+	case runtimeapi.NamespaceMode_CONTAINER:
+		return sandbox.ModeContainer
+	case runtimeapi.NamespaceMode_NODE:
+		return sandbox.ModeNode
+	case runtimeapi.NamespaceMode_TARGET:
+		return sandbox.ModeTarget
+	}
+	return sandbox.ModePod
+}
+
+func criNamespaceMode(m sandbox.NamespaceMode) runtimeapi.NamespaceMode {
+	switch m {
+	case sandbox.ModeContainer:
+		return runtimeapi.NamespaceMode_CONTAINER
+	case sandbox.ModeNode:
+		return runtimeapi.NamespaceMode_NODE
+	case sandbox.ModeTarget:
+		return runtimeapi.NamespaceMode_TARGET
+	}
+	return runtimeapi.NamespaceMode_POD
+}
+
+// configHash identifies a request exactly: a kubelet retry sends the same bytes.
+func configHash(m proto.Message) (string, error) {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("hash config: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// sandboxConfig validates a RunPodSandbox request and converts it.
+func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Config, error) {
+	c := req.GetConfig()
+	if c == nil {
+		return sandbox.Config{}, fmt.Errorf("config is required: %w", errdefs.ErrInvalidArgument)
+	}
+	md := c.GetMetadata()
+	for field, v := range map[string]string{"metadata.name": md.GetName(), "metadata.namespace": md.GetNamespace(), "metadata.uid": md.GetUid()} {
+		if v == "" {
+			return sandbox.Config{}, fmt.Errorf("config.%s is required: %w", field, errdefs.ErrInvalidArgument)
+		}
+	}
+	if strings.ContainsAny(md.GetName()+md.GetNamespace()+md.GetUid(), "/\x00") {
+		return sandbox.Config{}, fmt.Errorf("config.metadata fields must not contain '/': %w", errdefs.ErrInvalidArgument)
+	}
+	if !knownHandlers[req.GetRuntimeHandler()] {
+		return sandbox.Config{}, fmt.Errorf("runtime handler %q is not configured (peapod answers to \"\", \"peapod\" and \"runc\"): %w", req.GetRuntimeHandler(), errdefs.ErrInvalidArgument)
+	}
+	hash, err := configHash(req)
+	if err != nil {
+		return sandbox.Config{}, err
+	}
+	linux := c.GetLinux()
+	sc := linux.GetSecurityContext()
+	ns := sc.GetNamespaceOptions()
+	if ns.GetNetwork() == runtimeapi.NamespaceMode_TARGET || ns.GetIpc() == runtimeapi.NamespaceMode_TARGET {
+		return sandbox.Config{}, fmt.Errorf("namespace mode TARGET is only valid for a container's pid namespace: %w", errdefs.ErrInvalidArgument)
+	}
+	out := sandbox.Config{
+		Metadata: sandbox.Metadata{
+			Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(), Attempt: md.GetAttempt(),
+		},
+		Hostname:     c.GetHostname(),
+		LogDirectory: c.GetLogDirectory(),
+		Labels:       c.GetLabels(),
+		Annotations:  c.GetAnnotations(),
+		CgroupParent: linux.GetCgroupParent(),
+		Sysctls:      linux.GetSysctls(),
+		Namespaces: sandbox.NamespaceOptions{
+			Network: namespaceMode(ns.GetNetwork()),
+			PID:     namespaceMode(ns.GetPid()),
+			IPC:     namespaceMode(ns.GetIpc()),
+		},
+		Privileged:     sc.GetPrivileged(),
+		RuntimeHandler: req.GetRuntimeHandler(),
+		Hash:           hash,
+	}
+	if d := c.GetDnsConfig(); d != nil {
+		out.DNS = &sandbox.DNSConfig{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
+	}
+	for _, pm := range c.GetPortMappings() {
+		if pm.GetContainerPort() <= 0 || pm.GetContainerPort() > 65535 || pm.GetHostPort() < 0 || pm.GetHostPort() > 65535 {
+			return sandbox.Config{}, fmt.Errorf("port mapping %d->%d is out of range: %w", pm.GetHostPort(), pm.GetContainerPort(), errdefs.ErrInvalidArgument)
+		}
+		out.PortMappings = append(out.PortMappings, sandbox.PortMapping{
+			Protocol:      strings.ToLower(pm.GetProtocol().String()),
+			ContainerPort: pm.GetContainerPort(),
+			HostPort:      pm.GetHostPort(),
+			HostIP:        pm.GetHostIp(),
+		})
+	}
+	if out.Resources, err = s.resources(linux.GetResources()); err != nil {
+		return sandbox.Config{}, fmt.Errorf("config.linux.resources: %w", err)
+	}
+	if out.Overhead, err = s.resources(linux.GetOverhead()); err != nil {
+		return sandbox.Config{}, fmt.Errorf("config.linux.overhead: %w", err)
+	}
+	return out, nil
+}
+
+func criSandboxState(st sandbox.State) runtimeapi.PodSandboxState {
+	if st == sandbox.StateReady {
+		return runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+}
+
+func criSandboxMetadata(m sandbox.Metadata) *runtimeapi.PodSandboxMetadata {
+	return &runtimeapi.PodSandboxMetadata{Name: m.Name, Namespace: m.Namespace, Uid: m.UID, Attempt: m.Attempt}
+}
+
+func criSandbox(sb sandbox.Sandbox) *runtimeapi.PodSandbox {
+	return &runtimeapi.PodSandbox{
+		Id:             sb.ID,
+		Metadata:       criSandboxMetadata(sb.Config.Metadata),
+		State:          criSandboxState(sb.State),
+		CreatedAt:      sb.CreatedAt.UnixNano(),
+		Labels:         sb.Config.Labels,
+		Annotations:    sb.Config.Annotations,
+		RuntimeHandler: sb.Config.RuntimeHandler,
+	}
+}
+
+func criSandboxStatus(sb sandbox.Sandbox, verbose bool) (*runtimeapi.PodSandboxStatusResponse, error) {
+	st := &runtimeapi.PodSandboxStatus{
+		Id:        sb.ID,
+		Metadata:  criSandboxMetadata(sb.Config.Metadata),
+		State:     criSandboxState(sb.State),
+		CreatedAt: sb.CreatedAt.UnixNano(),
+		Network:   &runtimeapi.PodSandboxNetworkStatus{},
+		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
+			Network: criNamespaceMode(sb.Config.Namespaces.Network),
+			Pid:     criNamespaceMode(sb.Config.Namespaces.PID),
+			Ipc:     criNamespaceMode(sb.Config.Namespaces.IPC),
+		}}},
+		Labels:         sb.Config.Labels,
+		Annotations:    sb.Config.Annotations,
+		RuntimeHandler: sb.Config.RuntimeHandler,
+	}
+	if len(sb.IPs) > 0 && sb.State == sandbox.StateReady {
+		st.Network.Ip = sb.IPs[0]
+		for _, ip := range sb.IPs[1:] {
+			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+		}
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
+	if verbose {
+		raw, err := json.Marshal(sb)
+		if err != nil {
+			return nil, fmt.Errorf("encode sandbox info: %w", err)
+		}
+		resp.Info = map[string]string{"info": string(raw)}
+	}
+	return resp, nil
+}

@@ -1,0 +1,134 @@
+package archtest
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/peapod-runtime/peapod"
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	Doc        string
+	Name       string
+	Imports    []string
+	GoFiles    []string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json", module+"/...")
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	var pkgs []pkg
+	for {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+func rel(importPath string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(importPath, module), "/")
+}
+
+// exclusive lists third-party import prefixes and the only peapod packages that may import
+// them directly (critest, which drives a daemon from outside, is exempt where noted).
+var exclusive = []struct {
+	prefix  string
+	allowed []string
+}{
+	{"github.com/opencontainers/runc/libcontainer", []string{"shim/libct", "cmd/peapod-shim"}},
+	{"github.com/opencontainers/cgroups", []string{"cgroups"}},
+	{"github.com/containernetworking/cni/libcni", []string{"netns/cni"}},
+	{"go.etcd.io/bbolt", []string{"store"}},
+	{"k8s.io/cri-api", []string{"cri", "critest"}},
+	{"github.com/google/go-containerregistry", []string{"images", "critest"}},
+}
+
+// leaves never import each other (they exchange OCI runtime-spec types).
+var leaves = []string{"netns", "cgroups", "volumes", "store", "shim/libct"}
+
+func under(p, root string) bool { return p == root || strings.HasPrefix(p, root+"/") }
+
+func TestImportRules(t *testing.T) {
+	for _, p := range listPackages(t) {
+		me := rel(p.ImportPath)
+		for _, imp := range p.Imports {
+			for _, rule := range exclusive {
+				if !strings.HasPrefix(imp, rule.prefix) {
+					continue
+				}
+				ok := false
+				for _, a := range rule.allowed {
+					ok = ok || under(me, a)
+				}
+				if !ok {
+					t.Errorf("%s imports %s: only %v may", me, imp, rule.allowed)
+				}
+			}
+			if !strings.HasPrefix(imp, module+"/") {
+				continue
+			}
+			them := rel(imp)
+			for _, leaf := range leaves {
+				if !under(me, leaf) || under(them, leaf) || under(them, "internal/log") {
+					continue
+				}
+				if leaf == "netns" && under(me, "netns/cni") && under(them, "netns") {
+					continue
+				}
+				for _, other := range leaves {
+					if under(them, other) {
+						t.Errorf("leaf %s imports leaf %s: leaves exchange OCI types, never each other", me, them)
+					}
+				}
+			}
+			if under(them, "cmd") {
+				t.Errorf("%s imports %s: nothing imports cmd", me, them)
+			}
+			if under(them, "critest") && !under(me, "critest") {
+				t.Errorf("%s imports %s: critest is a black box over the socket", me, them)
+			}
+		}
+	}
+}
+
+func TestEveryPackageHasADocComment(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if p.Name == "main" && strings.HasPrefix(rel(p.ImportPath), "critest/") {
+			continue
+		}
+		if len(p.GoFiles) > 0 && strings.TrimSpace(p.Doc) == "" {
+			t.Errorf("package %s has no doc comment", rel(p.ImportPath))
+		}
+	}
+}
