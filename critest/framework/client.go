@@ -35,40 +35,51 @@ func Connect(ctx context.Context, endpoint string) (*Client, error) {
 // ConnectWithTimeout is Connect with the clients' per-RPC timeout set to timeout.
 func ConnectWithTimeout(ctx context.Context, endpoint string, timeout time.Duration) (*Client, error) {
 	endpoint = NormalizeEndpoint(endpoint)
-	ctx = Quiet(ctx)
-	rs, err := criclient.NewRemoteRuntimeServiceBuilder().
-		WithEndpoint(endpoint).
-		WithConnectionTimeout(timeout).
-		WithUseStreaming(false).
-		Build(ctx)
+	rs, err := connectRuntime(ctx, endpoint, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("connect runtime service at %s: %w", endpoint, err)
+		return nil, err
 	}
-	is, err := criclient.NewRemoteImageServiceBuilder().
-		WithEndpoint(endpoint).
-		WithConnectionTimeout(timeout).
-		WithUseStreaming(false).
-		Build(ctx)
+	is, err := connectImage(ctx, endpoint, timeout)
 	if err != nil {
-		_ = rs.Close(ctx)
-		return nil, fmt.Errorf("connect image service at %s (a kubelet refuses a runtime whose ImageFsInfo fails): %w", endpoint, err)
+		_ = rs.Close(Quiet(ctx))
+		return nil, err
 	}
 	return &Client{Endpoint: endpoint, Runtime: rs, Image: is}, nil
 }
 
-// ConnectRuntime dials only the runtime service (Version must answer). Connect also needs
-// ImageFsInfo to answer, as a kubelet does; tests of the runtime service alone use this.
-func ConnectRuntime(ctx context.Context, endpoint string) (internalapi.RuntimeService, error) {
-	endpoint = NormalizeEndpoint(endpoint)
+func connectRuntime(ctx context.Context, endpoint string, timeout time.Duration) (internalapi.RuntimeService, error) {
 	rs, err := criclient.NewRemoteRuntimeServiceBuilder().
 		WithEndpoint(endpoint).
-		WithConnectionTimeout(DefaultRequestTimeout).
+		WithConnectionTimeout(timeout).
 		WithUseStreaming(false).
 		Build(Quiet(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("connect runtime service at %s: %w", endpoint, err)
 	}
 	return rs, nil
+}
+
+func connectImage(ctx context.Context, endpoint string, timeout time.Duration) (internalapi.ImageManagerService, error) {
+	is, err := criclient.NewRemoteImageServiceBuilder().
+		WithEndpoint(endpoint).
+		WithConnectionTimeout(timeout).
+		WithUseStreaming(false).
+		Build(Quiet(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("connect image service at %s (a kubelet refuses a runtime whose ImageFsInfo fails): %w", endpoint, err)
+	}
+	return is, nil
+}
+
+// ConnectImage dials only the image service (ImageFsInfo must answer).
+func ConnectImage(ctx context.Context, endpoint string) (internalapi.ImageManagerService, error) {
+	return connectImage(ctx, NormalizeEndpoint(endpoint), DefaultRequestTimeout)
+}
+
+// ConnectRuntime dials only the runtime service (Version must answer). Connect also needs
+// ImageFsInfo to answer, as a kubelet does; tests of the runtime service alone use this.
+func ConnectRuntime(ctx context.Context, endpoint string) (internalapi.RuntimeService, error) {
+	return connectRuntime(ctx, NormalizeEndpoint(endpoint), DefaultRequestTimeout)
 }
 
 // MustConnectRuntime is ConnectRuntime for tests, closed in t.Cleanup.

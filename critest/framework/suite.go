@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	internalapi "k8s.io/cri-api/pkg/apis"
 )
 
 type suiteFlagValues struct {
@@ -28,7 +30,10 @@ type suiteState struct {
 	registry    *Registry
 	registryErr error
 	daemon      *Daemon
-	client      *Client
+	endpoint    string
+	runtime     internalapi.RuntimeService
+	image       internalapi.ImageManagerService
+	imageErr    error
 	envErr      error
 }
 
@@ -107,12 +112,25 @@ func RequirePeapod(t testing.TB) {
 type Env struct {
 	// Endpoint is the CRI endpoint (unix://...).
 	Endpoint string
-	// Client holds the kubelet's runtime and image clients, shared by the suite's tests.
-	Client *Client
+	// Runtime is the kubelet's runtime-service client, shared by the suite's tests.
+	Runtime internalapi.RuntimeService
 	// Daemon is the peapod the suite started; nil with -endpoint.
 	Daemon *Daemon
 	// Registry serves the test images; the runtime mirrors the well-known registries to it.
 	Registry *Registry
+
+	image    internalapi.ImageManagerService
+	imageErr error
+}
+
+// Image is the kubelet's image-service client. It fails t if the image service could not be
+// connected (the kubelet's client requires ImageFsInfo to answer).
+func (e *Env) Image(t testing.TB) internalapi.ImageManagerService {
+	t.Helper()
+	if e.imageErr != nil {
+		t.Fatalf("image service: %v", e.imageErr)
+	}
+	return e.image
 }
 
 // PID is the runtime's process id: the started daemon's, or -endpoint-pid. It skips t when
@@ -140,11 +158,17 @@ func Shared(t testing.TB) *Env {
 	suite.mu.Unlock()
 	if !inMain {
 		// No Main to stop a shared daemon at the end: give this test its own.
-		if f.endpoint != "" {
-			return &Env{Endpoint: f.endpoint, Client: MustConnect(t, f.endpoint), Registry: reg}
+		env := &Env{Endpoint: f.endpoint, Registry: reg}
+		if f.endpoint == "" {
+			env.Daemon = StartDaemon(t, WithRegistry(reg))
+			env.Endpoint = env.Daemon.Endpoint()
 		}
-		d := StartDaemon(t, WithRegistry(reg))
-		return &Env{Endpoint: d.Endpoint(), Client: MustConnect(t, d.Endpoint()), Daemon: d, Registry: reg}
+		env.Runtime = MustConnectRuntime(t, env.Endpoint)
+		env.image, env.imageErr = ConnectImage(t.Context(), env.Endpoint)
+		if env.imageErr == nil {
+			t.Cleanup(func() { _ = env.image.Close(Quiet(context.Background())) })
+		}
+		return env
 	}
 
 	suite.mu.Lock()
@@ -152,13 +176,14 @@ func Shared(t testing.TB) *Env {
 	if suite.envErr != nil {
 		t.Fatalf("shared runtime unavailable: %v", suite.envErr)
 	}
-	if suite.client == nil {
+	if suite.runtime == nil {
 		if err := suite.startLocked(reg); err != nil {
 			suite.envErr = err
 			t.Fatalf("shared runtime unavailable: %v", err)
 		}
 	}
-	env := &Env{Endpoint: suite.client.Endpoint, Client: suite.client, Daemon: suite.daemon, Registry: reg}
+	env := &Env{Endpoint: suite.endpoint, Runtime: suite.runtime, Daemon: suite.daemon, Registry: reg,
+		image: suite.image, imageErr: suite.imageErr}
 	if d := env.Daemon; d != nil {
 		if !d.Running() {
 			t.Fatalf("the shared peapod is no longer running: %v", d.exitedError(false))
@@ -192,11 +217,12 @@ func (s *suiteState) startLocked(reg *Registry) error {
 		s.daemon = d
 		endpoint = d.Endpoint()
 	}
-	c, err := Connect(ctx, endpoint)
+	rs, err := ConnectRuntime(ctx, endpoint)
 	if err != nil {
 		return err
 	}
-	s.client = c
+	s.endpoint, s.runtime = endpoint, rs
+	s.image, s.imageErr = ConnectImage(ctx, endpoint)
 	return nil
 }
 
@@ -229,9 +255,13 @@ func (s *suiteState) shutdown() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	if s.client != nil {
-		_ = s.client.Close()
-		s.client = nil
+	if s.runtime != nil {
+		_ = s.runtime.Close(Quiet(context.Background()))
+		s.runtime = nil
+	}
+	if s.image != nil {
+		_ = s.image.Close(Quiet(context.Background()))
+		s.image = nil
 	}
 	if d := s.daemon; d != nil {
 		if err := d.stopForCleanup(); err != nil {
