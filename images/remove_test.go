@@ -239,9 +239,12 @@ type bodyRecorder struct {
 	body   []byte
 }
 
-func (b *bodyRecorder) Header() http.Header         { return b.header }
-func (b *bodyRecorder) WriteHeader(int)             {}
-func (b *bodyRecorder) Write(p []byte) (int, error) { b.body = append(b.body, p...); return len(p), nil }
+func (b *bodyRecorder) Header() http.Header { return b.header }
+func (b *bodyRecorder) WriteHeader(int)     {}
+func (b *bodyRecorder) Write(p []byte) (int, error) {
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
 
 // A daemon killed mid-pull leaves partial downloads, partial unpacks and perhaps a layer
 // renamed into place before its image was recorded; New clears all of it.
