@@ -14,8 +14,11 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 
+	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/config"
 	"github.com/peapod-runtime/peapod/cri"
+	"github.com/peapod-runtime/peapod/netns/cni"
+	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -59,7 +62,29 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	defer db.Close()
 
-	srv := cri.New(cri.Options{Config: cfg, DB: db, Logger: logger, Version: version})
+	network, err := cni.New(cni.Config{
+		ConfDir:  cfg.Network.ConfDir,
+		BinDirs:  cniBinDirs(cfg.Network.BinDirs),
+		CacheDir: filepath.Join(cfg.State, "cni"),
+	}, logger.Named("cni"))
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	cgroupManager, err := cgroups.NewManager(cfg.CgroupDriver, logger.Named("cgroups"))
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	sandboxes, err := sandbox.New(ctx, sandbox.Options{
+		DB: db, Logger: logger, StateDir: cfg.State, Network: network, Cgroups: cgroupManager,
+	})
+	if err != nil {
+		return fmt.Errorf("pods: %w", err)
+	}
+
+	srv := cri.New(cri.Options{
+		Config: cfg, DB: db, Logger: logger, Version: version,
+		Network: network, Sandboxes: sandboxes,
+	})
 	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
 
@@ -91,6 +116,19 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	logger.Info("peapod stopped")
 	return nil
+}
+
+// cniBinDirs adds the plugins built with peapod (bin/cni beside the binary) after the
+// configured directories.
+func cniBinDirs(configured []string) []string {
+	dirs := append([]string(nil), configured...)
+	if exe, err := os.Executable(); err == nil {
+		own := filepath.Join(filepath.Dir(exe), "cni")
+		if fi, err := os.Stat(own); err == nil && fi.IsDir() {
+			dirs = append(dirs, own)
+		}
+	}
+	return dirs
 }
 
 // listen binds the CRI socket, replacing a stale socket file but never a live daemon's.

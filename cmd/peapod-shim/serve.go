@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+
+	plog "github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/libct"
+)
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: peapod-shim serve --pod-id ID --state-dir DIR [--pid-namespace] | version")
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:])
+	case "version", "--version":
+		fmt.Println("peapod-shim", version)
+		return 0
+	case "pause":
+		// pause.go's constructor runs the holder before Go starts; getting here means the
+		// binary was built without it.
+		fmt.Fprintln(os.Stderr, "peapod-shim: pause holder not compiled in")
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "peapod-shim: unknown command %q\n", args[0])
+	return 2
+}
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	podID := fs.String("pod-id", "", "the pod this shim serves")
+	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")
+	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
+	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim.Start)")
+	level := zap.LevelFlag("log-level", zap.InfoLevel, "log level")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var ready io.WriteCloser
+	if *readyFD >= 0 {
+		unix.CloseOnExec(*readyFD) // no container may inherit it
+		ready = os.NewFile(uintptr(*readyFD), "ready")
+	}
+	report := func(err error) {
+		if ready != nil {
+			_ = shim.WriteReady(ready, err)
+			ready.Close()
+			ready = nil
+		} else if err != nil {
+			fmt.Fprintln(os.Stderr, "peapod-shim:", err)
+		}
+	}
+	if *podID == "" || *stateDir == "" {
+		report(fmt.Errorf("--pod-id and --state-dir are required"))
+		return 2
+	}
+	tuneMemory()
+
+	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
+		report(err)
+		return 1
+	}
+	logFile, err := os.OpenFile(shim.LogPath(*stateDir), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		report(err)
+		return 1
+	}
+	// The log file is also stderr: Go panics and libcontainer's logrus lines land there.
+	if err := unix.Dup3(int(logFile.Fd()), 2, 0); err != nil {
+		report(fmt.Errorf("redirect stderr: %w", err))
+		return 1
+	}
+	logrus.SetFormatter(&logrus.JSONFormatter{})
+	logrus.SetOutput(logFile)
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(logFile), *level)
+	log := zap.New(core).With(plog.PodSandboxID(*podID), zap.Int(plog.KeyPID, os.Getpid()))
+	defer log.Sync() //nolint:errcheck
+
+	rt, err := libct.New(libct.Options{Root: filepath.Join(*stateDir, "libct"), Logger: log})
+	if err != nil {
+		log.Error("libcontainer runtime", zap.Error(err))
+		report(err)
+		return 1
+	}
+	srv, err := shim.NewServer(shim.ServerOptions{
+		PodID:        *podID,
+		StateDir:     *stateDir,
+		Runtime:      runtimeAdapter{rt},
+		Logger:       log,
+		PidNamespace: *pidNS,
+		Version:      version,
+		Seccomp:      seccomp.Enabled,
+	})
+	if err != nil {
+		report(err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	signal.Ignore(syscall.SIGHUP)
+	if err := srv.Serve(ctx, report); err != nil {
+		log.Error("shim failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// tuneMemory keeps the heap of a mostly idle process small: one shim runs per pod on every
+// node. Two Ps are plenty for copying output and serving a few calls; a lower GC target and
+// a soft limit return garbage (e.g. after a large ExecSync) sooner. GOGC and GOMEMLIMIT in
+// the environment still win.
+func tuneMemory() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(min(2, runtime.NumCPU()))
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(8 << 20)
+	}
+}
+
+// runtimeAdapter gives shim.Server libct's runtime: libct, a leaf, does not import shim.
+type runtimeAdapter struct{ r *libct.Runtime }
+
+func (a runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec, stdio shim.Stdio) (shim.RuntimeContainer, error) {
+	c, err := a.r.Create(ctx, id, spec, libct.Stdio(stdio))
+	if err != nil {
+		return nil, err
+	}
+	return containerAdapter{c}, nil
+}
+
+func (a runtimeAdapter) Remove(ctx context.Context, id string) error { return a.r.Remove(ctx, id) }
+
+type containerAdapter struct{ *libct.Container }
+
+func (c containerAdapter) Exec(ctx context.Context, p *specs.Process, stdio shim.Stdio) (int, error) {
+	return c.Container.Exec(ctx, p, libct.Stdio(stdio))
+}

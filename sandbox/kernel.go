@@ -1,0 +1,254 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/cgroups"
+	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/netns"
+	"github.com/peapod-runtime/peapod/netns/cni"
+	"github.com/peapod-runtime/peapod/store"
+	"github.com/peapod-runtime/peapod/volumes"
+)
+
+// Options are a Manager's dependencies.
+type Options struct {
+	DB     *store.DB
+	Logger *zap.Logger
+	// StateDir is the daemon's volatile state (/run/peapod): pods' files and namespace pins
+	// live below it.
+	StateDir string
+	// Network connects pods to the pod network. Nil means pods can only use the node's.
+	Network *cni.Network
+	Cgroups *cgroups.Manager
+}
+
+// kernel does the pod work the kernel sees: namespaces, files, cgroup, network.
+type kernel struct {
+	podsDir string
+	nsDir   string
+	network *cni.Network
+	cgroups *cgroups.Manager
+}
+
+func newKernel(opts Options) (*kernel, error) {
+	if opts.DB == nil || opts.Cgroups == nil || opts.StateDir == "" {
+		return nil, fmt.Errorf("sandbox manager needs a store, a cgroup manager and a state dir: %w", errdefs.ErrInvalidArgument)
+	}
+	k := &kernel{
+		podsDir: filepath.Join(opts.StateDir, "pods"),
+		nsDir:   filepath.Join(opts.StateDir, "ns"),
+		network: opts.Network,
+		cgroups: opts.Cgroups,
+	}
+	for _, d := range []string{k.podsDir, k.nsDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return k, nil
+}
+
+func hostNetwork(c Config) bool { return c.Namespaces.Network == ModeNode }
+func hostIPC(c Config) bool     { return c.Namespaces.IPC == ModeNode }
+
+// validate refuses what can never work, before anything is created.
+func (k *kernel) validate(c Config) error {
+	for name := range c.Sysctls {
+		if err := netns.ValidateSysctl(name, hostNetwork(c), hostIPC(c)); err != nil {
+			return fmt.Errorf("sysctl %q: %w", name, err)
+		}
+	}
+	if c.Namespaces.Network == ModeContainer || c.Namespaces.IPC == ModeContainer {
+		return fmt.Errorf("a pod's network and ipc namespaces are per pod or the node's, not per container: %w", errdefs.ErrInvalidArgument)
+	}
+	if !hostNetwork(c) && k.network == nil {
+		return fmt.Errorf("pod networking is not available on this node (only hostNetwork pods can run): %w", errdefs.ErrFailedPrecondition)
+	}
+	if c.Hostname != "" && len(c.Hostname) > 64 {
+		return fmt.Errorf("hostname %q is longer than 64 bytes: %w", c.Hostname, errdefs.ErrInvalidArgument)
+	}
+	for _, r := range []*cgroups.Resources{c.Resources, c.Overhead} {
+		if r != nil {
+			if err := r.Validate(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (k *kernel) networkOptions(c Config) cni.SetupOptions {
+	o := cni.SetupOptions{PodName: c.Metadata.Name, PodNamespace: c.Metadata.Namespace, PodUID: c.Metadata.UID}
+	for _, pm := range c.PortMappings {
+		o.PortMappings = append(o.PortMappings, cni.PortMapping{
+			HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: pm.Protocol, HostIP: pm.HostIP,
+		})
+	}
+	if c.DNS != nil {
+		o.DNS = &cni.DNS{Servers: c.DNS.Servers, Searches: c.DNS.Searches, Options: c.DNS.Options}
+	}
+	return o
+}
+
+// setup makes the pod real. On failure it undoes everything it did.
+func (k *kernel) setup(ctx context.Context, sb *Sandbox) (retErr error) {
+	c := sb.Config
+	sb.Dir = filepath.Join(k.podsDir, sb.ID)
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			k.undo(cctx, sb)
+		}
+	}()
+	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
+		return fmt.Errorf("create pod dir: %w", err)
+	}
+
+	// Namespaces: a hostNetwork pod also keeps the node's UTS namespace (its hostname), as
+	// Kubernetes does.
+	var kinds []netns.Kind
+	hostname := ""
+	if !hostNetwork(c) {
+		kinds = append(kinds, netns.Net, netns.UTS)
+		hostname = c.Hostname
+	}
+	if !hostIPC(c) {
+		kinds = append(kinds, netns.IPC)
+	}
+	if len(kinds) > 0 {
+		pins, err := netns.NewPinned(ctx, filepath.Join(k.nsDir, sb.ID), hostname, kinds...)
+		if err != nil {
+			return fmt.Errorf("create pod namespaces: %w", err)
+		}
+		sb.NetNSPath, sb.IPCPath, sb.UTSPath = pins[netns.Net], pins[netns.IPC], pins[netns.UTS]
+		if len(c.Sysctls) > 0 {
+			if err := netns.SetSysctls(ctx, pins, c.Sysctls); err != nil {
+				return fmt.Errorf("apply sysctls: %w", err)
+			}
+		}
+	}
+
+	if hostIPC(c) {
+		sb.ShmPath = "/dev/shm"
+	} else {
+		sb.ShmPath = filepath.Join(sb.Dir, "shm")
+		if err := volumes.MountPodShm(sb.ShmPath, 0); err != nil {
+			return fmt.Errorf("mount pod /dev/shm: %w", err)
+		}
+	}
+
+	// The pod cgroup, in its QoS tier unless the kubelet chose the place.
+	class := cgroups.PodQoSClass(c.Resources, nil)
+	parent, err := k.cgroups.PodCgroupParent(c.CgroupParent, c.Metadata.UID, class)
+	if err != nil {
+		return fmt.Errorf("pod cgroup path: %w", err)
+	}
+	var res cgroups.Resources
+	if c.Resources != nil {
+		res = *c.Resources
+	}
+	if err := k.cgroups.CreatePod(ctx, parent, class, res.ToSpec(k.cgroups.IsV2())); err != nil {
+		return fmt.Errorf("create pod cgroup %s: %w", parent, err)
+	}
+	sb.CgroupParent, sb.QoS = parent, class.String()
+
+	if !hostNetwork(c) {
+		start := time.Now()
+		result, err := k.network.Setup(ctx, sb.ID, sb.NetNSPath, k.networkOptions(c))
+		if err != nil {
+			return fmt.Errorf("set up pod network: %w", err)
+		}
+		sb.IPs = parseIPs(result.IPs)
+		log.From(ctx).Debug("pod network up", zap.Strings("ips", sb.IPs), zap.Duration(log.KeyDuration, time.Since(start)))
+	}
+
+	files := volumes.PodFiles{Dir: sb.Dir, Hostname: c.Hostname, IPs: sb.IPs, HostNetwork: hostNetwork(c)}
+	if files.Hostname == "" {
+		// No hostname asked: the pod keeps the node's, inherited by its UTS namespace.
+		if h, err := os.Hostname(); err == nil {
+			files.Hostname = h
+		}
+	}
+	if c.DNS != nil {
+		files.DNS = &volumes.DNSConfig{Servers: c.DNS.Servers, Searches: c.DNS.Searches, Options: c.DNS.Options}
+	}
+	paths, err := volumes.WritePodFiles(files)
+	if err != nil {
+		return fmt.Errorf("write pod files: %w", err)
+	}
+	sb.HostnamePath, sb.ResolvPath, sb.HostsPath = paths.Hostname, paths.ResolvConf, paths.Hosts
+	return nil
+}
+
+// undo removes whatever setup made; it is stop plus remove, best effort.
+func (k *kernel) undo(ctx context.Context, sb *Sandbox) {
+	if err := k.stop(ctx, sb); err != nil {
+		log.From(ctx).Error("undo pod network", zap.Error(err))
+	}
+	if err := k.remove(ctx, sb); err != nil {
+		log.From(ctx).Error("undo pod", zap.Error(err))
+	}
+}
+
+// stop disconnects the pod from the network; the namespaces stay until remove. Safe to
+// repeat: NetworkDown records that CNI DEL already succeeded.
+func (k *kernel) stop(ctx context.Context, sb *Sandbox) error {
+	if hostNetwork(sb.Config) || sb.NetworkDown || k.network == nil {
+		return nil
+	}
+	nsPath := sb.NetNSPath
+	if ok, _ := netns.IsPinned(nsPath); !ok {
+		nsPath = "" // CNI DEL still releases the IP and the host side without a netns.
+	}
+	if err := k.network.Teardown(ctx, sb.ID, nsPath, k.networkOptions(sb.Config)); err != nil {
+		return fmt.Errorf("tear down pod network: %w", err)
+	}
+	sb.NetworkDown = true
+	return nil
+}
+
+// remove deletes the pod's namespaces, /dev/shm, cgroup and files. Safe to repeat.
+func (k *kernel) remove(ctx context.Context, sb *Sandbox) error {
+	var errs []error
+	if sb.ShmPath != "" && sb.ShmPath != "/dev/shm" {
+		if err := volumes.UnmountPodShm(sb.ShmPath); err != nil {
+			errs = append(errs, fmt.Errorf("unmount pod /dev/shm: %w", err))
+		}
+	}
+	if err := netns.RemoveAll(filepath.Join(k.nsDir, sb.ID)); err != nil {
+		errs = append(errs, fmt.Errorf("remove pod namespaces: %w", err))
+	}
+	if sb.CgroupParent != "" {
+		if err := k.cgroups.RemovePod(ctx, sb.CgroupParent); err != nil {
+			errs = append(errs, fmt.Errorf("remove pod cgroup: %w", err))
+		}
+	}
+	if len(errs) == 0 && sb.Dir != "" {
+		if err := os.RemoveAll(sb.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove pod dir: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseIPs keeps only valid addresses (defensive: CNI results are external input).
+func parseIPs(ips []net.IP) []string {
+	var out []string
+	for _, ip := range ips {
+		if ip != nil {
+			out = append(out, ip.String())
+		}
+	}
+	return out
+}

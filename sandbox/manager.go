@@ -1,0 +1,313 @@
+// Package sandbox runs pods: the shell a pod's containers share. It creates and pins the
+// pod's namespaces, sets its hostname, writes its resolv.conf and hosts, gives it a /dev/shm,
+// applies its sysctls, places its cgroup in the right QoS tier and connects it to the network
+// through CNI. It keeps every pod in memory for cheap reads and persists each change before
+// acknowledging it.
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/store"
+)
+
+const (
+	bucket   = "sandboxes"
+	nameKind = "pod"
+	// cleanupTimeout bounds a rollback that runs after the caller gave up.
+	cleanupTimeout = 30 * time.Second
+)
+
+// Manager owns every pod of this daemon.
+type Manager struct {
+	db     *store.DB
+	log    *zap.Logger
+	kernel *kernel
+
+	mu       sync.RWMutex
+	pods     map[string]*entry   // by id
+	inflight map[string]*runCall // by reserved name
+}
+
+// entry is one pod: its last persisted value and the lock that serialises changes to it.
+// Readers take only Manager.mu, so Status and List never wait behind a slow Stop.
+type entry struct {
+	op      sync.Mutex
+	sb      Sandbox
+	removed bool // set under op when the pod is gone; waiters then answer NotFound
+}
+
+// runCall is a RunPodSandbox in progress, shared with a kubelet retry of the same config.
+type runCall struct {
+	done chan struct{}
+	hash string
+	sb   Sandbox
+	err  error
+}
+
+// New loads every pod record and returns a Manager serving them.
+func New(ctx context.Context, opts Options) (*Manager, error) {
+	k, err := newKernel(opts)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{db: opts.DB, log: opts.Logger, kernel: k, pods: map[string]*entry{}, inflight: map[string]*runCall{}}
+	if m.log == nil {
+		m.log = zap.NewNop()
+	}
+	err = m.db.ForEach(bucket, func(id string, raw []byte) error {
+		var sb Sandbox
+		if err := json.Unmarshal(raw, &sb); err != nil {
+			return fmt.Errorf("decode pod %s: %w", id, err)
+		}
+		m.pods[id] = &entry{sb: sb}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load pods: %w", err)
+	}
+	return m, nil
+}
+
+func newID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Run creates a pod, or returns the pod an identical earlier request created (a kubelet
+// retry). The work runs to completion even when the caller's context ends first, so that
+// the retry finds a finished pod instead of a reserved name.
+func (m *Manager) Run(ctx context.Context, cfg Config) (Sandbox, error) {
+	if err := m.kernel.validate(cfg); err != nil {
+		return Sandbox{}, err
+	}
+	name := cfg.Name()
+	m.mu.Lock()
+	if call, ok := m.inflight[name]; ok {
+		m.mu.Unlock()
+		if call.hash != cfg.Hash {
+			return Sandbox{}, fmt.Errorf("pod name %s is being created with a different config: %w", name, errdefs.ErrAlreadyExists)
+		}
+		return waitCall(ctx, call)
+	}
+	if holder, err := m.db.Holder(nameKind, name); err == nil {
+		e := m.pods[holder]
+		m.mu.Unlock()
+		if e != nil && e.sb.Config.Hash == cfg.Hash {
+			return e.sb, nil
+		}
+		return Sandbox{}, fmt.Errorf("pod name %s is reserved for pod %s: %w", name, holder, errdefs.ErrAlreadyExists)
+	}
+	call := &runCall{done: make(chan struct{}), hash: cfg.Hash}
+	m.inflight[name] = call
+	m.mu.Unlock()
+
+	go func() {
+		// Detached from the caller: a kubelet timeout must not leave a half-made pod.
+		wctx := log.WithLogger(context.WithoutCancel(ctx), log.From(ctx))
+		call.sb, call.err = m.run(wctx, cfg)
+		m.mu.Lock()
+		delete(m.inflight, name)
+		m.mu.Unlock()
+		close(call.done)
+	}()
+	return waitCall(ctx, call)
+}
+
+func waitCall(ctx context.Context, call *runCall) (Sandbox, error) {
+	select {
+	case <-call.done:
+		return call.sb, call.err
+	case <-ctx.Done():
+		return Sandbox{}, fmt.Errorf("pod creation still running (a retry will get its result): %w", ctx.Err())
+	}
+}
+
+func (m *Manager) run(ctx context.Context, cfg Config) (_ Sandbox, retErr error) {
+	sb := Sandbox{ID: newID(), Config: cfg, State: StateReady, CreatedAt: time.Now()}
+	ctx = log.With(ctx, log.PodSandboxID(sb.ID), zap.String(log.KeyPodName, cfg.Metadata.Name),
+		zap.String(log.KeyPodNamespace, cfg.Metadata.Namespace))
+	if err := m.db.Reserve(nameKind, cfg.Name(), sb.ID); err != nil {
+		return Sandbox{}, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := m.db.Release(nameKind, cfg.Name(), sb.ID); err != nil {
+				log.From(ctx).Error("release pod name", zap.Error(err))
+			}
+		}
+	}()
+	if err := m.kernel.setup(ctx, &sb); err != nil {
+		return Sandbox{}, err
+	}
+	if err := m.db.Put(bucket, sb.ID, sb); err != nil {
+		cctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+		defer cancel()
+		m.kernel.undo(cctx, &sb)
+		return Sandbox{}, fmt.Errorf("persist pod: %w", err)
+	}
+	m.mu.Lock()
+	m.pods[sb.ID] = &entry{sb: sb}
+	m.mu.Unlock()
+	log.From(ctx).Info("pod ready", zap.Strings("ips", sb.IPs), zap.String(log.KeyCgroup, sb.CgroupParent))
+	return sb, nil
+}
+
+// resolve finds a pod by id or unique id prefix.
+func (m *Manager) resolve(id string) (*entry, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.resolveLocked(id)
+}
+
+func (m *Manager) resolveLocked(id string) (*entry, error) {
+	if id == "" {
+		return nil, fmt.Errorf("pod sandbox id is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if e, ok := m.pods[id]; ok {
+		return e, nil
+	}
+	var found *entry
+	for full, e := range m.pods {
+		if strings.HasPrefix(full, id) {
+			if found != nil {
+				return nil, fmt.Errorf("pod sandbox id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = e
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+// Get returns a copy of the pod with this id or unique prefix.
+func (m *Manager) Get(id string) (Sandbox, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, err := m.resolveLocked(id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	return e.sb, nil
+}
+
+// List returns copies of the pods that match f, oldest first.
+func (m *Manager) List(f Filter) []Sandbox {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []Sandbox
+	for id, e := range m.pods {
+		if f.ID != "" && !strings.HasPrefix(id, f.ID) {
+			continue
+		}
+		if f.State != "" && e.sb.State != f.State {
+			continue
+		}
+		if !matchLabels(e.sb.Config.Labels, f.LabelSelector) {
+			continue
+		}
+		out = append(out, e.sb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+func matchLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// update persists a changed pod, then publishes it to readers. Call with e.op held.
+func (m *Manager) update(e *entry, sb Sandbox) error {
+	if err := m.db.Put(bucket, sb.ID, sb); err != nil {
+		return fmt.Errorf("persist pod %s: %w", sb.ID, err)
+	}
+	m.mu.Lock()
+	e.sb = sb
+	m.mu.Unlock()
+	return nil
+}
+
+// Stop tears the pod's network down and marks it NotReady. The caller stops its
+// containers first. Stopping twice, or stopping an unknown pod (NotFound), is harmless.
+func (m *Manager) Stop(ctx context.Context, id string) error {
+	e, err := m.resolve(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if e.removed {
+		return fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	sb := e.sb
+	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
+	if err := m.kernel.stop(ctx, &sb); err != nil {
+		// Keep what did succeed (e.g. the network is down) so a retry skips it.
+		_ = m.update(e, sb)
+		return err
+	}
+	sb.State = StateNotReady
+	if err := m.update(e, sb); err != nil {
+		return err
+	}
+	log.From(ctx).Info("pod stopped")
+	return nil
+}
+
+// Remove stops the pod if needed and deletes everything it holds, then its record.
+// The caller removes its containers first. Removing an unknown pod is NotFound.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	e, err := m.resolve(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if e.removed {
+		return fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	sb := e.sb
+	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
+	if err := m.kernel.stop(ctx, &sb); err != nil {
+		_ = m.update(e, sb)
+		return err
+	}
+	if err := m.kernel.remove(ctx, &sb); err != nil {
+		return err
+	}
+	err = m.db.Update(func(tx *store.Tx) error {
+		if err := tx.Delete(bucket, sb.ID); err != nil {
+			return err
+		}
+		return tx.Release(nameKind, sb.Config.Name(), sb.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("delete pod record: %w", err)
+	}
+	e.removed = true
+	m.mu.Lock()
+	delete(m.pods, sb.ID)
+	m.mu.Unlock()
+	log.From(ctx).Info("pod removed")
+	return nil
+}
