@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/config"
+	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/store"
 )
@@ -30,6 +31,7 @@ type Options struct {
 	// Network may be nil until pod networking is wired: NetworkReady is then false.
 	Network   networkStatus
 	Sandboxes *sandbox.Manager
+	Images    *images.Service
 }
 
 // Server implements RuntimeService and ImageService. RPCs that have no handler yet fall

@@ -17,6 +17,7 @@ import (
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/config"
 	"github.com/peapod-runtime/peapod/cri"
+	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/netns/cni"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/store"
@@ -81,9 +82,18 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return fmt.Errorf("pods: %w", err)
 	}
 
+	registries := map[string]images.RegistryConfig{}
+	for host, r := range cfg.Registries {
+		registries[host] = images.RegistryConfig{Mirrors: r.Mirrors, Insecure: r.Insecure}
+	}
+	imageService, err := images.New(ctx, images.Config{Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages}, db, logger.Named("images"))
+	if err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+
 	srv := cri.New(cri.Options{
 		Config: cfg, DB: db, Logger: logger, Version: version,
-		Network: network, Sandboxes: sandboxes,
+		Network: network, Sandboxes: sandboxes, Images: imageService,
 	})
 	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
