@@ -415,11 +415,12 @@ func TestSetupRollsBackHalfFailedAdd(t *testing.T) {
 func TestBuiltinNetwork(t *testing.T) {
 	bin := requireKernel(t)
 	_, existed := net.InterfaceByName(cni.DefaultBridge)
-	cfg := cni.Config{BinDirs: []string{bin}, CacheDir: t.TempDir()}
-	// Another peapod may be using peapod0 right now, with its own leases in its own dir. Start
-	// this test's host-local far from the start of the range, where a daemon's first pods go,
-	// so the two never hand out the same address.
-	leases := filepath.Join(cfg.CacheDir, "networks", cni.DefaultNetworkName)
+	// Everything default except where leases are kept, so the test leaves nothing in
+	// /run/peapod. Another peapod may be using peapod0 right now with leases in the default
+	// place: start this test's host-local far from the start of the range, where a daemon's
+	// first pods go, so the two never hand out the same address.
+	cfg := cni.Config{BinDirs: []string{bin}, CacheDir: t.TempDir(), IPAMDataDir: t.TempDir()}
+	leases := filepath.Join(cfg.IPAMDataDir, cni.DefaultNetworkName)
 	if err := os.MkdirAll(leases, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +475,7 @@ func TestBuiltinNetwork(t *testing.T) {
 	if err := n.Teardown(t.Context(), id, ns, cni.SetupOptions{}); err != nil {
 		t.Fatalf("Teardown: %v", err)
 	}
-	cfg.NetworkName, cfg.Bridge, cfg.IPAMDataDir = cni.DefaultNetworkName, cni.DefaultBridge, filepath.Join(cfg.CacheDir, "networks")
+	cfg.NetworkName, cfg.Bridge = cni.DefaultNetworkName, cni.DefaultBridge
 	checkReleased(t, cfg, id)
 }
 

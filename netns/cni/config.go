@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -18,6 +17,11 @@ const (
 	DefaultNetworkName = "peapod"
 	DefaultBridge      = "peapod0"
 	DefaultSubnet      = "10.89.0.0/16"
+	// DefaultIPAMDataDir is where the built-in network's host-local IPAM keeps its leases.
+	// It is one node-wide place, not under a daemon's own state, because the bridge and the
+	// subnet are node-wide too: two peapods on one node (a test daemon beside the real one)
+	// must draw addresses from the same pool. It is volatile, like the pods themselves.
+	DefaultIPAMDataDir = "/run/peapod/cni/networks"
 )
 
 // The version of the CNI spec the built-in configs speak; the plugins built by
@@ -47,7 +51,7 @@ type Config struct {
 	Bridge      string
 	Subnet      string
 	// IPAMDataDir is where the built-in network's host-local IPAM records leases. Empty means
-	// CacheDir/networks, so leases share the cache's lifetime.
+	// DefaultIPAMDataDir. Tests with their own bridge and subnet use their own.
 	IPAMDataDir string
 }
 
@@ -61,8 +65,8 @@ func (c Config) withDefaults() Config {
 	if c.Subnet == "" {
 		c.Subnet = DefaultSubnet
 	}
-	if c.IPAMDataDir == "" && c.CacheDir != "" {
-		c.IPAMDataDir = filepath.Join(c.CacheDir, "networks")
+	if c.IPAMDataDir == "" {
+		c.IPAMDataDir = DefaultIPAMDataDir
 	}
 	return c
 }
@@ -76,9 +80,7 @@ func builtinConfList(c Config) ([]byte, error) {
 		"ranges": [][]map[string]string{{{"subnet": c.Subnet}}},
 		"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
 	}
-	if c.IPAMDataDir != "" {
-		ipam["dataDir"] = c.IPAMDataDir
-	}
+	ipam["dataDir"] = c.IPAMDataDir
 	return json.Marshal(map[string]any{
 		"cniVersion": builtinCNIVersion,
 		"name":       c.NetworkName,

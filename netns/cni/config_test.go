@@ -59,7 +59,7 @@ func TestBuiltinDefaults(t *testing.T) {
 		t.Errorf("bridge plugin = %+v", bridge)
 	}
 	if bridge.IPAM.Type != "host-local" || bridge.IPAM.Ranges[0][0]["subnet"] != "10.89.0.0/16" ||
-		bridge.IPAM.Routes[0]["dst"] != "0.0.0.0/0" || bridge.IPAM.DataDir != "/run/peapod/cni/networks" {
+		bridge.IPAM.Routes[0]["dst"] != "0.0.0.0/0" || bridge.IPAM.DataDir != DefaultIPAMDataDir {
 		t.Errorf("ipam = %+v", bridge.IPAM)
 	}
 	var portmap struct {
