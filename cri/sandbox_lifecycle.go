@@ -6,10 +6,24 @@ import (
 
 // stopSandbox stops a pod's containers, then the pod itself.
 func (s *Server) stopSandbox(ctx context.Context, id string) error {
-	return s.opts.Sandboxes.Stop(ctx, id)
+	sb, err := s.opts.Sandboxes.Get(id)
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Containers.StopPod(ctx, sb.ID); err != nil {
+		return err
+	}
+	return s.opts.Sandboxes.Stop(ctx, sb.ID)
 }
 
 // removeSandbox removes a pod's containers, then the pod itself.
 func (s *Server) removeSandbox(ctx context.Context, id string) error {
-	return s.opts.Sandboxes.Remove(ctx, id)
+	sb, err := s.opts.Sandboxes.Get(id)
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Containers.RemovePod(ctx, sb.ID); err != nil {
+		return err
+	}
+	return s.opts.Sandboxes.Remove(ctx, sb.ID)
 }

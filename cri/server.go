@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/config"
+	"github.com/peapod-runtime/peapod/container"
 	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/store"
@@ -29,9 +30,10 @@ type Options struct {
 	Logger  *zap.Logger
 	Version string
 	// Network may be nil until pod networking is wired: NetworkReady is then false.
-	Network   networkStatus
-	Sandboxes *sandbox.Manager
-	Images    *images.Service
+	Network    networkStatus
+	Sandboxes  *sandbox.Manager
+	Images     *images.Service
+	Containers *container.Manager
 }
 
 // Server implements RuntimeService and ImageService. RPCs that have no handler yet fall

@@ -16,6 +16,8 @@ import (
 
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/config"
+	"github.com/peapod-runtime/peapod/container"
+	"github.com/peapod-runtime/peapod/container/spec"
 	"github.com/peapod-runtime/peapod/cri"
 	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/netns/cni"
@@ -91,9 +93,25 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return fmt.Errorf("images: %w", err)
 	}
 
+	host, err := spec.ProbeHost()
+	if err != nil {
+		return fmt.Errorf("probe host: %w", err)
+	}
+	if c := cfg.Runtime.ClampOOMScoreAdj; c != nil && !*c {
+		host.OOMScoreAdjFloor = nil
+	}
+	containers, err := container.New(ctx, container.Options{
+		DB: db, Logger: logger, RootDir: cfg.Root, ShimBinary: shimBinary(cfg.Runtime.ShimBinary),
+		Images: imageService, Sandboxes: sandboxes, Cgroups: cgroupManager, Host: host,
+	})
+	if err != nil {
+		return fmt.Errorf("containers: %w", err)
+	}
+	defer containers.Close()
+
 	srv := cri.New(cri.Options{
 		Config: cfg, DB: db, Logger: logger, Version: version,
-		Network: network, Sandboxes: sandboxes, Images: imageService,
+		Network: network, Sandboxes: sandboxes, Images: imageService, Containers: containers,
 	})
 	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
@@ -104,7 +122,14 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	defer os.Remove(cfg.Listen)
 
-	srv.SetReady()
+	// Recover, then serve: until every shim is asked what happened meanwhile, RPCs answer
+	// Unavailable.
+	go func() {
+		if err := containers.Recover(ctx); err != nil {
+			logger.Error("recover containers", zap.Error(err))
+		}
+		srv.SetReady()
+	}()
 	logger.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
 		zap.String("state", cfg.State), zap.String("version", version))
 
@@ -126,6 +151,17 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	logger.Info("peapod stopped")
 	return nil
+}
+
+// shimBinary is the configured peapod-shim, else the one beside the daemon's binary.
+func shimBinary(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	if exe, err := os.Executable(); err == nil {
+		return filepath.Join(filepath.Dir(exe), "peapod-shim")
+	}
+	return "peapod-shim"
 }
 
 // cniBinDirs adds the plugins built with peapod (bin/cni beside the binary) after the

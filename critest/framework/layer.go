@@ -62,8 +62,11 @@ func Symlink(name, target string) TarEntry {
 
 // HardLink is a hard link entry: name becomes another name of target, a path in the same
 // layer.
+//
+// Like GNU tar and Docker, it records the target's mode (here: an executable's, 0755) in the
+// link's header: unpackers such as Docker's chmod the shared inode to the header's mode.
 func HardLink(name, target string) TarEntry {
-	return TarEntry{Name: name, Type: tar.TypeLink, Linkname: target}
+	return TarEntry{Name: name, Type: tar.TypeLink, Linkname: target, Mode: 0o755}
 }
 
 // Whiteout is the entry that deletes p (a file or a whole directory) of the lower layers: an

@@ -67,7 +67,9 @@ var exclusive = []struct {
 	allowed []string
 }{
 	{"github.com/opencontainers/runc/libcontainer", []string{"shim/libct", "cmd/peapod-shim"}},
-	{"github.com/opencontainers/cgroups", []string{"cgroups"}},
+	// shim/libct registers libcontainer's device-rule manager (a blank import).
+	{"github.com/opencontainers/cgroups/devices", []string{"cgroups", "shim/libct"}},
+	{"github.com/opencontainers/cgroups", []string{"cgroups", "shim/libct"}},
 	{"github.com/containernetworking/cni/libcni", []string{"netns/cni"}},
 	{"go.etcd.io/bbolt", []string{"store"}},
 	{"k8s.io/cri-api", []string{"cri", "critest"}},

@@ -1,0 +1,310 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/store"
+)
+
+// monitorLost is the message of a container whose shim died: its real fate is unknown.
+const monitorLost = "the container's monitor (peapod-shim) was lost; its exit code is unknown"
+
+// watch waits for a running container's exit and records it. It ends without recording
+// anything when the daemon stops (the next daemon's Recover takes over).
+func (m *Manager) watch(e *entry, client *shim.Client) {
+	id := e.c.ID
+	l := m.log.With(log.ContainerID(id), log.PodSandboxID(e.c.PodID))
+	for {
+		st, err := client.Wait(m.ctx, id)
+		if m.ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			m.recordExit(e, exitFromShim(st))
+		case errors.Is(err, errdefs.ErrUnavailable):
+			m.recordExit(e, m.exitFromRecords(e.c))
+		case errors.Is(err, errdefs.ErrNotFound):
+			m.recordExit(e, exit{code: 255, reason: ReasonError, message: "the container disappeared from its monitor", at: time.Now()})
+		default:
+			l.Warn("wait for container exit", zap.Error(err))
+			time.Sleep(time.Second)
+			continue
+		}
+		return
+	}
+}
+
+type exit struct {
+	code    int32
+	reason  string
+	message string
+	at      time.Time
+}
+
+func exitFromShim(st shim.ContainerState) exit {
+	x := exit{code: int32(st.ExitCode), reason: st.Reason, message: st.Message, at: st.FinishedAt}
+	if x.at.IsZero() {
+		x.at = time.Now()
+	}
+	switch {
+	case st.OOMKilled:
+		x.reason = ReasonOOMKilled
+	case x.reason == "" && x.code == 0:
+		x.reason = ReasonCompleted
+	case x.reason == "":
+		x.reason = ReasonError
+	}
+	return x
+}
+
+// exitFromRecords is a container's fate when its shim is gone: what the shim persisted if it
+// recorded the exit, else "monitor lost".
+func (m *Manager) exitFromRecords(c Container) exit {
+	if dir, err := m.shims.stateDir(c.PodID); err == nil {
+		if recs, err := shim.ReadRecords(dir); err == nil {
+			for _, r := range recs {
+				if r.ID == c.ID && r.Status == shim.StatusStopped {
+					return exitFromShim(r)
+				}
+			}
+		}
+	}
+	return exit{code: 255, reason: ReasonError, message: monitorLost, at: time.Now()}
+}
+
+// recordExit persists an exit once; later calls do nothing.
+func (m *Manager) recordExit(e *entry, x exit) {
+	select {
+	case <-e.exited:
+		return
+	default:
+	}
+	c, err := m.update(e, func(c *Container) {
+		if c.State == StateExited {
+			return
+		}
+		c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = StateExited, x.code, x.reason, x.message, x.at
+		if c.StartedAt.IsZero() {
+			c.StartedAt = c.FinishedAt
+		}
+	})
+	if err != nil {
+		m.log.Error("record container exit", log.ContainerID(e.c.ID), zap.Error(err))
+		return
+	}
+	close(e.exited)
+	m.log.Info("container exited", log.ContainerID(c.ID), log.PodSandboxID(c.PodID),
+		zap.Int32("exit_code", c.ExitCode), zap.String("reason", c.Reason))
+}
+
+// Stop sends the container's stop signal and waits up to timeout for it to exit, then kills
+// it. A timeout of 0 kills at once. Stopping an exited container does nothing.
+func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	e, err := m.resolve(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if e.removed {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return m.stopLocked(log.With(ctx, log.ContainerID(e.c.ID), log.PodSandboxID(e.c.PodID)), e, timeout)
+}
+
+func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duration) error {
+	c := e.c
+	switch c.State {
+	case StateExited:
+		return nil
+	case StateCreated:
+		// Never started: there is no user process to signal; the init waits for Start.
+		client, err := m.shims.client(ctx, c.PodID)
+		if err == nil {
+			err = client.Delete(ctx, c.ID)
+		}
+		if err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
+			return fmt.Errorf("stop created container %s: %w", c.ID, err)
+		}
+		m.recordExit(e, exit{code: 0, reason: ReasonCompleted, message: "stopped before it started", at: time.Now()})
+		return nil
+	}
+	client, err := m.shims.client(ctx, c.PodID)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrUnavailable) {
+			m.recordExit(e, m.exitFromRecords(c))
+			return nil
+		}
+		return err
+	}
+	if timeout > 0 {
+		sig := signalNumber(c.StopSignal)
+		if err := client.Signal(ctx, c.ID, sig, false); err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) && !errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("signal container %s: %w", c.ID, err)
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-e.exited:
+			return nil
+		case <-t.C:
+			log.From(ctx).Info("stop timeout over: killing", zap.Duration("timeout", timeout))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := client.Signal(ctx, c.ID, syscall.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("kill container %s: %w", c.ID, err)
+	}
+	t := time.NewTimer(killWait)
+	defer t.Stop()
+	select {
+	case <-e.exited:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("container %s did not exit %v after SIGKILL: %w", c.ID, killWait, errdefs.ErrUnavailable)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Remove kills the container if it runs and deletes it: its process state in the shim, its
+// rootfs, its hold on the image and its record. Removing an unknown container is NotFound.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	e, err := m.resolve(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if e.removed {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	c := e.c
+	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
+	if err := m.stopLocked(ctx, e, 0); err != nil {
+		return err
+	}
+	if client, err := m.shims.client(ctx, c.PodID); err == nil {
+		if err := client.Delete(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
+			return fmt.Errorf("delete container %s: %w", c.ID, err)
+		}
+	} else if !errors.Is(err, errdefs.ErrUnavailable) {
+		return err
+	}
+	if err := removeRootfs(c.Dir); err != nil {
+		return err
+	}
+	if c.ImageID != "" {
+		if err := m.opts.Images.Release(ctx, c.ImageID, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("release image: %w", err)
+		}
+	}
+	name := m.containerName(c.PodID, c.Config.Metadata)
+	if err := m.db.Update(func(tx *store.Tx) error {
+		if err := tx.Delete(bucket, c.ID); err != nil {
+			return err
+		}
+		return tx.Release(nameKind, name, c.ID)
+	}); err != nil {
+		return fmt.Errorf("delete container record: %w", err)
+	}
+	e.removed = true
+	m.mu.Lock()
+	delete(m.ctrs, c.ID)
+	m.mu.Unlock()
+	log.From(ctx).Info("container removed")
+	return nil
+}
+
+// StopPod stops every container of a pod at once (the kubelet has already given each its
+// grace period), as StopPodSandbox requires.
+func (m *Manager) StopPod(ctx context.Context, podID string) error {
+	var errs []error
+	for _, c := range m.List(Filter{PodID: podID}) {
+		if c.PodID != podID {
+			continue
+		}
+		if err := m.Stop(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemovePod removes every container of a pod and stops its shim.
+func (m *Manager) RemovePod(ctx context.Context, podID string) error {
+	var errs []error
+	for _, c := range m.List(Filter{PodID: podID}) {
+		if c.PodID != podID {
+			continue
+		}
+		if err := m.Remove(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return m.shims.shutdown(ctx, podID)
+}
+
+// ExecSync runs a command in a running container and returns its output.
+func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (shim.ExecSyncResult, error) {
+	c, err := m.Get(id)
+	if err != nil {
+		return shim.ExecSyncResult{}, err
+	}
+	if c.State != StateRunning {
+		return shim.ExecSyncResult{}, fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	if len(cmd) == 0 {
+		return shim.ExecSyncResult{}, fmt.Errorf("exec needs a command: %w", errdefs.ErrInvalidArgument)
+	}
+	client, err := m.shims.client(ctx, c.PodID)
+	if err != nil {
+		return shim.ExecSyncResult{}, err
+	}
+	return client.ExecSync(ctx, c.ID, shim.ExecSyncOptions{Args: cmd, Timeout: timeout})
+}
+
+// ReopenLog makes the shim reopen the container's log file after the kubelet rotated it.
+func (m *Manager) ReopenLog(ctx context.Context, id string) error {
+	c, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	if c.State != StateRunning {
+		return fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	client, err := m.shims.client(ctx, c.PodID)
+	if err != nil {
+		return err
+	}
+	return client.ReopenLog(ctx, c.ID)
+}
+
+// removeRootfs unmounts the container's rootfs and deletes its directory; repeating is fine.
+func removeRootfs(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := unmountRootfs(dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove container dir: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,443 @@
+// Package container runs a pod's containers: it builds each one's OCI spec, mounts its
+// overlay rootfs, and drives it through the pod's shim (peapod-shim), which owns the
+// processes and outlives the daemon. Records are persisted before each change is
+// acknowledged and kept in memory, so status and list answers never wait for the kernel.
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/cgroups"
+	"github.com/peapod-runtime/peapod/container/spec"
+	"github.com/peapod-runtime/peapod/images"
+	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/sandbox"
+	"github.com/peapod-runtime/peapod/store"
+)
+
+const (
+	bucket         = "containers"
+	nameKind       = "container"
+	cleanupTimeout = 30 * time.Second
+	// killWait bounds the wait for a SIGKILLed container's exit to be reported.
+	killWait = 10 * time.Second
+)
+
+// Options are a Manager's dependencies.
+type Options struct {
+	DB     *store.DB
+	Logger *zap.Logger
+	// RootDir is the daemon's persistent root; containers' writable layers live below it.
+	RootDir string
+	// ShimBinary is the peapod-shim executable.
+	ShimBinary string
+	Images     *images.Service
+	Sandboxes  *sandbox.Manager
+	Cgroups    *cgroups.Manager
+	// Host are the node facts every spec needs (spec.ProbeHost).
+	Host spec.Host
+}
+
+// Manager owns every container of this daemon.
+type Manager struct {
+	opts Options
+	db   *store.DB
+	log  *zap.Logger
+	dir  string
+	// ctx ends when the daemon stops: exit watchers then stop without touching records.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.RWMutex
+	ctrs     map[string]*entry
+	inflight map[string]*createCall
+
+	shims *shims
+}
+
+// entry is one container. op serialises the lifecycle calls on it; state guards the
+// read-modify-persist of its record (the exit watcher uses only that); readers take only
+// Manager.mu.
+type entry struct {
+	op      sync.Mutex
+	state   sync.Mutex
+	c       Container
+	removed bool
+	// exited is closed once the container's exit is persisted.
+	exited chan struct{}
+}
+
+type createCall struct {
+	done chan struct{}
+	hash string
+	c    Container
+	err  error
+}
+
+// New loads every container record. Call Recover before serving to learn what happened
+// while the daemon was away.
+func New(ctx context.Context, opts Options) (*Manager, error) {
+	if opts.DB == nil || opts.Images == nil || opts.Sandboxes == nil || opts.Cgroups == nil || opts.RootDir == "" {
+		return nil, fmt.Errorf("container manager: missing dependencies: %w", errdefs.ErrInvalidArgument)
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m := &Manager{
+		opts: opts, db: opts.DB, log: opts.Logger, dir: filepath.Join(opts.RootDir, "containers"),
+		ctx: mctx, cancel: cancel,
+		ctrs: map[string]*entry{}, inflight: map[string]*createCall{},
+	}
+	m.shims = newShims(opts.ShimBinary, opts.Logger)
+	if err := os.MkdirAll(m.dir, 0o711); err != nil {
+		return nil, fmt.Errorf("create %s: %w", m.dir, err)
+	}
+	err := m.db.ForEach(bucket, func(id string, raw []byte) error {
+		var c Container
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return fmt.Errorf("decode container %s: %w", id, err)
+		}
+		e := &entry{c: c, exited: make(chan struct{})}
+		if c.State == StateExited {
+			close(e.exited)
+		}
+		m.ctrs[id] = e
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load containers: %w", err)
+	}
+	return m, nil
+}
+
+// Close stops the exit watchers and drops the shim connections; containers keep running.
+func (m *Manager) Close() {
+	m.cancel()
+	m.shims.closeAll()
+}
+
+func newID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (m *Manager) resolveLocked(id string) (*entry, error) {
+	if id == "" {
+		return nil, fmt.Errorf("container id is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if e, ok := m.ctrs[id]; ok {
+		return e, nil
+	}
+	var found *entry
+	for full, e := range m.ctrs {
+		if strings.HasPrefix(full, id) {
+			if found != nil {
+				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = e
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+func (m *Manager) resolve(id string) (*entry, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.resolveLocked(id)
+}
+
+// Get returns a copy of the container with this id or unique prefix.
+func (m *Manager) Get(id string) (Container, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, err := m.resolveLocked(id)
+	if err != nil {
+		return Container{}, err
+	}
+	return e.c, nil
+}
+
+// List returns copies of the containers that match f, oldest first.
+func (m *Manager) List(f Filter) []Container {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []Container
+	for id, e := range m.ctrs {
+		c := e.c
+		if f.ID != "" && !strings.HasPrefix(id, f.ID) ||
+			f.PodID != "" && !strings.HasPrefix(c.PodID, f.PodID) ||
+			f.State != "" && c.State != f.State {
+			continue
+		}
+		match := true
+		for k, v := range f.LabelSelector {
+			if got, ok := c.Config.Labels[k]; !ok || got != v {
+				match = false
+			}
+		}
+		if match {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+// update applies fn to the container's record, persists it, then publishes it.
+func (m *Manager) update(e *entry, fn func(*Container)) (Container, error) {
+	e.state.Lock()
+	defer e.state.Unlock()
+	c := e.c
+	fn(&c)
+	if err := m.db.Put(bucket, c.ID, c); err != nil {
+		return e.c, fmt.Errorf("persist container %s: %w", c.ID, err)
+	}
+	m.mu.Lock()
+	e.c = c
+	m.mu.Unlock()
+	return c, nil
+}
+
+func (m *Manager) containerName(podID string, md Metadata) string {
+	return fmt.Sprintf("%s/%s/%d", podID, md.Name, md.Attempt)
+}
+
+// Create makes a container in a ready pod, or returns the container an identical earlier
+// request made (a kubelet retry). The work finishes even if the caller gives up first.
+func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Container, error) {
+	pod, err := m.opts.Sandboxes.Get(podID)
+	if err != nil {
+		return Container{}, err
+	}
+	if pod.State != sandbox.StateReady {
+		return Container{}, fmt.Errorf("pod sandbox %s is not ready: %w", pod.ID, errdefs.ErrFailedPrecondition)
+	}
+	name := m.containerName(pod.ID, cfg.Metadata)
+	m.mu.Lock()
+	if call, ok := m.inflight[name]; ok {
+		m.mu.Unlock()
+		if call.hash != cfg.Hash {
+			return Container{}, fmt.Errorf("container name %s is being created with a different config: %w", name, errdefs.ErrAlreadyExists)
+		}
+		return waitCreate(ctx, call)
+	}
+	if holder, err := m.db.Holder(nameKind, name); err == nil {
+		e := m.ctrs[holder]
+		m.mu.Unlock()
+		if e != nil && e.c.Config.Hash == cfg.Hash {
+			return e.c, nil
+		}
+		return Container{}, fmt.Errorf("container name %s is reserved for container %s: %w", name, holder, errdefs.ErrAlreadyExists)
+	}
+	call := &createCall{done: make(chan struct{}), hash: cfg.Hash}
+	m.inflight[name] = call
+	m.mu.Unlock()
+	go func() {
+		wctx := log.WithLogger(context.WithoutCancel(ctx), log.From(ctx))
+		call.c, call.err = m.create(wctx, pod, name, cfg)
+		m.mu.Lock()
+		delete(m.inflight, name)
+		m.mu.Unlock()
+		close(call.done)
+	}()
+	return waitCreate(ctx, call)
+}
+
+func waitCreate(ctx context.Context, call *createCall) (Container, error) {
+	select {
+	case <-call.done:
+		return call.c, call.err
+	case <-ctx.Done():
+		return Container{}, fmt.Errorf("container creation still running (a retry will get its result): %w", ctx.Err())
+	}
+}
+
+// undoList runs rollback steps in reverse order.
+type undoList []func(context.Context)
+
+func (u *undoList) add(f func(context.Context)) { *u = append(*u, f) }
+
+func (u undoList) run(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i](cctx)
+	}
+}
+
+func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, cfg Config) (_ Container, retErr error) {
+	c := Container{ID: newID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
+	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(pod.ID), zap.String(log.KeyContainerName, cfg.Metadata.Name))
+	l := log.From(ctx)
+	var undo undoList
+	defer func() {
+		if retErr != nil {
+			undo.run(ctx)
+		}
+	}()
+	if err := m.db.Reserve(nameKind, name, c.ID); err != nil {
+		return Container{}, err
+	}
+	undo.add(func(context.Context) {
+		if err := m.db.Release(nameKind, name, c.ID); err != nil {
+			l.Error("release container name", zap.Error(err))
+		}
+	})
+
+	// The image must be here already: the kubelet pulls first.
+	imageID, err := m.opts.Images.Resolve(ctx, cfg.Image)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return Container{}, fmt.Errorf("image %q is not present on this node (pull it first): %w", cfg.Image, errdefs.ErrNotFound)
+		}
+		return Container{}, fmt.Errorf("image %q: %w", cfg.Image, err)
+	}
+	img, err := m.opts.Images.Status(ctx, imageID)
+	if err != nil {
+		return Container{}, fmt.Errorf("image %q: %w", cfg.Image, err)
+	}
+	c.ImageID = img.ID
+	if err := m.opts.Images.Use(ctx, img.ID, c.ID); err != nil {
+		return Container{}, fmt.Errorf("hold image %s: %w", img.ID, err)
+	}
+	undo.add(func(uctx context.Context) {
+		if err := m.opts.Images.Release(uctx, img.ID, c.ID); err != nil {
+			l.Error("release image", zap.Error(err))
+		}
+	})
+	// Persisted (not yet published) from here on, so that a daemon killed mid-create finds
+	// the record at restart and cleans up after it instead of leaking a rootfs or a hold.
+	c.Dir = filepath.Join(m.dir, c.ID)
+	if err := m.db.Put(bucket, c.ID, c); err != nil {
+		return Container{}, fmt.Errorf("persist container: %w", err)
+	}
+	undo.add(func(context.Context) {
+		if err := m.db.Delete(bucket, c.ID); err != nil {
+			l.Error("delete container record", zap.Error(err))
+		}
+	})
+	layers, err := m.opts.Images.LayerPaths(ctx, img.ID)
+	if err != nil {
+		return Container{}, fmt.Errorf("image %s layers: %w", img.ID, err)
+	}
+
+	undo.add(func(context.Context) {
+		if err := removeRootfs(c.Dir); err != nil {
+			l.Error("remove rootfs", zap.Error(err))
+		}
+	})
+	rootfs, err := mountRootfs(c.Dir, layers)
+	if err != nil {
+		return Container{}, err
+	}
+
+	if cfg.LogPath != "" && pod.Config.LogDirectory != "" {
+		if c.LogPath, err = logPath(pod.Config.LogDirectory, cfg.LogPath); err != nil {
+			return Container{}, err
+		}
+	}
+
+	client, info, err := m.shims.get(ctx, pod, true)
+	if err != nil {
+		return Container{}, err
+	}
+	in, err := m.specInput(pod, c, img, rootfs, info.PidNamespace)
+	if err != nil {
+		return Container{}, err
+	}
+	s, resolved, err := spec.Generate(ctx, in)
+	if err != nil {
+		return Container{}, err
+	}
+	c.User = resolved.User
+	c.StopSignal = stopSignal(cfg.StopSignal, img.Config.StopSignal)
+	if c.CgroupPath, err = cgroups.ContainerCgroupPath(m.opts.Cgroups.Driver(), pod.CgroupParent, c.ID); err != nil {
+		return Container{}, err
+	}
+
+	undo.add(func(uctx context.Context) {
+		if err := client.Delete(uctx, c.ID); err != nil {
+			l.Error("delete half-made container", zap.Error(err))
+		}
+	})
+	if c.Pid, err = client.Create(ctx, shimCreateOptions(c, s, rootfs)); err != nil {
+		return Container{}, fmt.Errorf("create container: %w", err)
+	}
+	if err := m.db.Put(bucket, c.ID, c); err != nil {
+		return Container{}, fmt.Errorf("persist container: %w", err)
+	}
+	m.mu.Lock()
+	m.ctrs[c.ID] = &entry{c: c, exited: make(chan struct{})}
+	m.mu.Unlock()
+	l.Info("container created", zap.String(log.KeyImage, img.ID))
+	return c, nil
+}
+
+// logPath joins the kubelet's relative log path onto the pod's log directory, refusing any
+// escape, and makes the parent directory.
+func logPath(dir, rel string) (string, error) {
+	if filepath.IsAbs(rel) {
+		rel = strings.TrimPrefix(rel, "/")
+	}
+	p := filepath.Join(dir, rel)
+	if r, err := filepath.Rel(dir, p); err != nil || r == "." || strings.HasPrefix(r, "..") {
+		return "", fmt.Errorf("log path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", fmt.Errorf("create log directory: %w", err)
+	}
+	return p, nil
+}
+
+// Start runs a created container's process and starts watching for its exit.
+func (m *Manager) Start(ctx context.Context, id string) error {
+	e, err := m.resolve(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if e.removed {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	c := e.c
+	if c.State != StateCreated {
+		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
+	client, err := m.shims.client(ctx, c.PodID)
+	if err != nil {
+		return err
+	}
+	pid, err := client.Start(ctx, c.ID)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	if _, err := m.update(e, func(c *Container) {
+		c.State, c.Pid, c.StartedAt = StateRunning, pid, time.Now()
+	}); err != nil {
+		return err
+	}
+	go m.watch(e, client)
+	log.From(ctx).Info("container started", zap.Int(log.KeyPID, pid))
+	return nil
+}

@@ -1,0 +1,165 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/sandbox"
+	"github.com/peapod-runtime/peapod/shim"
+)
+
+// shims holds one connection per pod to the pod's peapod-shim, started with the pod's first
+// container (a pod with no containers costs no process).
+type shims struct {
+	binary string
+	log    *zap.Logger
+
+	mu   sync.Mutex
+	pods map[string]*podShim
+}
+
+type podShim struct {
+	mu       sync.Mutex // held while starting or connecting
+	stateDir string
+	client   *shim.Client
+	info     shim.Info
+}
+
+func newShims(binary string, l *zap.Logger) *shims {
+	return &shims{binary: binary, log: l, pods: map[string]*podShim{}}
+}
+
+func (s *shims) entry(podID, stateDir string) *podShim {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pods[podID]
+	if !ok {
+		p = &podShim{stateDir: stateDir}
+		s.pods[podID] = p
+	}
+	if p.stateDir == "" {
+		p.stateDir = stateDir
+	}
+	return p
+}
+
+// stateDir is where the pod's shim keeps its socket and records.
+func (s *shims) stateDir(podID string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.pods[podID]; ok && p.stateDir != "" {
+		return p.stateDir, nil
+	}
+	return "", fmt.Errorf("no shim known for pod %s: %w", podID, errdefs.ErrNotFound)
+}
+
+// register tells where a pod's shim lives, for pods known from records (after a restart).
+func (s *shims) register(pod sandbox.Sandbox) { s.entry(pod.ID, pod.Dir) }
+
+func alive(c *shim.Client) bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// get returns the pod's shim, connecting to a running one or (start) starting it.
+func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim.Client, shim.Info, error) {
+	p := s.entry(pod.ID, pod.Dir)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if alive(p.client) {
+		return p.client, p.info, nil
+	}
+	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
+	if err != nil && errors.Is(err, errdefs.ErrUnavailable) && start {
+		c, err = shim.Start(ctx, shim.StartOptions{
+			Binary: s.binary, PodID: pod.ID, StateDir: p.stateDir,
+			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,
+			Logger:       s.log,
+		})
+		if err == nil {
+			log.From(ctx).Info("pod shim started", log.PodSandboxID(pod.ID))
+		}
+	}
+	if err != nil {
+		return nil, shim.Info{}, fmt.Errorf("pod %s shim: %w", pod.ID, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		c.Close()
+		return nil, shim.Info{}, fmt.Errorf("pod %s shim info: %w", pod.ID, err)
+	}
+	p.client, p.info = c, info
+	return c, info, nil
+}
+
+// client returns a connection to the pod's running shim; ErrUnavailable when it is gone.
+func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("pod %s has no shim: %w", podID, errdefs.ErrUnavailable)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if alive(p.client) {
+		return p.client, nil
+	}
+	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
+	if err != nil {
+		return nil, fmt.Errorf("pod %s shim: %w", podID, err)
+	}
+	p.client = c
+	return c, nil
+}
+
+// shutdown stops the pod's shim once it holds no containers; a gone shim is fine.
+func (s *shims) shutdown(ctx context.Context, podID string) error {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	delete(s.pods, podID)
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.client
+	if !alive(c) {
+		var err error
+		if c, err = shim.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
+			if errors.Is(err, errdefs.ErrUnavailable) {
+				return nil
+			}
+			return fmt.Errorf("pod %s shim: %w", podID, err)
+		}
+	}
+	if err := c.Shutdown(ctx); err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
+		return fmt.Errorf("stop pod %s shim: %w", podID, err)
+	}
+	p.client = nil
+	return nil
+}
+
+func (s *shims) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pods {
+		if p.client != nil {
+			p.client.Close()
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package container
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/cgroups"
+	"github.com/peapod-runtime/peapod/container/spec"
+	"github.com/peapod-runtime/peapod/images"
+	"github.com/peapod-runtime/peapod/sandbox"
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/volumes"
+)
+
+// specInput completes the request's spec input with what the pod, the image and the node
+// decide.
+func (m *Manager) specInput(pod sandbox.Sandbox, c Container, img *images.Image, rootfs, podPidNS string) (spec.Input, error) {
+	in := c.Config.Spec
+	in.ID = c.ID
+	in.RootfsPath = rootfs
+	in.TTY = c.Config.TTY
+	in.Mounts = c.Config.Mounts
+	in.Annotations = c.Config.Annotations
+	in.Image = spec.Image{
+		Entrypoint: img.Config.Entrypoint,
+		Cmd:        img.Config.Cmd,
+		Env:        img.Config.Env,
+		WorkingDir: img.Config.WorkingDir,
+		User:       img.Config.User,
+	}
+	for v := range img.Config.Volumes {
+		in.Image.Volumes = append(in.Image.Volumes, v)
+	}
+	in.ImageVolumesDir = filepath.Join(c.Dir, "volumes")
+	in.PodFiles = volumes.PodFilePaths{Hostname: pod.HostnamePath, ResolvConf: pod.ResolvPath, Hosts: pod.HostsPath, Shm: pod.ShmPath}
+	if pod.Config.Namespaces.Network != sandbox.ModeNode {
+		in.Hostname = pod.Config.Hostname
+	}
+
+	ns := pod.Config.Namespaces
+	in.Namespaces.Network = podNamespace(ns.Network, pod.NetNSPath)
+	in.Namespaces.UTS = podNamespace(ns.Network, pod.UTSPath)
+	in.Namespaces.IPC = podNamespace(ns.IPC, pod.IPCPath)
+	switch in.Namespaces.PID.Mode {
+	case spec.ModePod:
+		// The pod's choice decides: its own PID namespace (held by the shim), the node's, or
+		// one per container.
+		switch ns.PID {
+		case sandbox.ModePod:
+			if podPidNS == "" {
+				return spec.Input{}, fmt.Errorf("pod %s has no PID namespace holder: %w", pod.ID, errdefs.ErrFailedPrecondition)
+			}
+			in.Namespaces.PID = spec.Namespace{Mode: spec.ModePod, Path: podPidNS}
+		case sandbox.ModeNode:
+			in.Namespaces.PID = spec.Namespace{Mode: spec.ModeNode}
+		default:
+			in.Namespaces.PID = spec.Namespace{Mode: spec.ModeContainer}
+		}
+	case spec.ModeTarget:
+		target, err := m.Get(in.Namespaces.PID.Path)
+		if err != nil {
+			return spec.Input{}, fmt.Errorf("pid namespace target: %w", err)
+		}
+		if target.PodID != pod.ID || target.State != StateRunning || target.Pid == 0 {
+			return spec.Input{}, fmt.Errorf("pid namespace target %s is not a running container of this pod: %w", target.ID, errdefs.ErrFailedPrecondition)
+		}
+		in.Namespaces.PID.Path = fmt.Sprintf("/proc/%d/ns/pid", target.Pid)
+	}
+
+	if !pod.Config.Privileged && in.Security.Privileged {
+		return spec.Input{}, fmt.Errorf("a privileged container needs a privileged pod sandbox: %w", errdefs.ErrInvalidArgument)
+	}
+	var res cgroups.Resources
+	if c.Config.Resources != nil {
+		res = *c.Config.Resources
+	}
+	in.Resources = res.ToSpec(m.opts.Cgroups.IsV2())
+	if c.Config.Resources != nil {
+		adj := int(c.Config.Resources.OomScoreAdj)
+		in.OOMScoreAdj = &adj
+	}
+	cgPath, err := cgroups.ContainerCgroupsPath(m.opts.Cgroups.Driver(), pod.CgroupParent, c.ID)
+	if err != nil {
+		return spec.Input{}, err
+	}
+	in.CgroupsPath = cgPath
+	in.Host = m.opts.Host
+	return in, nil
+}
+
+func podNamespace(mode sandbox.NamespaceMode, path string) spec.Namespace {
+	if mode == sandbox.ModeNode || path == "" {
+		return spec.Namespace{Mode: spec.ModeNode}
+	}
+	return spec.Namespace{Mode: spec.ModePod, Path: path}
+}
+
+func shimCreateOptions(c Container, s *specs.Spec, rootfs string) shim.CreateOptions {
+	return shim.CreateOptions{
+		ID: c.ID, Spec: s, Rootfs: rootfs,
+		Stdin: c.Config.Stdin, StdinOnce: c.Config.StdinOnce, Tty: c.Config.TTY,
+		LogPath: c.LogPath,
+	}
+}
+
+// stopSignal picks the request's stop signal, else the image's, else SIGTERM.
+func stopSignal(requested, image string) string {
+	for _, s := range []string{requested, image} {
+		if s != "" && signalNumber(s) != 0 {
+			return s
+		}
+	}
+	return "SIGTERM"
+}
+
+// signalNumber parses "SIGTERM", "TERM" or "15"; 0 when unknown.
+func signalNumber(name string) syscall.Signal {
+	name = strings.ToUpper(strings.TrimSpace(name))
+	if !strings.HasPrefix(name, "SIG") {
+		var n int
+		if _, err := fmt.Sscanf(name, "%d", &n); err == nil && n > 0 && n < 65 {
+			return syscall.Signal(n)
+		}
+		name = "SIG" + name
+	}
+	return unix.SignalNum(name)
+}
