@@ -104,6 +104,7 @@ func (m *Manager) recordExit(e *entry, x exit) {
 		return
 	}
 	close(e.exited)
+	m.emit(EventStopped, c)
 	m.log.Info("container exited", log.ContainerID(c.ID), log.PodSandboxID(c.PodID),
 		zap.Int32("exit_code", c.ExitCode), zap.String("reason", c.Reason))
 }
@@ -224,6 +225,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	m.mu.Lock()
 	delete(m.ctrs, c.ID)
 	m.mu.Unlock()
+	m.emit(EventDeleted, c)
 	log.From(ctx).Info("container removed")
 	return nil
 }

@@ -66,7 +66,8 @@ type Manager struct {
 	ctrs     map[string]*entry
 	inflight map[string]*createCall
 
-	shims *shims
+	shims  *shims
+	events events
 }
 
 // entry is one container. op serialises the lifecycle calls on it; state guards the
@@ -388,6 +389,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	m.mu.Lock()
 	m.ctrs[c.ID] = &entry{c: c, exited: make(chan struct{})}
 	m.mu.Unlock()
+	m.emit(EventCreated, c)
 	l.Info("container created", zap.String(log.KeyImage, img.ID))
 	return c, nil
 }
@@ -432,11 +434,13 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	if _, err := m.update(e, func(c *Container) {
+	started, err := m.update(e, func(c *Container) {
 		c.State, c.Pid, c.StartedAt = StateRunning, pid, time.Now()
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
+	m.emit(EventStarted, started)
 	go m.watch(e, client)
 	log.From(ctx).Info("container started", zap.Int(log.KeyPID, pid))
 	return nil
