@@ -88,6 +88,9 @@ func newFixture(t *testing.T) *fixture {
 			}
 		}
 		_ = exec.Command("ip", "link", "del", f.bridge).Run()
+		if err := network.RemoveMasquerade(); err != nil {
+			t.Errorf("remove masquerade rule: %v", err)
+		}
 		for _, ctrl := range []string{"cpu", "memory", "pids", "cpuset", "blkio", "devices", "freezer", "cpuacct", "hugetlb", "net_cls", "perf_event", "systemd", "unified"} {
 			base := filepath.Join("/sys/fs/cgroup", ctrl, f.tierDir)
 			for _, d := range []string{"burstable", "besteffort", ""} {

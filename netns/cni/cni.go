@@ -79,8 +79,9 @@ type Network struct {
 	logger *zap.Logger
 	cni    *libcni.CNIConfig
 
-	mu         sync.Mutex
-	lastSource string // the config source last logged, to log changes once
+	mu             sync.Mutex
+	lastSource     string // the config source last logged, to log changes once
+	masqueradeDone bool   // the built-in network's subnet masquerade rule is in place
 }
 
 // New returns a Network for cfg. It does not need a usable config yet: Status says when one
@@ -187,6 +188,9 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 	res, err := n.cni.AddNetworkList(ctx, nw.list, rt)
 	if err == nil && nw.builtin {
 		err = enableRouteLocalnet(n.cfg.Bridge)
+		if err == nil {
+			err = n.ensureMasquerade()
+		}
 	}
 	if err != nil {
 		n.rollback(ctx, lg, nw.list, rt)

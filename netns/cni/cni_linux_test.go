@@ -87,6 +87,9 @@ func newTestNet(t testing.TB, confDir string) *testNet {
 	_, tn.subnet, _ = net.ParseCIDR(tn.cfg.Subnet)
 	tn.net = tn.newNetwork(t)
 	t.Cleanup(func() {
+		if err := tn.net.RemoveMasquerade(); err != nil {
+			t.Errorf("remove masquerade rule: %v", err)
+		}
 		if out, err := exec.Command("ip", "link", "del", tn.cfg.Bridge).CombinedOutput(); err != nil &&
 			!strings.Contains(string(out), "Cannot find device") {
 			t.Errorf("delete bridge %s: %v: %s", tn.cfg.Bridge, err, out)
@@ -441,6 +444,10 @@ func TestBuiltinNetwork(t *testing.T) {
 		if existed == nil || len(bridgePorts(t, cni.DefaultBridge)) > 0 {
 			return
 		}
+		// peapod0 was this test's: so is the built-in network's masquerade rule.
+		if err := n.RemoveMasquerade(); err != nil {
+			t.Errorf("remove masquerade rule: %v", err)
+		}
 		if out, err := exec.Command("ip", "link", "del", cni.DefaultBridge).CombinedOutput(); err != nil {
 			t.Errorf("delete %s: %v: %s", cni.DefaultBridge, err, out)
 		}
@@ -456,6 +463,9 @@ func TestBuiltinNetwork(t *testing.T) {
 	_, subnet, _ := net.ParseCIDR(cni.DefaultSubnet)
 	if res.Network != "peapod" || len(res.IPs) != 1 || !subnet.Contains(res.IPs[0]) {
 		t.Errorf("Setup = %+v, want one address in %s on network peapod", res, subnet)
+	}
+	if out, _ := exec.Command("iptables", "-t", "nat", "-S", "POSTROUTING").Output(); !strings.Contains(string(out), "-s 10.89.0.0/16 ! -d 10.89.0.0/16") {
+		t.Errorf("no masquerade rule for the built-in subnet:\n%s", out)
 	}
 	if ports := bridgePorts(t, cni.DefaultBridge); len(ports) == 0 {
 		t.Errorf("no port on %s", cni.DefaultBridge)

@@ -89,7 +89,7 @@ func builtinConfList(c Config) ([]byte, error) {
 				"type":        "bridge",
 				"bridge":      c.Bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      false, // one subnet rule instead: see masq_linux.go
 				"hairpinMode": true,
 				"ipam":        ipam,
 			},

@@ -55,7 +55,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	if err := json.Unmarshal(nw.list.Plugins[0].Bytes, &bridge); err != nil {
 		t.Fatal(err)
 	}
-	if bridge.Type != "bridge" || bridge.Bridge != "peapod0" || !bridge.IsGateway || !bridge.IPMasq || !bridge.HairpinMode {
+	if bridge.Type != "bridge" || bridge.Bridge != "peapod0" || !bridge.IsGateway || bridge.IPMasq || !bridge.HairpinMode {
 		t.Errorf("bridge plugin = %+v", bridge)
 	}
 	if bridge.IPAM.Type != "host-local" || bridge.IPAM.Ranges[0][0]["subnet"] != "10.89.0.0/16" ||
