@@ -37,7 +37,8 @@ func kindOfCloneFlag(flag int) (Kind, bool) {
 // NewPinned creates fresh namespaces of the given kinds and pins each one by bind-mounting it
 // onto dir/<kind>, a file it creates with O_EXCL. It returns the pin paths by kind. When
 // hostname is not empty it becomes the hostname of the new UTS namespace (kinds must then
-// include UTS), so nobody has to enter the namespace again to set it.
+// include UTS), so nobody has to enter the namespace again to set it. A new network
+// namespace comes with lo up.
 //
 // A pin file that already exists is ErrAlreadyExists. On any failure NewPinned undoes all it
 // did: unmounts, pin files, and dir if it created it.
@@ -116,11 +117,39 @@ func pinOnThisThread(flags int, hostname string, kinds []Kind, paths map[Kind]st
 			return fmt.Errorf("set hostname %q: %w", hostname, err)
 		}
 	}
+	if flags&unix.CLONE_NEWNET != 0 {
+		// Every pod needs lo up; doing it here, on the thread already inside the new
+		// namespace, saves a CNI loopback plugin run on each pod's start and stop.
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
 	for _, k := range kinds {
 		src := "/proc/thread-self/ns/" + string(k)
 		if err := unix.Mount(src, paths[k], "none", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind mount %s on %s: %w", src, paths[k], err)
 		}
+	}
+	return nil
+}
+
+// loopbackUp brings up lo in the calling thread's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring up lo: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: get flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: set flags: %w", err)
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{state: state, bridge: "ppsb" + suffix, tierDir: "peapod-sbtest-" + suffix}
 	network, err := cni.New(cni.Config{
 		ConfDir: filepath.Join(state, "nonet"), BinDirs: []string{bin}, CacheDir: filepath.Join(state, "cni"),
-		NetworkName: "ppsb" + suffix, Bridge: f.bridge, Subnet: fmt.Sprintf("10.198.%d.0/24", octet[0]),
+		NetworkName: "ppsb" + suffix, Bridge: f.bridge, SkipLoopback: true, Subnet: fmt.Sprintf("10.198.%d.0/24", octet[0]),
 	}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,8 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		ConfDir:  cfg.Network.ConfDir,
 		BinDirs:  cniBinDirs(cfg.Network.BinDirs),
 		CacheDir: filepath.Join(cfg.State, "cni"),
+		// Pod network namespaces are born with lo up (netns.NewPinned).
+		SkipLoopback: true,
 	}, logger.Named("cni"))
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)

@@ -181,7 +181,9 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 	lg := log.From(ctx).With(log.PodSandboxID(podID), zap.String(log.KeyNetNS, netnsPath))
 	start := time.Now()
 	loRT := loopbackRuntimeConf(rt)
-	if _, err := n.cni.AddNetworkList(ctx, lo, loRT); err != nil {
+	if n.cfg.SkipLoopback {
+		lo = nil
+	} else if _, err := n.cni.AddNetworkList(ctx, lo, loRT); err != nil {
 		n.rollback(ctx, lg, lo, loRT)
 		return Result{}, fmt.Errorf("cni setup of pod %s: bring up lo: %w", podID, err)
 	}
@@ -213,6 +215,9 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 // fail (missing, broken) often fails DEL too; so when the whole-list DEL fails, each plugin is
 // DELeted on its own, last first, to release what the others took.
 func (n *Network) rollback(ctx context.Context, lg *zap.Logger, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
+	if list == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	err := n.cni.DelNetworkList(ctx, list, rt)
@@ -281,11 +286,14 @@ func (n *Network) Teardown(ctx context.Context, podID, netnsPath string, opts Se
 			lg.Warn("cni teardown skipped: no cached attachment and no usable network config", zap.Error(err))
 			return nil
 		}
-		lo, err := loopbackConfList()
-		if err != nil {
-			return err
+		dels = append(dels, del{nw.list, rt})
+		if !n.cfg.SkipLoopback {
+			lo, err := loopbackConfList()
+			if err != nil {
+				return err
+			}
+			dels = append(dels, del{lo, loopbackRuntimeConf(rt)})
 		}
-		dels = append(dels, del{nw.list, rt}, del{lo, loopbackRuntimeConf(rt)})
 	}
 	// The pod's networks first, lo last: the reverse of Setup.
 	slices.SortStableFunc(dels, func(a, b del) int {

@@ -45,6 +45,10 @@ type Config struct {
 	// IPs and their iptables rules are gone too.
 	CacheDir string
 
+	// SkipLoopback leaves lo to the caller (netns.NewPinned brings it up): no loopback plugin
+	// runs on Setup or Teardown.
+	SkipLoopback bool
+
 	// The built-in network. Empty fields take the Default* values; tests set their own
 	// so they never collide with a running peapod.
 	NetworkName string
