@@ -136,24 +136,22 @@ func waitCall(ctx context.Context, call *runCall) (Sandbox, error) {
 	}
 }
 
-func (m *Manager) run(ctx context.Context, cfg Config) (_ Sandbox, retErr error) {
+func (m *Manager) run(ctx context.Context, cfg Config) (Sandbox, error) {
 	sb := Sandbox{ID: newID(), Config: cfg, State: StateReady, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID), zap.String(log.KeyPodName, cfg.Metadata.Name),
 		zap.String(log.KeyPodNamespace, cfg.Metadata.Namespace))
-	if err := m.db.Reserve(nameKind, cfg.Name(), sb.ID); err != nil {
-		return Sandbox{}, err
-	}
-	defer func() {
-		if retErr != nil {
-			if err := m.db.Release(nameKind, cfg.Name(), sb.ID); err != nil {
-				log.From(ctx).Error("release pod name", zap.Error(err))
-			}
-		}
-	}()
 	if err := m.kernel.setup(ctx, &sb); err != nil {
 		return Sandbox{}, err
 	}
-	if err := m.db.Put(bucket, sb.ID, sb); err != nil {
+	// The name is reserved in the same transaction that stores the pod: one disk sync. Until
+	// then the inflight entry keeps other requests for this name away.
+	err := m.db.Update(func(tx *store.Tx) error {
+		if err := tx.Reserve(nameKind, cfg.Name(), sb.ID); err != nil {
+			return err
+		}
+		return tx.Put(bucket, sb.ID, sb)
+	})
+	if err != nil {
 		cctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 		defer cancel()
 		m.kernel.undo(cctx, &sb)

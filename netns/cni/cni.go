@@ -187,7 +187,13 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 		n.rollback(ctx, lg, lo, loRT)
 		return Result{}, fmt.Errorf("cni setup of pod %s: bring up lo: %w", podID, err)
 	}
-	res, err := n.cni.AddNetworkList(ctx, nw.list, rt)
+	list := nw.list
+	if nw.builtin && len(opts.PortMappings) == 0 {
+		// portmap has nothing to do for this pod: not running it saves a process on start
+		// and, since DEL replays the cached list, on stop too.
+		list = withoutPlugin(list, "portmap")
+	}
+	res, err := n.cni.AddNetworkList(ctx, list, rt)
 	if err == nil && nw.builtin {
 		err = enableRouteLocalnet(n.cfg.Bridge)
 		if err == nil {
@@ -195,17 +201,17 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 		}
 	}
 	if err != nil {
-		n.rollback(ctx, lg, nw.list, rt)
+		n.rollback(ctx, lg, list, rt)
 		n.rollback(ctx, lg, lo, loRT)
-		return Result{}, fmt.Errorf("cni setup of pod %s on network %q (%s): %w", podID, nw.list.Name, nw.source, err)
+		return Result{}, fmt.Errorf("cni setup of pod %s on network %q (%s): %w", podID, list.Name, nw.source, err)
 	}
-	out, err := toResult(nw.list.Name, res)
+	out, err := toResult(list.Name, res)
 	if err != nil {
-		n.rollback(ctx, lg, nw.list, rt)
+		n.rollback(ctx, lg, list, rt)
 		n.rollback(ctx, lg, lo, loRT)
-		return Result{}, fmt.Errorf("cni setup of pod %s on network %q: %w", podID, nw.list.Name, err)
+		return Result{}, fmt.Errorf("cni setup of pod %s on network %q: %w", podID, list.Name, err)
 	}
-	lg.Debug("cni setup done", zap.String("network", nw.list.Name), zap.Stringers("ips", ipStringers(out.IPs)),
+	lg.Debug("cni setup done", zap.String("network", list.Name), zap.Stringers("ips", ipStringers(out.IPs)),
 		zap.Duration(log.KeyDuration, time.Since(start)))
 	return out, nil
 }
@@ -322,6 +328,18 @@ func (n *Network) Teardown(ctx context.Context, podID, netnsPath string, opts Se
 	}
 	lg.Debug("cni teardown done", zap.Duration(log.KeyDuration, time.Since(start)))
 	return nil
+}
+
+// withoutPlugin returns list without the plugins of type typ.
+func withoutPlugin(list *libcni.NetworkConfigList, typ string) *libcni.NetworkConfigList {
+	out := *list
+	out.Plugins = nil
+	for _, p := range list.Plugins {
+		if p.Network.Type != typ {
+			out.Plugins = append(out.Plugins, p)
+		}
+	}
+	return &out
 }
 
 func boolCmp(a, b bool) int {
