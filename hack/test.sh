@@ -14,7 +14,8 @@ if [ $rc -ne 0 ]; then
 fi
 echo
 echo "skipped tests and why:"
-grep -E -A1 -- '--- SKIP' "$log" | grep -vE '^--$' | sed 's/^/  /' || true
+# go test -v prints a skip's reason on the line before its "--- SKIP".
+grep -E -B1 -- '--- SKIP' "$log" | grep -vE '^--$' | sed 's/^/  /' || true
 pass=$(grep -cE -- '--- PASS' "$log" || true)
 fail=$(grep -cE -- '--- FAIL' "$log" || true)
 skip=$(grep -cE -- '--- SKIP' "$log" || true)
