@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
@@ -26,14 +27,26 @@ import (
 // testPod is one pod shared by a test's subtests.
 type testPod struct {
 	env *framework.Env
-	id  string
-	cfg *runtimeapi.PodSandboxConfig
+	// rt and img are the clients of the runtime the pod runs on; daemon is nil unless this
+	// suite started that runtime.
+	rt     internalapi.RuntimeService
+	img    internalapi.ImageManagerService
+	daemon *framework.Daemon
+	id     string
+	cfg    *runtimeapi.PodSandboxConfig
 }
 
-// newTestPod runs a pod (configure may change its config first) and removes it in cleanup.
+// newTestPod runs a pod on the suite's runtime (configure may change its config first) and
+// removes it in cleanup.
 func newTestPod(t *testing.T, name string, configure func(*runtimeapi.PodSandboxConfig)) *testPod {
 	t.Helper()
 	env := framework.Shared(t)
+	return newTestPodOn(t, &testPod{env: env, rt: env.Runtime, img: env.Image(t), daemon: env.Daemon}, name, configure)
+}
+
+// newTestPodOn runs a pod on p's runtime.
+func newTestPodOn(t *testing.T, p *testPod, name string, configure func(*runtimeapi.PodSandboxConfig)) *testPod {
+	t.Helper()
 	ctx := framework.Context(t)
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "critest",
@@ -45,32 +58,31 @@ func newTestPod(t *testing.T, name string, configure func(*runtimeapi.PodSandbox
 	if configure != nil {
 		configure(cfg)
 	}
-	id, err := env.Runtime.RunPodSandbox(ctx, cfg, "")
+	id, err := p.rt.RunPodSandbox(ctx, cfg, "")
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx := framework.Quiet(context.Background())
-		_ = env.Runtime.StopPodSandbox(ctx, id)
-		if err := env.Runtime.RemovePodSandbox(ctx, id); err != nil {
+		_ = p.rt.StopPodSandbox(ctx, id)
+		if err := p.rt.RemovePodSandbox(ctx, id); err != nil {
 			t.Errorf("RemovePodSandbox: %v", err)
 		}
 	})
-	return &testPod{env: env, id: id, cfg: cfg}
+	p.id, p.cfg = id, cfg
+	return p
 }
 
-// pullOnce pulls each image once per test binary.
-var pulled = map[string]bool{}
-
-func pull(t *testing.T, env *framework.Env, image string) {
+// pull pulls an image unless it is there already.
+func (p *testPod) pull(t *testing.T, image string) {
 	t.Helper()
-	if pulled[image] {
+	ctx := framework.Context(t)
+	if st, err := p.img.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: image}, false); err == nil && st.GetImage() != nil {
 		return
 	}
-	if _, err := env.Image(t).PullImage(framework.Context(t), &runtimeapi.ImageSpec{Image: image}, nil, nil); err != nil {
+	if _, err := p.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: image}, nil, nil); err != nil {
 		t.Fatalf("PullImage %s: %v", image, err)
 	}
-	pulled[image] = true
 }
 
 // sleeper is a container config that runs sleep in image with the security context sc.
@@ -86,8 +98,8 @@ func sleeper(name, image string, sc *runtimeapi.LinuxContainerSecurityContext) *
 // create makes a container in the pod (pulling its image first).
 func (p *testPod) create(t *testing.T, cfg *runtimeapi.ContainerConfig) (string, error) {
 	t.Helper()
-	pull(t, p.env, cfg.Image.Image)
-	return p.env.Runtime.CreateContainer(framework.Context(t), p.id, cfg, p.cfg)
+	p.pull(t, cfg.Image.Image)
+	return p.rt.CreateContainer(framework.Context(t), p.id, cfg, p.cfg)
 }
 
 // run creates and starts a container, failing t on error.
@@ -97,7 +109,7 @@ func (p *testPod) run(t *testing.T, cfg *runtimeapi.ContainerConfig) string {
 	if err != nil {
 		t.Fatalf("CreateContainer %s: %v", cfg.Metadata.Name, err)
 	}
-	if err := p.env.Runtime.StartContainer(framework.Context(t), id); err != nil {
+	if err := p.rt.StartContainer(framework.Context(t), id); err != nil {
 		t.Fatalf("StartContainer %s: %v", cfg.Metadata.Name, err)
 	}
 	return id
@@ -116,7 +128,7 @@ func (r execResult) String() string {
 // exec runs cmd in the container; a non-zero exit is a result, any other error fails t.
 func (p *testPod) exec(t *testing.T, id string, cmd ...string) execResult {
 	t.Helper()
-	stdout, stderr, err := p.env.Runtime.ExecSync(framework.Context(t), id, cmd, 20*time.Second)
+	stdout, stderr, err := p.rt.ExecSync(framework.Context(t), id, cmd, 20*time.Second)
 	r := execResult{stdout: string(stdout), stderr: string(stderr)}
 	if err != nil {
 		var ee interface{ ExitStatus() int }
@@ -160,7 +172,7 @@ type sandboxInfo struct {
 
 func (p *testPod) info(t *testing.T) sandboxInfo {
 	t.Helper()
-	st, err := p.env.Runtime.PodSandboxStatus(framework.Context(t), p.id, true)
+	st, err := p.rt.PodSandboxStatus(framework.Context(t), p.id, true)
 	if err != nil {
 		t.Fatalf("PodSandboxStatus: %v", err)
 	}
@@ -182,15 +194,15 @@ type leftovers struct {
 
 func (p *testPod) leftovers(t *testing.T) leftovers {
 	t.Helper()
-	ctrs, err := p.env.Runtime.ListContainers(framework.Context(t), &runtimeapi.ContainerFilter{PodSandboxId: p.id})
+	ctrs, err := p.rt.ListContainers(framework.Context(t), &runtimeapi.ContainerFilter{PodSandboxId: p.id})
 	if err != nil {
 		t.Fatalf("ListContainers: %v", err)
 	}
 	l := leftovers{containers: len(ctrs)}
-	if p.env.Daemon == nil {
+	if p.daemon == nil {
 		return l
 	}
-	dir := filepath.Join(p.env.Daemon.Root(), "containers")
+	dir := filepath.Join(p.daemon.Root(), "containers")
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		l.dirs = append(l.dirs, e.Name())
@@ -298,7 +310,7 @@ func TestSecurityIdentity(t *testing.T) {
 			if uid != tc.uid || gid != tc.gid || !slices.Equal(groups, want) {
 				t.Errorf("inside: uid %s gid %s groups %v, want %s %s %v", uid, gid, groups, tc.uid, tc.gid, want)
 			}
-			st, err := pod.env.Runtime.ContainerStatus(framework.Context(t), id, false)
+			st, err := pod.rt.ContainerStatus(framework.Context(t), id, false)
 			if err != nil {
 				t.Fatalf("ContainerStatus: %v", err)
 			}
@@ -479,9 +491,6 @@ func TestSecurityPrivileged(t *testing.T) {
 func suidImage(t *testing.T, env *framework.Env) string {
 	t.Helper()
 	const ref = "registry.k8s.io/e2e-test-images/peapod-setuid:1.0"
-	if pulled[ref] {
-		return ref
-	}
 	cc, err := exec.LookPath("cc")
 	if err != nil {
 		t.Skip("SKIP-REASON: no C compiler (cc) to build the setuid test program")
