@@ -231,6 +231,11 @@ func TestResourcesOOMKilled(t *testing.T) {
 		t.Errorf("memory hog: state %v reason %q exit code %d message %q, want EXITED OOMKilled 137",
 			st.GetState(), st.GetReason(), st.GetExitCode(), st.GetMessage())
 	}
+	err := pod.rt.UpdateContainerResources(framework.Context(t), id,
+		&runtimeapi.ContainerResources{Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 40 * mib}})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("update of an exited container: %v (code %v), want FailedPrecondition", err, status.Code(err))
+	}
 }
 
 // TestResourcesPidsLimit: the node's configured pids limit is every container's pids.max.
