@@ -14,7 +14,7 @@ deps: ## install what a fresh Debian needs (idempotent)
 
 build: ## build bin/peapod, bin/peapod-shim and the CNI plugins in bin/cni
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/peapod ./cmd/peapod
-	@if [ -d cmd/peapod-shim ]; then $(GO) build -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/peapod-shim ./cmd/peapod-shim; fi
+	$(GO) build -tags seccomp -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/peapod-shim ./cmd/peapod-shim
 	@if [ -x hack/build-cni.sh ]; then hack/build-cni.sh $(BIN)/cni; fi
 
 run: deps build ## build, then run the daemon on defaults in the foreground

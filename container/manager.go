@@ -50,6 +50,8 @@ type Options struct {
 	Cgroups    *cgroups.Manager
 	// Host are the node facts every spec needs (spec.ProbeHost).
 	Host spec.Host
+	// PidsLimit is every container's pids.max (config runtime.pids_limit); 0 means none.
+	PidsLimit int64
 }
 
 // Manager owns every container of this daemon.

@@ -80,6 +80,11 @@ func (m *Manager) specInput(pod sandbox.Sandbox, c Container, img *images.Image,
 	if c.Config.Resources != nil {
 		res = *c.Config.Resources
 	}
+	// The node's pids limit applies to every container, whatever it asks for.
+	res.PidsLimit = m.opts.PidsLimit
+	if err := m.opts.Cgroups.CheckResources(res); err != nil {
+		return spec.Input{}, err
+	}
 	in.Resources = res.ToSpec(m.opts.Cgroups.IsV2())
 	if c.Config.Resources != nil {
 		adj := int(c.Config.Resources.OomScoreAdj)

@@ -23,7 +23,6 @@ func (s *Server) resources(r *runtimeapi.LinuxContainerResources) (*cgroups.Reso
 		CpusetMems:             r.GetCpusetMems(),
 		Unified:                r.GetUnified(),
 		MemorySwapLimitInBytes: r.GetMemorySwapLimitInBytes(),
-		PidsLimit:              s.opts.Config.Runtime.PidsLimit,
 	}
 	for _, h := range r.GetHugepageLimits() {
 		out.HugepageLimits = append(out.HugepageLimits, cgroups.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})

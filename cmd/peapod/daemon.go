@@ -105,6 +105,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	containers, err := container.New(ctx, container.Options{
 		DB: db, Logger: logger, RootDir: cfg.Root, ShimBinary: shimBinary(cfg.Runtime.ShimBinary),
 		Images: imageService, Sandboxes: sandboxes, Cgroups: cgroupManager, Host: host,
+		PidsLimit: cfg.Runtime.PidsLimit,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
