@@ -202,9 +202,20 @@ func TestPullCancelledMidBlob(t *testing.T) {
 		return true
 	})
 	s := newService(t, Config{})
+	tr.push(t, "other:1", simpleImage(t, "other"))
+	if _, err := s.Pull(t.Context(), tr.host+"/other:1", Auth{}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
+	readsDone := make(chan time.Duration, 1)
 	go func() {
 		<-started
+		// Reads do not wait for the stalled pull.
+		start := time.Now()
+		_, _ = s.List(t.Context(), "")
+		_, _ = s.Status(t.Context(), tr.host+"/other:1")
+		_, _ = s.FsInfo(t.Context())
+		readsDone <- time.Since(start)
 		time.Sleep(20 * time.Millisecond)
 		cancel()
 	}()
@@ -217,7 +228,7 @@ func TestPullCancelledMidBlob(t *testing.T) {
 	for {
 		ingest, tmp := dirNames(t, s.content.ingestDir()), dirNames(t, s.content.tmpDir())
 		layers, _ := contentCount(t, s)
-		if len(ingest)+len(tmp) == 0 && layers <= 1 {
+		if len(ingest)+len(tmp) == 0 && layers == 2 { // the other image's
 			break
 		}
 		if time.Now().After(deadline) {
@@ -225,8 +236,11 @@ func TestPullCancelledMidBlob(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if list, _ := s.List(t.Context(), ""); len(list) != 0 {
-		t.Fatalf("a cancelled pull listed %v", list)
+	if d := <-readsDone; d > 100*time.Millisecond {
+		t.Errorf("List, Status and FsInfo took %v during a pull", d)
+	}
+	if list, _ := s.List(t.Context(), ""); len(list) != 1 {
+		t.Fatalf("List after a cancelled pull = %v, want only the other image", list)
 	}
 	tr.setIntercept(nil)
 	if _, err := s.Pull(t.Context(), tr.host+"/slow:1", Auth{}); err != nil {
