@@ -21,6 +21,7 @@ package images
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -270,12 +271,17 @@ func parseMirror(raw string) (mirror, error) {
 // newTransports returns the shared HTTP transports: one verifying TLS, one for insecure
 // hosts. Retries of transient failures (5xx, 429, resets) come from ggcr's retry wrapper.
 func newTransports() (secure, insecure http.RoundTripper) {
-	base := remote.DefaultTransport.(*http.Transport).Clone()
+	t, ok := remote.DefaultTransport.(*http.Transport)
+	if !ok {
+		t = http.DefaultTransport.(*http.Transport)
+	}
+	base := t.Clone()
 	base.MaxIdleConnsPerHost = 16
 	ins := base.Clone()
-	if ins.TLSClientConfig != nil {
-		ins.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // configured insecure registries only
+	if ins.TLSClientConfig == nil {
+		ins.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	ins.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // configured insecure registries only
 	return transport.NewRetry(base), transport.NewRetry(ins)
 }
 
