@@ -49,6 +49,8 @@ func codeOf(err error) codes.Code {
 		return codes.OutOfRange
 	case errdefs.IsAborted(err):
 		return codes.Aborted
+	case errdefs.IsDataLoss(err):
+		return codes.DataLoss
 	}
 	return codes.Unknown
 }

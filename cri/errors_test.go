@@ -27,6 +27,7 @@ func TestToStatus(t *testing.T) {
 		{"unauthorized", fmt.Errorf("registry said 401: %w", errdefs.ErrUnauthenticated), codes.Unauthenticated},
 		{"deadline", fmt.Errorf("wait: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
 		{"canceled", fmt.Errorf("wait: %w", context.Canceled), codes.Canceled},
+		{"digest mismatch", fmt.Errorf("layer: %w", errdefs.ErrDataLoss), codes.DataLoss},
 		{"plain", errors.New("disk on fire"), codes.Unknown},
 		{"already a status", status.Error(codes.OutOfRange, "x"), codes.OutOfRange},
 	}
