@@ -286,7 +286,12 @@ func (m *Manager) Stats(p string) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	st, err := rd.Stats(&cgroups.StatsOptions{Controllers: cgroups.CPU | cgroups.Memory | cgroups.Pids})
+	controllers := cgroups.CPU | cgroups.Memory | cgroups.Pids
+	if m.v2 {
+		// Only for io.pressure: v1's blkio files are many and give CRI nothing it reports.
+		controllers |= cgroups.IO
+	}
+	st, err := rd.Stats(&cgroups.StatsOptions{Controllers: controllers})
 	if err != nil {
 		return Stats{}, fmt.Errorf("read stats of cgroup %s: %w", p, err)
 	}
