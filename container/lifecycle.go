@@ -95,7 +95,7 @@ func (m *Manager) recordExit(e *entry, x exit) {
 			return
 		}
 		c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = StateExited, x.code, x.reason, x.message, x.at
-		if c.StartedAt.IsZero() {
+		if c.StartedAt.IsZero() || c.StartedAt.After(c.FinishedAt) {
 			c.StartedAt = c.FinishedAt
 		}
 	})

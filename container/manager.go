@@ -377,6 +377,9 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 		return Container{}, err
 	}
 
+	if err := writeSpec(c.Dir, s); err != nil {
+		return Container{}, err
+	}
 	undo.add(func(uctx context.Context) {
 		if err := client.Delete(uctx, c.ID); err != nil {
 			l.Error("delete half-made container", zap.Error(err))
@@ -432,12 +435,14 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	// Taken before the call: a process that exits at once must not finish before it started.
+	startedAt := time.Now()
 	pid, err := client.Start(ctx, c.ID)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	started, err := m.update(e, func(c *Container) {
-		c.State, c.Pid, c.StartedAt = StateRunning, pid, time.Now()
+		c.State, c.Pid, c.StartedAt = StateRunning, pid, startedAt
 	})
 	if err != nil {
 		return err

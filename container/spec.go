@@ -1,7 +1,10 @@
 package container
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -135,4 +138,35 @@ func signalNumber(name string) syscall.Signal {
 		name = "SIG" + name
 	}
 	return unix.SignalNum(name)
+}
+
+// specFile holds a container's OCI spec beside its rootfs, for verbose status only: the
+// shim keeps the spec it runs, and memory is not spent on a copy per container.
+const specFile = "config.json"
+
+func writeSpec(dir string, s *specs.Spec) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, specFile), b, 0o600); err != nil {
+		return fmt.Errorf("write spec: %w", err)
+	}
+	return nil
+}
+
+// Spec returns the OCI spec the container was created with, as JSON.
+func (m *Manager) Spec(id string) (json.RawMessage, error) {
+	c, err := m.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(c.Dir, specFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("container %s has no spec on disk: %w", c.ID, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("read container %s spec: %w", c.ID, err)
+	}
+	return b, nil
 }

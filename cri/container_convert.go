@@ -163,7 +163,8 @@ func nanos(c container.Container) (started, finished int64) {
 	return started, finished
 }
 
-func criContainerStatus(c container.Container, verbose bool) (*runtimeapi.ContainerStatusResponse, error) {
+// criContainerStatus converts a container; a non-nil spec (verbose) adds the info map.
+func criContainerStatus(c container.Container, verbose bool, spec json.RawMessage) (*runtimeapi.ContainerStatusResponse, error) {
 	started, finished := nanos(c)
 	st := &runtimeapi.ContainerStatus{
 		Id:          c.ID,
@@ -199,8 +200,9 @@ func criContainerStatus(c container.Container, verbose bool) (*runtimeapi.Contai
 	if verbose {
 		raw, err := json.Marshal(struct {
 			container.Container
-			SandboxID string `json:"sandboxID"`
-		}{c, c.PodID})
+			SandboxID   string          `json:"sandboxID"`
+			RuntimeSpec json.RawMessage `json:"runtimeSpec,omitempty"`
+		}{c, c.PodID, spec})
 		if err != nil {
 			return nil, fmt.Errorf("encode container info: %w", err)
 		}

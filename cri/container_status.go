@@ -2,6 +2,9 @@ package cri
 
 import (
 	"context"
+	"errors"
+
+	"github.com/containerd/errdefs"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -12,5 +15,13 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		return nil, err
 	}
-	return criContainerStatus(c, req.GetVerbose())
+	if !req.GetVerbose() {
+		return criContainerStatus(c, false, nil)
+	}
+	// Only verbose status reads the disk; a container still being made has no spec yet.
+	spec, err := s.opts.Containers.Spec(c.ID)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	return criContainerStatus(c, true, spec)
 }
