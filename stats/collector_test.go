@@ -1,0 +1,157 @@
+package stats
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/peapod-runtime/peapod/cgroups"
+	"github.com/peapod-runtime/peapod/container"
+	"github.com/peapod-runtime/peapod/sandbox"
+)
+
+type fakeContainers []container.Container
+
+func (f fakeContainers) List(container.Filter) []container.Container { return f }
+
+type fakePods []sandbox.Sandbox
+
+func (f fakePods) List(sandbox.Filter) []sandbox.Sandbox { return f }
+
+// fakeCgroups adds step nanoseconds of cpu to every cgroup at each read.
+type fakeCgroups struct {
+	mu   sync.Mutex
+	cpu  map[string]uint64
+	step uint64
+}
+
+func (f *fakeCgroups) Stats(p string) (cgroups.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p == "/missing" {
+		return cgroups.Stats{}, errdefs.ErrNotFound
+	}
+	f.cpu[p] += f.step
+	return cgroups.Stats{CPUUsageNanos: f.cpu[p], MemoryWorkingSetBytes: 5}, nil
+}
+
+func TestCollectorRefresh(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "upper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctrs := fakeContainers{
+		{ID: "run", PodID: "pod", State: container.StateRunning, CgroupPath: "/pod/run", Dir: dir},
+		{ID: "new", PodID: "pod", State: container.StateCreated, CgroupPath: "/missing"},
+		{ID: "gone", PodID: "pod", State: container.StateExited, CgroupPath: "/pod/gone"},
+	}
+	pods := fakePods{{ID: "pod", State: sandbox.StateReady, CgroupParent: "/pod", NetNSPath: "/ns/net"}}
+	var disks int
+	c, err := New(Options{
+		Containers: ctrs, Sandboxes: pods, Cgroups: &fakeCgroups{cpu: map[string]uint64{}, step: 1e9},
+		DiskInterval: time.Hour,
+		Network: func(path string) ([]Interface, error) {
+			return []Interface{{Name: "eth0", RxBytes: 10, TxBytes: 20}}, nil
+		},
+		Disk: func(string) (Disk, error) { disks++; return Disk{UsedBytes: 4096, Inodes: 1}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c.Refresh(ctx)
+	first, ok := c.Container("run")
+	if !ok || first.CPU.HasRate || first.CPU.UsageNanos != 1e9 || first.Disk == nil || first.Disk.UsedBytes != 4096 {
+		t.Fatalf("first sample %+v %v", first, ok)
+	}
+	time.Sleep(20 * time.Millisecond)
+	c.Refresh(ctx)
+	second, _ := c.Container("run")
+	// 1 s of cpu in about 20 ms: far above one core, but it must be a rate.
+	if !second.CPU.HasRate || second.CPU.NanoCores < 1e9 || second.CPU.UsageNanos != 2e9 {
+		t.Errorf("second sample cpu %+v", second.CPU)
+	}
+	if disks != 1 {
+		t.Errorf("writable layer measured %d times within DiskInterval, want once", disks)
+	}
+	if s, ok := c.Container("new"); !ok || !s.At.IsZero() {
+		t.Errorf("created container without cgroup: %+v %v", s, ok)
+	}
+	if _, ok := c.Container("gone"); ok {
+		t.Error("exited container sampled")
+	}
+	p, ok := c.Pod("pod")
+	if !ok || !p.CPU.HasRate || len(p.Interfaces) != 1 || p.Interfaces[0].TxBytes != 20 || p.NetworkAt.IsZero() {
+		t.Errorf("pod sample %+v %v", p, ok)
+	}
+}
+
+func TestCPURate(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	for _, tc := range []struct {
+		desc            string
+		prevAt, at      time.Time
+		prev, cur, want uint64
+		has             bool
+	}{
+		{"no previous sample", time.Time{}, t0, 0, 5, 0, false},
+		{"one core", t0, t0.Add(2 * time.Second), 1e9, 3e9, 1e9, true},
+		{"half a core", t0, t0.Add(time.Second), 0, 5e8, 5e8, true},
+		{"counter went back (new cgroup)", t0, t0.Add(time.Second), 9, 1, 0, false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got := cpuRate(tc.prevAt, tc.prev, tc.at, tc.cur)
+			if got.HasRate != tc.has || got.NanoCores != tc.want || got.UsageNanos != tc.cur {
+				t.Errorf("cpuRate = %+v, want rate %d (%v)", got, tc.want, tc.has)
+			}
+		})
+	}
+}
+
+func TestParseNetDev(t *testing.T) {
+	raw := `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     140       2    0    0    0     0          0         0      140       2    0    0    0     0       0          0
+  eth0:    1296      14    1    2    0     0          0         0      836       9    3    4    0     0       0          0
+`
+	got, err := parseNetDev([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Interface{{Name: "eth0", RxBytes: 1296, RxPackets: 14, RxErrors: 1, RxDropped: 2, TxBytes: 836, TxPackets: 9, TxErrors: 3, TxDropped: 4}}
+	if len(got) != 1 || got[0] != want[0] {
+		t.Errorf("parseNetDev = %+v, want %+v", got, want)
+	}
+	if _, err := parseNetDev([]byte("h\nh\neth0: 1 2\n")); err == nil {
+		t.Error("short line accepted")
+	}
+}
+
+func TestDiskUsage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(dir, "a"), filepath.Join(dir, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d, err := DiskUsage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dir, a (= b), d
+	if d.Inodes != 3 || d.UsedBytes < 1<<20 || d.UsedBytes > 1<<20+64<<10 {
+		t.Errorf("DiskUsage = %+v, want 3 inodes and about 1 MiB", d)
+	}
+	if _, err := DiskUsage(filepath.Join(dir, "nope")); err == nil {
+		t.Error("missing dir measured")
+	}
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package stats
+
+import (
+	"fmt"
+
+	"github.com/containerd/errdefs"
+)
+
+// ReadNetwork is Linux-only.
+func ReadNetwork(string) ([]Interface, error) {
+	return nil, fmt.Errorf("network namespaces need Linux: %w", errdefs.ErrNotImplemented)
+}
