@@ -23,5 +23,22 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if res.TimedOut {
 		return nil, fmt.Errorf("command %q timed out after %v: %w", req.GetCmd(), timeout, context.DeadlineExceeded)
 	}
-	return &runtimeapi.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: int32(res.ExitCode)}, nil
+	stdout, stderr := fitExecOutput(res.Stdout, res.Stderr)
+	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: int32(res.ExitCode)}, nil
+}
+
+// maxExecResponse is the most output one ExecSync answer carries: the kubelet's CRI client
+// refuses messages over 16 MiB, so the two streams (each already capped at 16 MiB by the
+// shim) share that, less room for the message's framing and exit code.
+const maxExecResponse = 16<<20 - 64
+
+// fitExecOutput cuts stdout, then stderr, so that together they fit maxExecResponse.
+func fitExecOutput(stdout, stderr []byte) ([]byte, []byte) {
+	if len(stderr) > maxExecResponse {
+		stderr = stderr[:maxExecResponse]
+	}
+	if room := maxExecResponse - len(stderr); len(stdout) > room {
+		stdout = stdout[:room]
+	}
+	return stdout, stderr
 }
