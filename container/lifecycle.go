@@ -80,7 +80,46 @@ func (m *Manager) exitFromRecords(c Container) exit {
 			}
 		}
 	}
+	m.killOrphans(c)
 	return exit{code: 255, reason: ReasonError, message: monitorLost, at: time.Now()}
+}
+
+// killOrphans kills what is left in the container's cgroup once its shim is gone: nothing
+// supervises those processes any more, and a container reported exited must not run on
+// beside the kubelet's next attempt.
+func (m *Manager) killOrphans(c Container) {
+	if c.CgroupPath == "" {
+		return
+	}
+	pids, err := m.opts.Cgroups.Pids(c.CgroupPath)
+	if err != nil {
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			m.log.Warn("list the processes of a container whose shim is gone", log.ContainerID(c.ID), zap.Error(err))
+		}
+		return
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			m.log.Warn("kill an orphaned container process", log.ContainerID(c.ID), zap.Int(log.KeyPID, pid), zap.Error(err))
+		}
+	}
+	if len(pids) > 0 {
+		m.log.Info("killed the processes of a container whose shim is gone", log.ContainerID(c.ID), zap.Ints("pids", pids))
+	}
+}
+
+// removeOrphanCgroup removes the cgroup of a container whose shim (which would have removed
+// it) is gone, once its processes are killed.
+func (m *Manager) removeOrphanCgroup(ctx context.Context, c Container) error {
+	if c.CgroupPath == "" {
+		return nil
+	}
+	m.killOrphans(c)
+	// RemovePod removes any cgroup with its subtree once it has drained; it never kills.
+	if err := m.opts.Cgroups.RemovePod(ctx, c.CgroupPath); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("remove container %s cgroup: %w", c.ID, err)
+	}
+	return nil
 }
 
 // recordExit persists an exit once; later calls do nothing.
@@ -197,12 +236,18 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := m.stopLocked(ctx, e, 0); err != nil {
 		return err
 	}
-	if client, err := m.shims.client(ctx, c.PodID); err == nil {
-		if err := client.Delete(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
-			return fmt.Errorf("delete container %s: %w", c.ID, err)
+	client, err := m.shims.client(ctx, c.PodID)
+	if err == nil {
+		err = client.Delete(ctx, c.ID)
+	}
+	switch {
+	case errors.Is(err, errdefs.ErrUnavailable):
+		// The shim is gone and cannot clean up after its container: do it here.
+		if err := m.removeOrphanCgroup(ctx, c); err != nil {
+			return err
 		}
-	} else if !errors.Is(err, errdefs.ErrUnavailable) {
-		return err
+	case err != nil:
+		return fmt.Errorf("delete container %s: %w", c.ID, err)
 	}
 	if err := removeRootfs(c.Dir); err != nil {
 		return err

@@ -33,6 +33,16 @@ func TestContainerExecSync(t *testing.T) {
 	pid := pod.pid(t, id)
 
 	t.Run("context", func(t *testing.T) {
+		// StartContainer returns once the init is released, a moment before it execs the
+		// command (and drops the capabilities a non-root user does not keep).
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			raw, _ := os.ReadFile(filepathJoinProc(pid, "cmdline"))
+			if strings.HasPrefix(string(raw), "sleep\x00") || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		init, err := framework.ProcessStatus(pid)
 		if err != nil {
 			t.Fatal(err)
