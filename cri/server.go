@@ -6,15 +6,18 @@ package cri
 
 import (
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/config"
 	"github.com/peapod-runtime/peapod/container"
 	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/sandbox"
+	"github.com/peapod-runtime/peapod/stats"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -34,6 +37,10 @@ type Options struct {
 	Sandboxes  *sandbox.Manager
 	Images     *images.Service
 	Containers *container.Manager
+	// Stats is the background sampler the stats and metrics RPCs answer from.
+	Stats *stats.Collector
+	// Cgroups applies UpdatePodSandboxResources to pod cgroups.
+	Cgroups *cgroups.Manager
 }
 
 // Server implements RuntimeService and ImageService. RPCs that have no handler yet fall
@@ -43,9 +50,10 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	opts  Options
-	log   *zap.Logger
-	ready atomic.Bool
+	opts   Options
+	log    *zap.Logger
+	ready  atomic.Bool
+	events *eventHub
 }
 
 // New returns a Server that answers Unavailable until SetReady is called.
@@ -53,11 +61,16 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Server{opts: opts, log: opts.Logger}
+	s := &Server{opts: opts, log: opts.Logger}
+	s.events = newEventHub(s)
+	return s
 }
 
 // SetReady lets RPCs through: call it once state is recovered.
-func (s *Server) SetReady() { s.ready.Store(true) }
+func (s *Server) SetReady() {
+	s.events.ready(time.Now())
+	s.ready.Store(true)
+}
 
 // Register adds both CRI services to g.
 func (s *Server) Register(g *grpc.Server) {

@@ -20,7 +20,7 @@ import (
 // Default cadences.
 const (
 	DefaultInterval     = time.Second
-	DefaultDiskInterval = 10 * time.Second
+	DefaultDiskInterval = 5 * time.Second
 )
 
 // containerLister, podLister and cgroupReader are what the collector reads; container.Manager,

@@ -7,6 +7,6 @@
 // starts already has one.
 //
 // Cadence: cgroups and networks every Options.Interval (1 s by default); writable layers,
-// which need a directory walk, every Options.DiskInterval (10 s by default) and at once for a
+// which need a directory walk, every Options.DiskInterval (5 s by default) and at once for a
 // container not measured yet.
 package stats

@@ -22,6 +22,7 @@ import (
 	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/netns/cni"
 	"github.com/peapod-runtime/peapod/sandbox"
+	"github.com/peapod-runtime/peapod/stats"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -112,10 +113,20 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	defer containers.Close()
 
+	collector, err := stats.New(stats.Options{
+		Containers: containers, Sandboxes: sandboxes, Cgroups: cgroupManager, Logger: logger.Named("stats"),
+	})
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	go collector.Run(ctx)
+
 	srv := cri.New(cri.Options{
 		Config: cfg, DB: db, Logger: logger, Version: version,
 		Network: network, Sandboxes: sandboxes, Images: imageService, Containers: containers,
+		Stats: collector, Cgroups: cgroupManager,
 	})
+	defer srv.Close()
 	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
 
@@ -144,6 +155,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	logger.Info("stopping: finishing in-flight requests", zap.Duration("grace", gracePeriod))
+	srv.Close() // ends the event streams, which would otherwise hold GracefulStop for the grace period
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {

@@ -1,0 +1,207 @@
+package cri
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"go.uber.org/zap"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-runtime/peapod/container"
+	"github.com/peapod-runtime/peapod/internal/log"
+)
+
+const (
+	// eventSourceBuffer is how many container transitions may wait for the hub before the
+	// container manager drops one (and logs it).
+	eventSourceBuffer = 1024
+	// eventSubscriberBuffer is how many events one GetContainerEvents stream may fall behind
+	// before the hub drops events for it (and logs it): a slow client never slows others.
+	eventSubscriberBuffer = 256
+	// recoveredReplayFor is how long after the daemon became ready a new subscriber still
+	// first receives the transitions Recover found (exits while the daemon was down). A
+	// kubelet reconnects within seconds of a restart; its cache ignores an event older than
+	// what it already knows, so a replay never misleads it.
+	recoveredReplayFor = 2 * time.Minute
+	// recoveredMax bounds that replay list.
+	recoveredMax = 4096
+)
+
+// eventHub turns the container manager's transitions into CRI events, each built once with
+// the pod's status and its containers' statuses as they were right after the transition, and
+// fans them out to every GetContainerEvents stream.
+//
+// It subscribes when the Server is made, before the daemon recovers, so the STOPPED events of
+// exits that happened while the daemon was down are seen too. No client can be connected
+// then (RPCs answer Unavailable until ready), so those events are kept and replayed first to
+// every stream that opens within recoveredReplayFor after the daemon became ready.
+type eventHub struct {
+	s     *Server
+	log   *zap.Logger
+	src   <-chan container.Event
+	unsub func()
+	done  chan struct{}
+
+	mu        sync.Mutex
+	readyAt   time.Time
+	recovered []*runtimeapi.ContainerEventResponse
+	subs      map[int]chan *runtimeapi.ContainerEventResponse
+	next      int
+	// pods keeps each pod's last status, for events that arrive after the pod is gone.
+	pods map[string]*runtimeapi.PodSandboxStatus
+}
+
+func newEventHub(s *Server) *eventHub {
+	h := &eventHub{s: s, log: s.log, done: make(chan struct{}),
+		subs: map[int]chan *runtimeapi.ContainerEventResponse{}, pods: map[string]*runtimeapi.PodSandboxStatus{}}
+	if s.opts.Containers == nil {
+		close(h.done)
+		return h
+	}
+	h.src, h.unsub = s.opts.Containers.Subscribe(eventSourceBuffer)
+	go h.pump()
+	return h
+}
+
+// ready marks the end of recovery: events from then on are not replayed.
+func (h *eventHub) ready(at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.readyAt.IsZero() {
+		h.readyAt = at
+	}
+}
+
+// close ends the hub and every stream.
+func (h *eventHub) close() {
+	if h.unsub != nil {
+		h.unsub()
+	}
+	<-h.done
+}
+
+func (h *eventHub) pump() {
+	defer close(h.done)
+	for ev := range h.src {
+		resp := h.build(ev)
+		h.mu.Lock()
+		if h.readyAt.IsZero() || ev.At.Before(h.readyAt) {
+			if len(h.recovered) < recoveredMax {
+				h.recovered = append(h.recovered, resp)
+			}
+		}
+		for id, ch := range h.subs {
+			select {
+			case ch <- resp:
+			default:
+				h.log.Warn("container events stream is too slow: event dropped", zap.Int("subscriber", id),
+					log.ContainerID(ev.ContainerID), zap.String("type", resp.ContainerEventType.String()))
+			}
+		}
+		h.mu.Unlock()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, ch := range h.subs {
+		close(ch)
+		delete(h.subs, id)
+	}
+}
+
+var criEventTypes = map[container.EventType]runtimeapi.ContainerEventType{
+	container.EventCreated: runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT,
+	container.EventStarted: runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT,
+	container.EventStopped: runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT,
+	container.EventDeleted: runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT,
+}
+
+// build makes the CRI event with the pod's status and its containers' statuses now.
+func (h *eventHub) build(ev container.Event) *runtimeapi.ContainerEventResponse {
+	resp := &runtimeapi.ContainerEventResponse{
+		ContainerId:        ev.ContainerID,
+		ContainerEventType: criEventTypes[ev.Type],
+		CreatedAt:          ev.At.UnixNano(),
+	}
+	ctrs := h.s.opts.Containers.List(container.Filter{PodID: ev.PodID})
+	for _, c := range ctrs {
+		if c.PodID != ev.PodID {
+			continue // the filter matches prefixes
+		}
+		if st, err := criContainerStatus(c, false, nil); err == nil {
+			resp.ContainersStatuses = append(resp.ContainersStatuses, st.GetStatus())
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sb, err := h.s.opts.Sandboxes.Get(ev.PodID); err == nil {
+		if st, err := criSandboxStatus(sb, false); err == nil {
+			h.pods[ev.PodID] = st.GetStatus()
+		}
+	} else if last := h.pods[ev.PodID]; last != nil {
+		// The pod was removed before the event was built: it is not ready any more.
+		last.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	}
+	resp.PodSandboxStatus = h.pods[ev.PodID]
+	if ev.Type == container.EventDeleted && len(resp.ContainersStatuses) == 0 {
+		delete(h.pods, ev.PodID)
+	}
+	return resp
+}
+
+// subscribe opens a stream's channel, filled first with the recovered events still due.
+func (h *eventHub) subscribe() (<-chan *runtimeapi.ContainerEventResponse, func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := make(chan *runtimeapi.ContainerEventResponse, eventSubscriberBuffer+len(h.recovered))
+	select {
+	case <-h.done:
+		close(ch)
+		return ch, func() {}
+	default:
+	}
+	if !h.readyAt.IsZero() && time.Since(h.readyAt) < recoveredReplayFor {
+		for _, r := range h.recovered {
+			ch <- r
+		}
+	} else if !h.readyAt.IsZero() {
+		h.recovered = nil
+	}
+	id := h.next
+	h.next++
+	h.subs[id] = ch
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.subs[id]; ok {
+			delete(h.subs, id)
+		}
+	}
+}
+
+// GetContainerEvents streams every container transition from now on (and, right after a
+// daemon restart, the exits recovery found): CREATED, STARTED, STOPPED, DELETED, each with
+// the pod's status and all its containers' statuses. A stream that cannot keep up loses
+// events rather than slowing the runtime; the kubelet's relist covers the gap.
+func (s *Server) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
+	ch, cancel := s.events.subscribe()
+	defer cancel()
+	ctx := stream.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-ch:
+			if !ok {
+				return fmt.Errorf("container events: the runtime is shutting down: %w", errdefs.ErrUnavailable)
+			}
+			if err := stream.Send(ev); err != nil {
+				return fmt.Errorf("send container event: %w", err)
+			}
+		}
+	}
+}
+
+// Close ends the container event streams and stops following the container manager.
+func (s *Server) Close() { s.events.close() }
