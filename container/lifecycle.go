@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -249,7 +250,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	case err != nil:
 		return fmt.Errorf("delete container %s: %w", c.ID, err)
 	}
-	if err := removeRootfs(c.Dir); err != nil {
+	if err := m.discardDir(c.Dir); err != nil {
 		return err
 	}
 	if c.ImageID != "" {
@@ -354,4 +355,42 @@ func removeRootfs(dir string) error {
 		return fmt.Errorf("remove container dir: %w", err)
 	}
 	return nil
+}
+
+// discardDir moves a removed container's directory into the trash at once (one rename), so
+// that Remove does not wait for the rootfs unmount and the recursive delete: a goroutine
+// finishes them, and New finishes what a daemon killed meanwhile left in the trash.
+func (m *Manager) discardDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	trash := filepath.Join(m.trash, filepath.Base(dir))
+	if err := os.Rename(dir, trash); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		m.log.Warn("move container dir to the trash", zap.String("dir", dir), zap.Error(err))
+		return removeRootfs(dir)
+	}
+	go m.emptyTrash(trash)
+	return nil
+}
+
+// emptyTrash removes discarded container dirs (all of them when dirs is empty).
+func (m *Manager) emptyTrash(dirs ...string) {
+	if len(dirs) == 0 {
+		entries, err := os.ReadDir(m.trash)
+		if err != nil {
+			m.log.Warn("read the container trash", zap.Error(err))
+			return
+		}
+		for _, e := range entries {
+			dirs = append(dirs, filepath.Join(m.trash, e.Name()))
+		}
+	}
+	for _, d := range dirs {
+		if err := removeRootfs(d); err != nil {
+			m.log.Warn("remove a discarded container dir", zap.String("dir", d), zap.Error(err))
+		}
+	}
 }

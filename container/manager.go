@@ -60,6 +60,8 @@ type Manager struct {
 	db   *store.DB
 	log  *zap.Logger
 	dir  string
+	// trash holds removed containers' dirs until they are unmounted and deleted.
+	trash string
 	// ctx ends when the daemon stops: exit watchers then stop without touching records.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -107,9 +109,13 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		ctrs: map[string]*entry{}, inflight: map[string]*createCall{},
 	}
 	m.shims = newShims(opts.ShimBinary, opts.Logger)
-	if err := os.MkdirAll(m.dir, 0o711); err != nil {
-		return nil, fmt.Errorf("create %s: %w", m.dir, err)
+	m.trash = filepath.Join(opts.RootDir, "containers.trash")
+	for d, mode := range map[string]os.FileMode{m.dir: 0o711, m.trash: 0o700} {
+		if err := os.MkdirAll(d, mode); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
 	}
+	go m.emptyTrash()
 	err := m.db.ForEach(bucket, func(id string, raw []byte) error {
 		var c Container
 		if err := json.Unmarshal(raw, &c); err != nil {

@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/signal"
@@ -42,6 +43,8 @@ type env struct {
 	// gcr.io to it (only for the daemon bench starts itself).
 	registry *framework.Registry
 	daemon   *framework.Daemon
+	// pidFlag is -pid, for an -endpoint runtime.
+	pidFlag int
 }
 
 // scenario is one measured operation. Only run is timed.
@@ -51,11 +54,16 @@ type scenario struct {
 	prepare  func(ctx context.Context, e *env, i int) error
 	run      func(ctx context.Context, e *env, i int) error
 	teardown func(ctx context.Context, e *env) error
+	// metrics, if set, reports figures of the scenario's own after the runs (before teardown).
+	metrics func(ctx context.Context, e *env) (map[string]float64, error)
+	// runs, if set, replaces -n for this scenario; noWarmup skips the warmup runs.
+	runs     int
+	noWarmup bool
 }
 
 // scenarios lists every scenario in the order they run; add one here.
 func scenarios() []scenario {
-	return []scenario{
+	return append([]scenario{
 		{
 			name: "Version",
 			run: func(ctx context.Context, e *env, _ int) error {
@@ -70,7 +78,7 @@ func scenarios() []scenario {
 				return err
 			},
 		},
-	}
+	}, slices.Concat(containerScenarios(), sandboxScenarios(), statsScenarios())...)
 }
 
 // result is one scenario's measurements; durations in milliseconds in JSON.
@@ -84,6 +92,8 @@ type result struct {
 	MeanMs        float64 `json:"mean_ms"`
 	RSSAfterBytes int64   `json:"rss_after_bytes,omitempty"`
 	Error         string  `json:"error,omitempty"`
+	// Metrics are a scenario's own figures (scenario.metrics).
+	Metrics map[string]float64 `json:"metrics,omitempty"`
 }
 
 type report struct {
@@ -220,7 +230,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 
 // setupEnv connects to -endpoint, or starts the registry and a peapod.
 func setupEnv(ctx context.Context, o options) (*env, func() error, error) {
-	e := &env{endpoint: framework.NormalizeEndpoint(o.endpoint)}
+	e := &env{endpoint: framework.NormalizeEndpoint(o.endpoint), pidFlag: o.pid}
 	var closers []func() error
 	cleanup := func() error {
 		var errs []error
@@ -273,6 +283,12 @@ func setupEnv(ctx context.Context, o options) (*env, func() error, error) {
 // measure runs s: setup, warmup, n timed runs (each after its untimed prepare), teardown.
 func measure(ctx context.Context, e *env, s scenario, n, warmup int) result {
 	r := result{Name: s.name}
+	if s.runs > 0 {
+		n = s.runs
+	}
+	if s.noWarmup {
+		warmup = 0
+	}
 	fail := func(stage string, err error) result {
 		r.Error = fmt.Sprintf("%s: %v", stage, err)
 		return r
@@ -307,6 +323,13 @@ func measure(ctx context.Context, e *env, s scenario, n, warmup int) result {
 		}
 		if i >= 0 {
 			lat = append(lat, d)
+		}
+	}
+	if s.metrics != nil {
+		m, err := s.metrics(ctx, e)
+		r.Metrics = m
+		if err != nil {
+			return fail("metrics", err)
 		}
 	}
 	slices.Sort(lat)
@@ -357,6 +380,11 @@ func printTable(w io.Writer, rep report) {
 		}
 		fmt.Fprintf(w, "%-*s %6d %9.3f %9.3f %9.3f %9.3f %11s\n", width, r.Name, r.Runs, r.P50ms, r.P95ms, r.P99ms, r.MaxMs, mib(r.RSSAfterBytes))
 	}
+	for _, r := range rep.Scenarios {
+		for _, k := range slices.Sorted(maps.Keys(r.Metrics)) {
+			fmt.Fprintf(w, "%s: %s = %.2f\n", r.Name, k, r.Metrics[k])
+		}
+	}
 	if rep.RSSUnavailable != "" {
 		fmt.Fprintf(w, "\ndaemon RSS: n/a (%s)\n", rep.RSSUnavailable)
 	} else {
@@ -369,4 +397,12 @@ func mib(b int64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+// pid is the measured runtime's pid (0 when unknown).
+func (e *env) pid() int {
+	if e.daemon != nil {
+		return e.daemon.PID()
+	}
+	return e.pidFlag
 }
