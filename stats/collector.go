@@ -19,7 +19,7 @@ import (
 
 // Default cadences.
 const (
-	DefaultInterval     = time.Second
+	DefaultInterval     = 2 * time.Second
 	DefaultDiskInterval = 5 * time.Second
 )
 

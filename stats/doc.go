@@ -6,7 +6,7 @@
 // (usage_nano_cores) come from the two latest samples, so the first call after a container
 // starts already has one.
 //
-// Cadence: cgroups and networks every Options.Interval (1 s by default); writable layers,
+// Cadence: cgroups and networks every Options.Interval (2 s by default); writable layers,
 // which need a directory walk, every Options.DiskInterval (5 s by default) and at once for a
 // container not measured yet.
 package stats
