@@ -31,8 +31,6 @@ import (
 func TestSandboxValidation(t *testing.T) {
 	env := framework.Shared(t)
 	ctx := framework.Context(t)
-	label := podLabel(t)
-	removeLabelled(t, env.Runtime, label)
 	for _, tc := range []struct {
 		name    string
 		change  func(*runtimeapi.PodSandboxConfig)
@@ -47,6 +45,8 @@ func TestSandboxValidation(t *testing.T) {
 		{"unknown runtime handler", nil, "no-such-handler-" + randomSuffix(), codes.OK, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			label := podLabel(t)
+			removeLabelled(t, env.Runtime, label)
 			cfg := podConfig(t, "invalid", label)
 			if tc.change != nil {
 				tc.change(cfg)
