@@ -51,7 +51,8 @@ func serve(args []string) int {
 	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")
 	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim.Start)")
-	level := zap.LevelFlag("log-level", zap.InfoLevel, "log level")
+	level := zap.InfoLevel
+	fs.Var(&level, "log-level", "log level (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -91,7 +92,7 @@ func serve(args []string) int {
 	}
 	logrus.SetFormatter(&logrus.JSONFormatter{})
 	logrus.SetOutput(logFile)
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(logFile), *level)
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(logFile), level)
 	log := zap.New(core).With(plog.PodSandboxID(*podID), zap.Int(plog.KeyPID, os.Getpid()))
 	defer log.Sync() //nolint:errcheck
 
@@ -107,8 +108,11 @@ func serve(args []string) int {
 		Runtime:      runtimeAdapter{rt},
 		Logger:       log,
 		PidNamespace: *pidNS,
-		Version:      version,
-		Seccomp:      seccomp.Enabled,
+		// A shim is idle most of its life: give the memory of a burst of calls (a create, a
+		// large exec) back at once rather than when the scavenger gets to it.
+		OnIdle:  func() { releaseMemory(log) },
+		Version: version,
+		Seccomp: seccomp.Enabled,
 	})
 	if err != nil {
 		report(err)
@@ -124,19 +128,19 @@ func serve(args []string) int {
 	return 0
 }
 
-// tuneMemory keeps the heap of a mostly idle process small: one shim runs per pod on every
-// node. Two Ps are plenty for copying output and serving a few calls; a lower GC target and
-// a soft limit return garbage (e.g. after a large ExecSync) sooner. GOGC and GOMEMLIMIT in
-// the environment still win.
+// tuneMemory keeps a mostly idle process small: one shim runs per pod on every node. One P is
+// plenty for copying output and serving a few calls (and saves its caches); a lower GC target
+// returns garbage sooner, and a soft limit is a safety valve. GOMAXPROCS, GOGC and GOMEMLIMIT
+// in the environment still win.
 func tuneMemory() {
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(min(2, runtime.NumCPU()))
+		runtime.GOMAXPROCS(1)
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(8 << 20)
+		debug.SetMemoryLimit(16 << 20)
 	}
 }
 
@@ -157,4 +161,19 @@ type containerAdapter struct{ *libct.Container }
 
 func (c containerAdapter) Exec(ctx context.Context, p *specs.Process, stdio shim.Stdio) (int, error) {
 	return c.Container.Exec(ctx, p, libct.Stdio(stdio))
+}
+
+// releaseMemory returns freed heap to the OS and, at debug level, says what the shim holds.
+func releaseMemory(l *zap.Logger) {
+	debug.FreeOSMemory()
+	if !l.Core().Enabled(zap.DebugLevel) {
+		return
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	l.Debug("memory",
+		zap.Uint64("heap_inuse", m.HeapInuse), zap.Uint64("heap_idle", m.HeapIdle),
+		zap.Uint64("heap_released", m.HeapReleased), zap.Uint64("stack_inuse", m.StackInuse),
+		zap.Uint64("sys", m.Sys), zap.Uint64("other_sys", m.OtherSys), zap.Uint64("gc_sys", m.GCSys),
+		zap.Uint64("mspan_inuse", m.MSpanInuse), zap.Int("goroutines", runtime.NumGoroutine()))
 }

@@ -1,0 +1,57 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+)
+
+func TestErrorClassesSurviveTheWire(t *testing.T) {
+	for _, class := range []error{
+		errdefs.ErrNotFound, errdefs.ErrAlreadyExists, errdefs.ErrInvalidArgument,
+		errdefs.ErrFailedPrecondition, errdefs.ErrUnavailable, errdefs.ErrNotImplemented,
+		context.DeadlineExceeded, context.Canceled,
+	} {
+		sent := toStatus(fmt.Errorf("container x: %w", class))
+		got := fromWire("op", "/s", sent)
+		if !errors.Is(got, class) {
+			t.Errorf("%v: came back as %v", class, got)
+		}
+	}
+	if got := fromWire("op", "/s", toStatus(errors.New("plain"))); errors.Is(got, errdefs.ErrUnavailable) || got == nil {
+		t.Errorf("plain error came back as %v", got)
+	}
+}
+
+func TestConnectionLossIsUnavailable(t *testing.T) {
+	for _, err := range []error{ttrpc.ErrClosed, io.EOF, syscall.ECONNREFUSED, syscall.ENOENT, fmt.Errorf("dial: %w", syscall.ECONNRESET)} {
+		if got := fromWire("op", "/s", err); !errors.Is(got, errdefs.ErrUnavailable) {
+			t.Errorf("%v: got %v, want Unavailable", err, got)
+		}
+	}
+}
+
+func TestExecStartExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		code int
+		ok   bool
+	}{
+		{`unable to start container process: exec: "nope": executable file not found in $PATH`, 127, true},
+		{`exec: "/no/such": stat /no/such: no such file or directory`, 127, true},
+		{`exec: "/etc/passwd": permission denied`, 126, true},
+		{`chdir to cwd ("/nope") set in config.json failed: no such file or directory`, 0, false},
+		{`container not running`, 0, false},
+	} {
+		code, ok := execStartExitCode(errors.New(tc.msg))
+		if code != tc.code || ok != tc.ok {
+			t.Errorf("%q: got %d %v, want %d %v", tc.msg, code, ok, tc.code, tc.ok)
+		}
+	}
+}

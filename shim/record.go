@@ -1,0 +1,104 @@
+package shim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Records are how a shim persists each container's state (above all its exit) before it
+// reports it. They outlive the shim: a daemon whose shim was killed reads them with
+// ReadRecords to learn the exits that happened before.
+
+func recordDir(stateDir string) string { return filepath.Join(stateDir, "containers") }
+
+func recordPath(stateDir, id string) string {
+	return filepath.Join(recordDir(stateDir), id+".json")
+}
+
+// writeRecord replaces the record of s.ID atomically: temp file, fsync, rename, fsync dir.
+func writeRecord(stateDir string, s ContainerState) error {
+	dir := recordDir(stateDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create record dir: %w", err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode record of %s: %w", s.ID, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+s.ID+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write record of %s: %w", s.ID, err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write record of %s: %w", s.ID, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync record of %s: %w", s.ID, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write record of %s: %w", s.ID, err)
+	}
+	if err := os.Rename(tmp.Name(), recordPath(stateDir, s.ID)); err != nil {
+		return fmt.Errorf("write record of %s: %w", s.ID, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func removeRecord(stateDir, id string) error {
+	err := os.Remove(recordPath(stateDir, id))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove record of %s: %w", id, err)
+	}
+	return nil
+}
+
+// ReadRecords returns the containers recorded under a pod's state dir, as the shim last
+// persisted them. Use it when the shim is gone (Connect fails with ErrUnavailable): a
+// container recorded as StatusStopped exited with the recorded code; any other status means
+// the monitor was lost while the container ran.
+func ReadRecords(stateDir string) ([]ContainerState, error) {
+	entries, err := os.ReadDir(recordDir(stateDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read container records: %w", err)
+	}
+	var out []ContainerState
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(recordDir(stateDir), name))
+		if err != nil {
+			return nil, fmt.Errorf("read container record: %w", err)
+		}
+		var s ContainerState
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("decode container record %s: %w", name, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

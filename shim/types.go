@@ -1,0 +1,165 @@
+package shim
+
+import (
+	"path/filepath"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/peapod-runtime/peapod/shim/api"
+)
+
+// Status is where a container is in its life, as the shim sees it:
+//
+//	Create ──► StatusCreated ──Start──► StatusRunning ──exit──► StatusStopped ──Delete──► (gone)
+//	                 └────────────────── exit or kill ─────────────────┘
+type Status int
+
+const (
+	StatusUnknown Status = iota
+	StatusCreated
+	StatusRunning
+	StatusStopped
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusCreated:
+		return "created"
+	case StatusRunning:
+		return "running"
+	case StatusStopped:
+		return "stopped"
+	}
+	return "unknown"
+}
+
+// Reason hints the shim gives for a stopped container; the daemon may use them as CRI reasons.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+)
+
+// ContainerState is one container as the shim reports it. Zero times mean "not yet".
+type ContainerState struct {
+	ID         string    `json:"id"`
+	Status     Status    `json:"status"`
+	Pid        int       `json:"pid"`
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	ExitCode   int       `json:"exit_code"`
+	// Signaled says the init was killed by a signal; ExitCode is then 128+signal.
+	Signaled bool `json:"signaled,omitempty"`
+	// OOMKilled says the container's cgroup recorded an OOM kill before the exit.
+	OOMKilled bool   `json:"oom_killed,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Message   string `json:"message,omitempty"`
+	LogPath   string `json:"log_path,omitempty"`
+}
+
+// CreateOptions describe a container to create.
+type CreateOptions struct {
+	ID string
+	// Spec is the complete OCI spec; Spec.Root.Path is replaced by Rootfs.
+	Spec *specs.Spec
+	// Rootfs is the container's root filesystem, already mounted by the daemon.
+	Rootfs    string
+	Stdin     bool
+	StdinOnce bool
+	Tty       bool
+	// LogPath is the CRI log file; empty discards the output.
+	LogPath string
+}
+
+// ExecSyncOptions describe a command to run in a running container. The container's process
+// settings (capabilities, no_new_privs, seccomp, AppArmor, rlimits...) apply; Args replace the
+// command and the other fields replace the container's values when set.
+type ExecSyncOptions struct {
+	Args []string
+	Env  []string
+	Cwd  string
+	User *specs.User
+	// Timeout kills the command's process group after this long; 0 means no timeout.
+	Timeout time.Duration
+}
+
+// ExecSyncResult is what a command printed (each stream capped at MaxExecOutput) and how it ended.
+type ExecSyncResult struct {
+	Stdout   []byte
+	Stderr   []byte
+	ExitCode int
+	TimedOut bool
+}
+
+// MaxExecOutput is the most ExecSync keeps of each of stdout and stderr.
+const MaxExecOutput = 16 << 20
+
+// Info describes a running shim.
+type Info struct {
+	Pid   int
+	PodID string
+	// PidNamespace is the path of the pod's PID namespace when the shim holds one
+	// (StartOptions.PidNamespace): put it in the containers' specs.
+	PidNamespace string
+	// PidHolderPid is the pid of the process that is PID 1 of that namespace.
+	PidHolderPid int
+	// Seccomp says the shim was built with seccomp support (-tags seccomp).
+	Seccomp bool
+	Version string
+}
+
+// SocketPath is where the shim of the pod whose state dir is stateDir listens.
+func SocketPath(stateDir string) string { return filepath.Join(stateDir, "shim.sock") }
+
+// LogPath is where the shim of the pod whose state dir is stateDir writes its own log.
+func LogPath(stateDir string) string { return filepath.Join(stateDir, "shim.log") }
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func (s ContainerState) toAPI() *api.ContainerState {
+	return &api.ContainerState{
+		Id:         s.ID,
+		Status:     api.Status(s.Status),
+		Pid:        uint32(s.Pid),
+		CreatedAt:  unixNano(s.CreatedAt),
+		StartedAt:  unixNano(s.StartedAt),
+		FinishedAt: unixNano(s.FinishedAt),
+		ExitCode:   int32(s.ExitCode),
+		Signaled:   s.Signaled,
+		OomKilled:  s.OOMKilled,
+		Reason:     s.Reason,
+		Message:    s.Message,
+		LogPath:    s.LogPath,
+	}
+}
+
+func stateFromAPI(a *api.ContainerState) ContainerState {
+	return ContainerState{
+		ID:         a.GetId(),
+		Status:     Status(a.GetStatus()),
+		Pid:        int(a.GetPid()),
+		CreatedAt:  fromUnixNano(a.GetCreatedAt()),
+		StartedAt:  fromUnixNano(a.GetStartedAt()),
+		FinishedAt: fromUnixNano(a.GetFinishedAt()),
+		ExitCode:   int(a.GetExitCode()),
+		Signaled:   a.GetSignaled(),
+		OOMKilled:  a.GetOomKilled(),
+		Reason:     a.GetReason(),
+		Message:    a.GetMessage(),
+		LogPath:    a.GetLogPath(),
+	}
+}
