@@ -265,11 +265,29 @@ func TestContainerEventsAfterRestart(t *testing.T) {
 		evs := s.expect(t, who, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		checkEventStatuses(t, who, podCfg.Metadata.Uid, id, evs, 7)
 	}
+	// Open event streams must not hold a stopping daemon for its grace period.
+	start := time.Now()
+	if err := d.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("SIGTERM with two open event streams took %v to exit", took)
+	}
+	// A second restart finds nothing new: its subscribers get no second STOPPED, only
+	// what happens next.
+	if err := d.Start(ctx); err != nil {
+		t.Fatalf("start after SIGTERM: %v", err)
+	}
+	c = framework.MustConnect(t, d.Endpoint())
+	subs = []*eventSub{subscribeEvents(t, c.Runtime), subscribeEvents(t, c.Runtime)}
 	if err := c.Runtime.RemoveContainer(ctx, id); err != nil {
 		t.Fatalf("RemoveContainer: %v", err)
 	}
 	for i, s := range subs {
-		who := fmt.Sprintf("subscriber %d after the restart", i+1)
+		who := fmt.Sprintf("subscriber %d after the second restart", i+1)
 		s.expect(t, who, id, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 		if extra := s.next(id, 300*time.Millisecond); extra != nil {
 			t.Errorf("%s: extra %v event", who, extra.GetContainerEventType())

@@ -1,6 +1,7 @@
 package critest
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -421,5 +422,65 @@ func TestStatsPodNetwork(t *testing.T) {
 	}
 	if rx < afterA.GetRxBytes().GetValue() {
 		t.Errorf("container_network_receive_bytes_total of pod a = %d, want >= %d", rx, afterA.GetRxBytes().GetValue())
+	}
+}
+
+// TestUpdatePodSandboxResources: a pod-level resize lands in the pod cgroup, overhead added.
+func TestUpdatePodSandboxResources(t *testing.T) {
+	framework.RequirePeapod(t)
+	requireCgroupV1(t)
+	p := newTestPod(t, "pod-resize", nil)
+	ctx := framework.Context(t)
+	conn, err := grpc.NewClient(p.env.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc := runtimeapi.NewRuntimeServiceClient(conn)
+	_, err = rc.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: p.id,
+		Resources:    &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 256 * mib, CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512},
+		Overhead:     &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 16 * mib, CpuQuota: 10000, CpuShares: 64},
+	})
+	if err != nil {
+		t.Fatalf("UpdatePodSandboxResources: %v", err)
+	}
+	st, err := p.rt.PodSandboxStatus(ctx, p.id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		CgroupParent string `json:"cgroup_parent"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.CgroupParent == "" {
+		t.Fatalf("pod info %q: %v", st.GetInfo()["info"], err)
+	}
+	for file, want := range map[string]string{
+		"memory/memory.limit_in_bytes": fmt.Sprint(272 * mib),
+		"cpu/cpu.cfs_quota_us":         "60000",
+		"cpu/cpu.cfs_period_us":        "100000",
+		"cpu/cpu.shares":               "576",
+	} {
+		raw, err := os.ReadFile("/sys/fs/cgroup/" + file[:strings.Index(file, "/")] + info.CgroupParent + file[strings.Index(file, "/"):])
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		if got := strings.TrimSpace(string(raw)); got != want {
+			t.Errorf("pod %s = %s, want %s", file, got, want)
+		}
+	}
+	for desc, req := range map[string]*runtimeapi.UpdatePodSandboxResourcesRequest{
+		"no resources":   {PodSandboxId: p.id},
+		"memory too low": {PodSandboxId: p.id, Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1024}},
+	} {
+		if _, err := rc.UpdatePodSandboxResources(ctx, req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", desc, err)
+		}
+	}
+	_, err = rc.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: "no-such-pod-resize", Resources: &runtimeapi.LinuxContainerResources{CpuShares: 512}})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("unknown pod: %v, want NotFound", err)
 	}
 }
