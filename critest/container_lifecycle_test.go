@@ -3,6 +3,7 @@ package critest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -343,6 +344,16 @@ func TestContainerReadsDoNotWait(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- pod.rt.StopContainer(ctx, id, 2) }()
 	time.Sleep(100 * time.Millisecond)
+	// Creates under way at the same time must not hold up reads either.
+	var creates sync.WaitGroup
+	for i := range 4 {
+		creates.Go(func() {
+			if _, err := pod.create(t, sleeper(fmt.Sprintf("busy-%d", i), framework.ImageBusybox, nil)); err != nil {
+				t.Errorf("CreateContainer: %v", err)
+			}
+		})
+	}
+	defer creates.Wait()
 	var worst time.Duration
 	for i := 0; i < 20; i++ {
 		start := time.Now()

@@ -69,6 +69,10 @@ func TestContainerRestartRecovery(t *testing.T) {
 	doneCfg := shell("done", "echo early; exit 0")
 	runner, exiter, done := pod.run(t, runnerCfg), pod.run(t, exiterCfg), pod.run(t, doneCfg)
 	pod.waitExited(t, done, 10*time.Second)
+	created, err := pod.create(t, sleeper("created", framework.ImageBusybox, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
 	runnerPid, exiterPid := pod.pid(t, runner), pod.pid(t, exiter)
 	waitLog(t, pod.logPath(runnerCfg), 5*time.Second, func(l []logLine) bool { return len(l) >= 5 })
 
@@ -115,6 +119,15 @@ func TestContainerRestartRecovery(t *testing.T) {
 	if down < 5 {
 		t.Errorf("runner logged %d lines while the daemon was down, want many", down)
 	}
+	if st := pod.status(t, created); st.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("created container after restart: %v", st.State)
+	}
+	if err := pod.rt.StartContainer(ctx, created); err != nil {
+		t.Errorf("start after restart of a container created before: %v", err)
+	}
+	if got := pod.sh(t, created, "echo started"); got != "started" {
+		t.Errorf("exec in it: %q", got)
+	}
 	if got := pod.sh(t, runner, "echo alive"); got != "alive" {
 		t.Errorf("exec after restart: %q", got)
 	}
@@ -124,7 +137,7 @@ func TestContainerRestartRecovery(t *testing.T) {
 	if st := pod.status(t, runner); st.ExitCode != 137 {
 		t.Errorf("runner after kill: exit %d", st.ExitCode)
 	}
-	for _, id := range []string{runner, exiter, done} {
+	for _, id := range []string{runner, exiter, done, created} {
 		if err := pod.rt.RemoveContainer(ctx, id); err != nil {
 			t.Errorf("remove after restart: %v", err)
 		}

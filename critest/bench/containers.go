@@ -115,8 +115,27 @@ func containerScenarios() []scenario {
 	toRunning := &ctrBench{name: "PodToRunning"}
 	execSync := &ctrBench{name: "ExecSyncTrue"}
 	mem := &ctrBench{name: "Memory"}
+	first := &ctrBench{name: "CreateContainer/first-in-pod"}
 	var next string
 	return []scenario{
+		{
+			// The pod's first container also starts the pod's shim: the part of
+			// pod-to-running that is neither RunPodSandbox nor a later create.
+			name: first.name, setup: pullBusybox, teardown: first.teardown,
+			prepare: func(ctx context.Context, e *env, i int) error {
+				if err := first.teardown(ctx, e); err != nil {
+					return err
+				}
+				first.podCfg = benchPodConfig("first", i+1000)
+				var err error
+				first.podID, err = e.runtime.RunPodSandbox(ctx, first.podCfg, "")
+				return err
+			},
+			run: func(ctx context.Context, e *env, i int) error {
+				_, err := first.create(ctx, e, i)
+				return err
+			},
+		},
 		{
 			name: create.name, setup: create.setup, teardown: create.teardown,
 			prepare: func(ctx context.Context, e *env, _ int) error { return create.dropPrev(ctx, e) },
