@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -127,15 +128,47 @@ func stopSignal(requested, image string) string {
 	return "SIGTERM"
 }
 
-// signalNumber parses "SIGTERM", "TERM" or "15"; 0 when unknown.
+// signalNumber parses "SIGTERM", "TERM", "15", the CRI's "SIGRTMINPLUS3"/"SIGRTMAXMINUS2",
+// the image's "SIGRTMIN+3"/"SIGRTMAX-2" and the aliases SIGCLD, SIGPOLL and SIGIOT; 0 when
+// unknown.
 func signalNumber(name string) syscall.Signal {
 	name = strings.ToUpper(strings.TrimSpace(name))
-	if !strings.HasPrefix(name, "SIG") {
-		var n int
-		if _, err := fmt.Sscanf(name, "%d", &n); err == nil && n > 0 && n < 65 {
+	if n, err := strconv.Atoi(name); err == nil {
+		if n > 0 && n < 65 {
 			return syscall.Signal(n)
 		}
+		return 0
+	}
+	if !strings.HasPrefix(name, "SIG") {
 		name = "SIG" + name
+	}
+	const rtmin, rtmax = 34, 64 // glibc's SIGRTMIN and SIGRTMAX, what runc uses
+	for _, rt := range []struct {
+		prefix string
+		base   int
+		sign   int
+	}{
+		{"SIGRTMINPLUS", rtmin, 1}, {"SIGRTMIN+", rtmin, 1}, {"SIGRTMAXMINUS", rtmax, -1}, {"SIGRTMAX-", rtmax, -1},
+	} {
+		if v, ok := strings.CutPrefix(name, rt.prefix); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > rtmax-rtmin {
+				return 0
+			}
+			return syscall.Signal(rt.base + rt.sign*n)
+		}
+	}
+	switch name {
+	case "SIGRTMIN":
+		return rtmin
+	case "SIGRTMAX":
+		return rtmax
+	case "SIGCLD":
+		return syscall.SIGCHLD
+	case "SIGPOLL":
+		return syscall.SIGIO
+	case "SIGIOT":
+		return syscall.SIGABRT
 	}
 	return unix.SignalNum(name)
 }
