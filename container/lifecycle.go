@@ -34,6 +34,11 @@ func (m *Manager) watch(e *entry, client *shim.Client) {
 		case err == nil:
 			m.recordExit(e, exitFromShim(st))
 		case errors.Is(err, errdefs.ErrUnavailable):
+			// A broken connection to a live shim is not a lost monitor: reconnect and wait on.
+			if c, cerr := m.shims.client(m.ctx, e.c.PodID); cerr == nil && c != client {
+				client = c
+				continue
+			}
 			m.recordExit(e, m.exitFromRecords(e.c))
 		case errors.Is(err, errdefs.ErrNotFound):
 			m.recordExit(e, exit{code: 255, reason: ReasonError, message: "the container disappeared from its monitor", at: time.Now()})
