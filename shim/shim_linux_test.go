@@ -147,6 +147,14 @@ func (p *pod) stop(t testing.TB) {
 	}
 	p.c.Close()
 	waitGone(t, p.shimPid)
+	// The shim's stderr is its log: a panic or a race report (when built with -race) lands there.
+	if b, err := os.ReadFile(shim.LogPath(p.stateDir)); err == nil {
+		for _, bad := range []string{"panic:", "WARNING: DATA RACE", "fatal error:"} {
+			if i := strings.Index(string(b), bad); i >= 0 {
+				t.Errorf("shim log reports %q:\n%s", bad, b[i:min(len(b), i+4000)])
+			}
+		}
+	}
 }
 
 func waitGone(t testing.TB, pid int) {
@@ -757,9 +765,9 @@ func BenchmarkLifecycle(b *testing.B) {
 		create, start, del = create+t1.Sub(t0), start+t2.Sub(t1), del+time.Since(t2)
 	}
 	n := time.Duration(b.N)
-	b.ReportMetric(float64((create / n).Microseconds())/1000, "create-ms")
-	b.ReportMetric(float64((start / n).Microseconds())/1000, "start-ms")
-	b.ReportMetric(float64((del / n).Microseconds())/1000, "stop+delete-ms")
+	b.ReportMetric(float64((create/n).Microseconds())/1000, "create-ms")
+	b.ReportMetric(float64((start/n).Microseconds())/1000, "start-ms")
+	b.ReportMetric(float64((del/n).Microseconds())/1000, "stop+delete-ms")
 }
 
 // BenchmarkExecSync measures an ExecSync of `true` in a running container.
