@@ -123,11 +123,18 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 
 	// A holder left by a shim that was killed holds a namespace nobody monitors any more.
 	killStaleHolder(s.opts.StateDir, s.log)
+	keepHolder := false
 	if s.opts.PidNamespace {
 		if err := s.startHolder(); err != nil {
 			return err
 		}
-		defer s.stopHolder()
+		// A shim stopped by a signal leaves the pod's PID namespace to the containers in it,
+		// as it leaves the containers; the next shim of the pod kills a stale holder.
+		defer func() {
+			if !keepHolder {
+				s.stopHolder()
+			}
+		}()
 	}
 
 	l, err := listen(SocketPath(s.opts.StateDir))
@@ -153,6 +160,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 
 	select {
 	case <-ctx.Done():
+		keepHolder = true
 	case <-s.shutdown:
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)

@@ -788,3 +788,47 @@ func BenchmarkExecSync(b *testing.B) {
 		}
 	}
 }
+
+// TestSigtermLeavesContainers: a shim stopped by a signal removes its socket and exits, and
+// leaves its containers (and the pod's PID namespace) running, like a killed one; the next
+// shim of the pod cleans up.
+func TestSigtermLeavesContainers(t *testing.T) {
+	p := startPod(t, true)
+	ctx := ctxT(t, 30*time.Second)
+	info, err := p.c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := p.spec("c", "sleep", "1000")
+	spec.Linux.Namespaces[1] = specs.LinuxNamespace{Type: specs.PIDNamespace, Path: info.PidNamespace}
+	p.create(t, "c", spec, false)
+	if _, err := p.c.Start(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := p.c.State(ctx, "c")
+	if err := syscall.Kill(p.shimPid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, p.shimPid)
+	if _, err := os.Stat(shim.SocketPath(p.stateDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket after SIGTERM: %v", err)
+	}
+	for _, pid := range []int{st.Pid, info.PidHolderPid} {
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Errorf("process %d did not survive its shim's SIGTERM: %v", pid, err)
+		}
+	}
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c.Close()
+	p.c = c
+	next, _ := c.Info(ctx)
+	p.shimPid = next.Pid
+	if err := c.Delete(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, info.PidHolderPid)
+	waitGone(t, st.Pid)
+}
