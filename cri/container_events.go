@@ -7,10 +7,12 @@ import (
 
 	"github.com/containerd/errdefs"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/container"
 	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/sandbox"
 )
 
 const (
@@ -29,6 +31,17 @@ const (
 	recoveredMax = 4096
 )
 
+// eventSource is what the hub reads: container.Manager.
+type eventSource interface {
+	Subscribe(buf int) (<-chan container.Event, func())
+	List(container.Filter) []container.Container
+}
+
+// podSource is sandbox.Manager.
+type podSource interface {
+	Get(id string) (sandbox.Sandbox, error)
+}
+
 // eventHub turns the container manager's transitions into CRI events, each built once with
 // the pod's status and its containers' statuses as they were right after the transition, and
 // fans them out to every GetContainerEvents stream.
@@ -38,7 +51,8 @@ const (
 // then (RPCs answer Unavailable until ready), so those events are kept and replayed first to
 // every stream that opens within recoveredReplayFor after the daemon became ready.
 type eventHub struct {
-	s     *Server
+	ctrs  eventSource
+	pods  podSource
 	log   *zap.Logger
 	src   <-chan container.Event
 	unsub func()
@@ -49,18 +63,27 @@ type eventHub struct {
 	recovered []*runtimeapi.ContainerEventResponse
 	subs      map[int]chan *runtimeapi.ContainerEventResponse
 	next      int
-	// pods keeps each pod's last status, for events that arrive after the pod is gone.
-	pods map[string]*runtimeapi.PodSandboxStatus
+	// lastPod keeps each pod's last status, for events that arrive after the pod is gone.
+	lastPod map[string]*runtimeapi.PodSandboxStatus
 }
 
-func newEventHub(s *Server) *eventHub {
-	h := &eventHub{s: s, log: s.log, done: make(chan struct{}),
-		subs: map[int]chan *runtimeapi.ContainerEventResponse{}, pods: map[string]*runtimeapi.PodSandboxStatus{}}
-	if s.opts.Containers == nil {
+// serverEventHub is the hub of a Server with these options.
+func serverEventHub(opts Options) *eventHub {
+	if opts.Containers == nil {
+		return newEventHub(nil, opts.Sandboxes, opts.Logger)
+	}
+	return newEventHub(opts.Containers, opts.Sandboxes, opts.Logger)
+}
+
+// newEventHub subscribes to ctrs at once; a nil ctrs makes a hub with no events.
+func newEventHub(ctrs eventSource, pods podSource, l *zap.Logger) *eventHub {
+	h := &eventHub{ctrs: ctrs, pods: pods, log: l, done: make(chan struct{}),
+		subs: map[int]chan *runtimeapi.ContainerEventResponse{}, lastPod: map[string]*runtimeapi.PodSandboxStatus{}}
+	if ctrs == nil {
 		close(h.done)
 		return h
 	}
-	h.src, h.unsub = s.opts.Containers.Subscribe(eventSourceBuffer)
+	h.src, h.unsub = ctrs.Subscribe(eventSourceBuffer)
 	go h.pump()
 	return h
 }
@@ -124,8 +147,7 @@ func (h *eventHub) build(ev container.Event) *runtimeapi.ContainerEventResponse 
 		ContainerEventType: criEventTypes[ev.Type],
 		CreatedAt:          ev.At.UnixNano(),
 	}
-	ctrs := h.s.opts.Containers.List(container.Filter{PodID: ev.PodID})
-	for _, c := range ctrs {
+	for _, c := range h.ctrs.List(container.Filter{PodID: ev.PodID}) {
 		if c.PodID != ev.PodID {
 			continue // the filter matches prefixes
 		}
@@ -135,17 +157,20 @@ func (h *eventHub) build(ev container.Event) *runtimeapi.ContainerEventResponse 
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if sb, err := h.s.opts.Sandboxes.Get(ev.PodID); err == nil {
+	if sb, err := h.pods.Get(ev.PodID); err == nil {
 		if st, err := criSandboxStatus(sb, false); err == nil {
-			h.pods[ev.PodID] = st.GetStatus()
+			h.lastPod[ev.PodID] = st.GetStatus()
 		}
-	} else if last := h.pods[ev.PodID]; last != nil {
-		// The pod was removed before the event was built: it is not ready any more.
-		last.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	} else if last := h.lastPod[ev.PodID]; last != nil {
+		// The pod was removed before the event was built: it is not ready any more. A
+		// copy, since earlier events share the old one.
+		gone := proto.Clone(last).(*runtimeapi.PodSandboxStatus)
+		gone.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+		h.lastPod[ev.PodID] = gone
 	}
-	resp.PodSandboxStatus = h.pods[ev.PodID]
+	resp.PodSandboxStatus = h.lastPod[ev.PodID]
 	if ev.Type == container.EventDeleted && len(resp.ContainersStatuses) == 0 {
-		delete(h.pods, ev.PodID)
+		delete(h.lastPod, ev.PodID)
 	}
 	return resp
 }

@@ -62,7 +62,7 @@ func New(opts Options) *Server {
 		opts.Logger = zap.NewNop()
 	}
 	s := &Server{opts: opts, log: opts.Logger}
-	s.events = newEventHub(s)
+	s.events = serverEventHub(opts)
 	return s
 }
 
