@@ -310,7 +310,11 @@ func (m *Manager) RemovePod(ctx context.Context, podID string) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	return m.shims.shutdown(ctx, podID)
+	pod, err := m.opts.Sandboxes.Get(podID)
+	if err != nil {
+		return err
+	}
+	return m.shims.shutdown(ctx, pod)
 }
 
 // ExecSync runs a command in a running container and returns its output.

@@ -126,13 +126,15 @@ func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) 
 	return c, nil
 }
 
-// shutdown stops the pod's shim once it holds no containers; a gone shim is fine.
-func (s *shims) shutdown(ctx context.Context, podID string) error {
+// shutdown stops the pod's shim once it holds no containers. A shim that is gone is fine,
+// but the PID namespace holder it may have left is killed. Pods this daemon never connected
+// to (a shim from before a restart) are found through their state dir.
+func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox) error {
+	p := s.entry(pod.ID, pod.Dir)
 	s.mu.Lock()
-	p, ok := s.pods[podID]
-	delete(s.pods, podID)
+	delete(s.pods, pod.ID)
 	s.mu.Unlock()
-	if !ok {
+	if p.stateDir == "" {
 		return nil
 	}
 	p.mu.Lock()
@@ -142,13 +144,14 @@ func (s *shims) shutdown(ctx context.Context, podID string) error {
 		var err error
 		if c, err = shim.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
 			if errors.Is(err, errdefs.ErrUnavailable) {
+				shim.KillStaleHolder(p.stateDir, s.log)
 				return nil
 			}
-			return fmt.Errorf("pod %s shim: %w", podID, err)
+			return fmt.Errorf("pod %s shim: %w", pod.ID, err)
 		}
 	}
 	if err := c.Shutdown(ctx); err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
-		return fmt.Errorf("stop pod %s shim: %w", podID, err)
+		return fmt.Errorf("stop pod %s shim: %w", pod.ID, err)
 	}
 	p.client = nil
 	return nil

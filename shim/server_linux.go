@@ -245,7 +245,9 @@ func (s *Server) startHolder() error {
 	argv := s.opts.HolderCommand
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Args[0] = "peapod-shim"
-	cmd.Dir = "/"
+	// Its working directory is the pod's state dir, so that whoever cleans that dir up (a
+	// test harness, an operator with fuser) finds it.
+	cmd.Dir = s.opts.StateDir
 	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
 	pid, exited, err := s.reaper.spawn(func() (int, error) {
 		if err := cmd.Start(); err != nil {
@@ -298,6 +300,10 @@ func writeHolderFile(stateDir string, pid int) error {
 	}
 	return nil
 }
+
+// KillStaleHolder kills the pod PID namespace holder a dead shim left in stateDir, if any:
+// the daemon calls it when it removes a pod whose shim is gone.
+func KillStaleHolder(stateDir string, l *zap.Logger) { killStaleHolder(stateDir, l) }
 
 func killStaleHolder(stateDir string, l *zap.Logger) {
 	b, err := os.ReadFile(holderFile(stateDir))
