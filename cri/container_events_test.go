@@ -108,15 +108,17 @@ func TestEventHubSlowSubscriber(t *testing.T) {
 	defer cancelSlow()
 	fast, cancelFast := h.subscribe()
 	defer cancelFast()
-	n := eventSubscriberBuffer + 50
-	go func() {
-		for i := range n {
-			src.ch <- container.Event{Type: container.EventStarted, ContainerID: "c1", PodID: "p1", At: time.Now().Add(time.Duration(i))}
+	// Two rounds, each within the fast subscriber's buffer, so only the slow one can fall
+	// behind: the fast subscriber gets every event although the slow one stopped reading.
+	for _, n := range []int{eventSubscriberBuffer, 50} {
+		go func() {
+			for i := range n {
+				src.ch <- container.Event{Type: container.EventStarted, ContainerID: "c1", PodID: "p1", At: time.Now().Add(time.Duration(i))}
+			}
+		}()
+		for range n {
+			recv(t, fast)
 		}
-	}()
-	// The fast subscriber gets every event although the slow one stopped reading.
-	for range n {
-		recv(t, fast)
 	}
 	if got := len(slow); got != eventSubscriberBuffer {
 		t.Errorf("slow subscriber holds %d events, want its buffer (%d) full and the rest dropped", got, eventSubscriberBuffer)
