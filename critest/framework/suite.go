@@ -73,7 +73,20 @@ func runMain(m *testing.M) int {
 	suite.inMain = true
 	suite.mu.Unlock()
 
+	hadTiers, hadBridge := tiersExist(), bridgeExists()
 	code := m.Run()
+	defer func() {
+		// What the suite's own daemons made on the node goes with them.
+		if f.endpoint != "" {
+			return
+		}
+		if !hadTiers {
+			removeTiers()
+		}
+		if !hadBridge {
+			removeBuiltinNetwork()
+		}
+	}()
 	if err := suite.shutdown(); err != nil {
 		fmt.Fprintf(os.Stderr, "critest framework: %v\n", err)
 		if code == 0 {

@@ -1,0 +1,52 @@
+package framework
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+// peapodTiers are the QoS tier cgroups a peapod daemon makes under every hierarchy when a pod
+// has no kubelet-given parent (DESIGN.md §4), deepest first.
+var peapodTiers = []string{"peapod/burstable", "peapod/besteffort", "peapod"}
+
+// tiersExist reports whether peapod's tier cgroups exist already (a peapod runs on this node).
+func tiersExist() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cpu/peapod")
+	if err != nil {
+		_, err = os.Stat("/sys/fs/cgroup/peapod")
+	}
+	return err == nil
+}
+
+// removeTiers removes the tier cgroups the suite's daemons made. rmdir of a cgroup that still
+// has children fails, so a tier in use by anyone stays.
+func removeTiers() {
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	hierarchies = append(hierarchies, "/sys/fs/cgroup")
+	for _, h := range hierarchies {
+		for _, t := range peapodTiers {
+			_ = syscall.Rmdir(filepath.Join(h, t))
+		}
+	}
+}
+
+// bridgeExists reports whether the built-in network's bridge exists (a peapod ran pods here).
+func bridgeExists() bool {
+	_, err := os.Stat("/sys/class/net/peapod0")
+	return err == nil
+}
+
+// removeBuiltinNetwork removes what the suite's daemons left of the built-in network once
+// their pods are gone: the peapod0 bridge, if no port is left on it, and the subnet's
+// masquerade rule.
+func removeBuiltinNetwork() {
+	ports, _ := filepath.Glob("/sys/class/net/peapod0/brif/*")
+	if len(ports) > 0 {
+		return
+	}
+	_ = exec.Command("ip", "link", "del", "peapod0").Run()
+	_ = exec.Command("iptables", "-t", "nat", "-D", "POSTROUTING", "-s", "10.89.0.0/16", "!", "-d", "10.89.0.0/16",
+		"-m", "comment", "--comment", "peapod network peapod", "-j", "MASQUERADE").Run()
+}
