@@ -24,6 +24,7 @@ import (
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/container/spec"
 	"github.com/peapod-runtime/peapod/images"
+	"github.com/peapod-runtime/peapod/internal/idprefix"
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/store"
@@ -147,25 +148,7 @@ func newID() string {
 }
 
 func (m *Manager) resolveLocked(id string) (*entry, error) {
-	if id == "" {
-		return nil, fmt.Errorf("container id is required: %w", errdefs.ErrInvalidArgument)
-	}
-	if e, ok := m.ctrs[id]; ok {
-		return e, nil
-	}
-	var found *entry
-	for full, e := range m.ctrs {
-		if strings.HasPrefix(full, id) {
-			if found != nil {
-				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = e
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
-	return found, nil
+	return idprefix.Lookup(m.ctrs, id, "container")
 }
 
 func (m *Manager) resolve(id string) (*entry, error) {

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	"go.uber.org/zap"
 
+	"github.com/peapod-runtime/peapod/internal/idprefix"
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/store"
 )
@@ -172,25 +173,7 @@ func (m *Manager) resolve(id string) (*entry, error) {
 }
 
 func (m *Manager) resolveLocked(id string) (*entry, error) {
-	if id == "" {
-		return nil, fmt.Errorf("pod sandbox id is required: %w", errdefs.ErrInvalidArgument)
-	}
-	if e, ok := m.pods[id]; ok {
-		return e, nil
-	}
-	var found *entry
-	for full, e := range m.pods {
-		if strings.HasPrefix(full, id) {
-			if found != nil {
-				return nil, fmt.Errorf("pod sandbox id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = e
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
-	return found, nil
+	return idprefix.Lookup(m.pods, id, "pod sandbox")
 }
 
 // Get returns a copy of the pod with this id or unique prefix.
