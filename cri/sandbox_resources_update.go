@@ -8,13 +8,11 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/cgroups"
-	"github.com/peapod-runtime/peapod/sandbox"
 )
 
 // UpdatePodSandboxResources applies a pod-level resize to the pod cgroup: the containers'
-// summed resources plus the pod overhead. Only the fields the request sets change; invalid
-// values are InvalidArgument and change nothing. The pod's recorded config keeps the values
-// it was run with (ContainerStatus reports each container's own resources).
+// summed resources plus the pod overhead. Invalid values are InvalidArgument and change
+// nothing; the pod's record then holds the new totals.
 func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
 	if req.GetPodSandboxId() == "" {
 		return nil, fmt.Errorf("pod_sandbox_id is required: %w", errdefs.ErrInvalidArgument)
@@ -34,20 +32,7 @@ func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.
 	if err := total.Validate(); err != nil {
 		return nil, fmt.Errorf("resources plus overhead: %w", err)
 	}
-	if s.opts.Cgroups == nil {
-		return nil, fmt.Errorf("pod cgroups are not managed: %w", errdefs.ErrUnavailable)
-	}
-	if err := s.opts.Cgroups.CheckResources(total); err != nil {
-		return nil, err
-	}
-	sb, err := s.opts.Sandboxes.Get(req.GetPodSandboxId())
-	if err != nil {
-		return nil, err
-	}
-	if sb.State != sandbox.StateReady || sb.CgroupParent == "" {
-		return nil, fmt.Errorf("pod %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
-	}
-	if err := s.opts.Cgroups.Update(ctx, sb.CgroupParent, total.ToSpec(s.opts.Cgroups.IsV2())); err != nil {
+	if err := s.opts.Sandboxes.UpdateResources(ctx, req.GetPodSandboxId(), total); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil

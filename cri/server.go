@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/config"
 	"github.com/peapod-runtime/peapod/container"
 	"github.com/peapod-runtime/peapod/images"
@@ -39,8 +38,6 @@ type Options struct {
 	Containers *container.Manager
 	// Stats is the background sampler the stats and metrics RPCs answer from.
 	Stats *stats.Collector
-	// Cgroups applies UpdatePodSandboxResources to pod cgroups.
-	Cgroups *cgroups.Manager
 }
 
 // Server implements RuntimeService and ImageService. RPCs that have no handler yet fall

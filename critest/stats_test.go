@@ -451,9 +451,18 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	}
 	var info struct {
 		CgroupParent string `json:"cgroup_parent"`
+		Config       struct {
+			Resources struct {
+				MemoryLimitInBytes int64
+				CPUQuota           int64
+			} `json:"resources"`
+		} `json:"config"`
 	}
 	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.CgroupParent == "" {
 		t.Fatalf("pod info %q: %v", st.GetInfo()["info"], err)
+	}
+	if r := info.Config.Resources; r.MemoryLimitInBytes != 272*mib || r.CPUQuota != 60000 {
+		t.Errorf("pod record's resources after the resize = %+v, want memory %d and quota 60000", r, 272*mib)
 	}
 	for file, want := range map[string]string{
 		"memory/memory.limit_in_bytes": fmt.Sprint(272 * mib),

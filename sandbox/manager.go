@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	"go.uber.org/zap"
 
+	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/internal/idprefix"
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/store"
@@ -291,4 +292,31 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	m.mu.Unlock()
 	log.From(ctx).Info("pod removed")
 	return nil
+}
+
+// UpdateResources resizes a ready pod: res (the containers' totals plus overhead) is checked
+// against the host, applied to the pod cgroup, and recorded as the pod's resources.
+func (m *Manager) UpdateResources(ctx context.Context, id string, res cgroups.Resources) error {
+	e, err := m.resolve(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if e.removed {
+		return fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	sb := e.sb
+	if sb.State != StateReady || sb.CgroupParent == "" {
+		return fmt.Errorf("pod %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	cg := m.kernel.cgroups
+	if err := cg.CheckResources(res); err != nil {
+		return err
+	}
+	if err := cg.Update(ctx, sb.CgroupParent, res.ToSpec(cg.IsV2())); err != nil {
+		return fmt.Errorf("resize pod cgroup %s: %w", sb.CgroupParent, err)
+	}
+	sb.Config.Resources = &res
+	return m.update(e, sb)
 }

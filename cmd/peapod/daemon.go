@@ -124,7 +124,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	srv := cri.New(cri.Options{
 		Config: cfg, DB: db, Logger: logger, Version: version,
 		Network: network, Sandboxes: sandboxes, Images: imageService, Containers: containers,
-		Stats: collector, Cgroups: cgroupManager,
+		Stats: collector,
 	})
 	defer srv.Close()
 	g := grpc.NewServer(srv.ServerOptions()...)
