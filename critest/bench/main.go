@@ -172,11 +172,17 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	cleanNode := framework.NodeCleanup()
 	e, cleanup, err := setupEnv(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, cleanup()) }()
+	defer func() {
+		err = errors.Join(err, cleanup())
+		if e.daemon != nil {
+			cleanNode()
+		}
+	}()
 
 	rep := report{Endpoint: e.endpoint, StartedDaemon: e.daemon != nil, N: o.n, When: time.Now().UTC()}
 	if v, err := e.runtime.Version(ctx, "v1"); err == nil {

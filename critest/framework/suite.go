@@ -73,18 +73,12 @@ func runMain(m *testing.M) int {
 	suite.inMain = true
 	suite.mu.Unlock()
 
-	hadTiers, hadBridge := tiersExist(), bridgeExists()
+	cleanNode := NodeCleanup()
 	code := m.Run()
 	defer func() {
 		// What the suite's own daemons made on the node goes with them.
-		if f.endpoint != "" {
-			return
-		}
-		if !hadTiers {
-			removeTiers()
-		}
-		if !hadBridge {
-			removeBuiltinNetwork()
+		if f.endpoint == "" {
+			cleanNode()
 		}
 	}()
 	if err := suite.shutdown(); err != nil {

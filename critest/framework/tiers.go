@@ -50,3 +50,19 @@ func removeBuiltinNetwork() {
 	_ = exec.Command("iptables", "-t", "nat", "-D", "POSTROUTING", "-s", "10.89.0.0/16", "!", "-d", "10.89.0.0/16",
 		"-m", "comment", "--comment", "peapod network peapod", "-j", "MASQUERADE").Run()
 }
+
+// NodeCleanup notes which of peapod's node-wide objects (tier cgroups, the built-in network's
+// bridge and masquerade rule) exist now, and returns a function that removes, once the
+// daemons started meanwhile are gone, the ones that did not: what a test run or a bench
+// made goes with it, what a real peapod on the node uses stays.
+func NodeCleanup() func() {
+	hadTiers, hadBridge := tiersExist(), bridgeExists()
+	return func() {
+		if !hadTiers {
+			removeTiers()
+		}
+		if !hadBridge {
+			removeBuiltinNetwork()
+		}
+	}
+}
