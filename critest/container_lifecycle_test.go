@@ -248,7 +248,7 @@ func TestContainerStatusAndList(t *testing.T) {
 		if !mapsEqual(st.Labels, labels) || !mapsEqual(st.Annotations, annotations) {
 			t.Errorf("labels %q annotations %q", st.Labels, st.Annotations)
 		}
-		if st.Image.GetImage() != framework.ImageBusybox || st.ImageRef != ref || st.ImageId != ref {
+		if st.Image.GetImage() != framework.ImageBusybox || (!framework.External() && st.ImageRef != ref) || st.ImageId != ref {
 			t.Errorf("image %q ref %q id %q, want %q and %q", st.Image.GetImage(), st.ImageRef, st.ImageId, framework.ImageBusybox, ref)
 		}
 		if st.Metadata.GetName() != "main" || st.Id != running {
@@ -308,7 +308,7 @@ func TestContainerStatusAndList(t *testing.T) {
 			var got []string
 			for _, c := range ctrs {
 				got = append(got, c.Id)
-				if c.Id == running && (!mapsEqual(c.Labels, labels) || c.ImageRef != ref || c.PodSandboxId != pod.id) {
+				if c.Id == running && (!mapsEqual(c.Labels, labels) || (!framework.External() && c.ImageRef != ref) || c.PodSandboxId != pod.id) {
 					t.Errorf("%s: listed %+v", tc.name, c)
 				}
 			}
