@@ -1,10 +1,14 @@
 package container
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"go.uber.org/zap"
@@ -150,11 +154,40 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox) error {
 			return fmt.Errorf("pod %s shim: %w", pod.ID, err)
 		}
 	}
+	pid := 0
+	if info, err := c.Info(ctx); err == nil {
+		pid = info.Pid
+	}
 	if err := c.Shutdown(ctx); err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("stop pod %s shim: %w", pod.ID, err)
 	}
 	p.client = nil
+	// The shim closes its connections a moment before its process ends: the pod is removed
+	// only once its monitor is gone.
+	waitExit(ctx, pid, shimExitWait)
 	return nil
+}
+
+// shimExitWait bounds the wait for a stopped shim's process to end.
+const shimExitWait = 3 * time.Second
+
+// waitExit waits until process pid has ended (gone, or a zombie waiting for its parent),
+// at most limit.
+func waitExit(ctx context.Context, pid int, limit time.Duration) {
+	if pid <= 0 {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func (s *shims) closeAll() {
