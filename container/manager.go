@@ -25,6 +25,7 @@ import (
 	"github.com/peapod-runtime/peapod/container/spec"
 	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/internal/idprefix"
+	"github.com/peapod-runtime/peapod/internal/inflight"
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/store"
@@ -69,7 +70,7 @@ type Manager struct {
 
 	mu       sync.RWMutex
 	ctrs     map[string]*entry
-	inflight map[string]*createCall
+	inflight inflight.Group[Container]
 
 	shims  *shims
 	events events
@@ -87,13 +88,6 @@ type entry struct {
 	exited chan struct{}
 }
 
-type createCall struct {
-	done chan struct{}
-	hash string
-	c    Container
-	err  error
-}
-
 // New loads every container record. Call Recover before serving to learn what happened
 // while the daemon was away.
 func New(ctx context.Context, opts Options) (*Manager, error) {
@@ -107,7 +101,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	m := &Manager{
 		opts: opts, db: opts.DB, log: opts.Logger, dir: filepath.Join(opts.RootDir, "containers"),
 		ctx: mctx, cancel: cancel,
-		ctrs: map[string]*entry{}, inflight: map[string]*createCall{},
+		ctrs: map[string]*entry{},
 	}
 	m.shims = newShims(opts.ShimBinary, opts.Logger)
 	m.trash = filepath.Join(opts.RootDir, "containers.trash")
@@ -224,43 +218,22 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Contain
 		return Container{}, fmt.Errorf("pod sandbox %s is not ready: %w", pod.ID, errdefs.ErrFailedPrecondition)
 	}
 	name := m.containerName(pod.ID, cfg.Metadata)
-	m.mu.Lock()
-	if call, ok := m.inflight[name]; ok {
-		m.mu.Unlock()
-		if call.hash != cfg.Hash {
-			return Container{}, fmt.Errorf("container name %s is being created with a different config: %w", name, errdefs.ErrAlreadyExists)
+	existing := func() (inflight.Holder[Container], bool) {
+		holder, err := m.db.Holder(nameKind, name)
+		if err != nil {
+			return inflight.Holder[Container]{}, false
 		}
-		return waitCreate(ctx, call)
-	}
-	if holder, err := m.db.Holder(nameKind, name); err == nil {
-		e := m.ctrs[holder]
-		m.mu.Unlock()
-		if e != nil && e.c.Config.Hash == cfg.Hash {
-			return e.c, nil
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+		h := inflight.Holder[Container]{ID: holder}
+		if e := m.ctrs[holder]; e != nil {
+			h.Hash, h.Val = e.c.Config.Hash, e.c
 		}
-		return Container{}, fmt.Errorf("container name %s is reserved for container %s: %w", name, holder, errdefs.ErrAlreadyExists)
+		return h, true
 	}
-	call := &createCall{done: make(chan struct{}), hash: cfg.Hash}
-	m.inflight[name] = call
-	m.mu.Unlock()
-	go func() {
-		wctx := log.WithLogger(context.WithoutCancel(ctx), log.From(ctx))
-		call.c, call.err = m.create(wctx, pod, name, cfg)
-		m.mu.Lock()
-		delete(m.inflight, name)
-		m.mu.Unlock()
-		close(call.done)
-	}()
-	return waitCreate(ctx, call)
-}
-
-func waitCreate(ctx context.Context, call *createCall) (Container, error) {
-	select {
-	case <-call.done:
-		return call.c, call.err
-	case <-ctx.Done():
-		return Container{}, fmt.Errorf("container creation still running (a retry will get its result): %w", ctx.Err())
-	}
+	return m.inflight.Do(ctx, "container", name, cfg.Hash, existing, func(wctx context.Context) (Container, error) {
+		return m.create(wctx, pod, name, cfg)
+	})
 }
 
 // undoList runs rollback steps in reverse order.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/internal/idprefix"
+	"github.com/peapod-runtime/peapod/internal/inflight"
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/store"
 )
@@ -39,8 +40,8 @@ type Manager struct {
 	kernel *kernel
 
 	mu       sync.RWMutex
-	pods     map[string]*entry   // by id
-	inflight map[string]*runCall // by reserved name
+	pods     map[string]*entry // by id
+	inflight inflight.Group[Sandbox]
 }
 
 // entry is one pod: its last persisted value and the lock that serialises changes to it.
@@ -51,21 +52,13 @@ type entry struct {
 	removed bool // set under op when the pod is gone; waiters then answer NotFound
 }
 
-// runCall is a RunPodSandbox in progress, shared with a kubelet retry of the same config.
-type runCall struct {
-	done chan struct{}
-	hash string
-	sb   Sandbox
-	err  error
-}
-
 // New loads every pod record and returns a Manager serving them.
 func New(ctx context.Context, opts Options) (*Manager, error) {
 	k, err := newKernel(opts)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{db: opts.DB, log: opts.Logger, kernel: k, pods: map[string]*entry{}, inflight: map[string]*runCall{}}
+	m := &Manager{db: opts.DB, log: opts.Logger, kernel: k, pods: map[string]*entry{}}
 	if m.log == nil {
 		m.log = zap.NewNop()
 	}
@@ -96,46 +89,22 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (Sandbox, error) {
 	if err := m.kernel.validate(cfg); err != nil {
 		return Sandbox{}, err
 	}
-	name := cfg.Name()
-	m.mu.Lock()
-	if call, ok := m.inflight[name]; ok {
-		m.mu.Unlock()
-		if call.hash != cfg.Hash {
-			return Sandbox{}, fmt.Errorf("pod name %s is being created with a different config: %w", name, errdefs.ErrAlreadyExists)
+	existing := func() (inflight.Holder[Sandbox], bool) {
+		holder, err := m.db.Holder(nameKind, cfg.Name())
+		if err != nil {
+			return inflight.Holder[Sandbox]{}, false
 		}
-		return waitCall(ctx, call)
-	}
-	if holder, err := m.db.Holder(nameKind, name); err == nil {
-		e := m.pods[holder]
-		m.mu.Unlock()
-		if e != nil && e.sb.Config.Hash == cfg.Hash {
-			return e.sb, nil
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+		h := inflight.Holder[Sandbox]{ID: holder}
+		if e := m.pods[holder]; e != nil {
+			h.Hash, h.Val = e.sb.Config.Hash, e.sb
 		}
-		return Sandbox{}, fmt.Errorf("pod name %s is reserved for pod %s: %w", name, holder, errdefs.ErrAlreadyExists)
+		return h, true
 	}
-	call := &runCall{done: make(chan struct{}), hash: cfg.Hash}
-	m.inflight[name] = call
-	m.mu.Unlock()
-
-	go func() {
-		// Detached from the caller: a kubelet timeout must not leave a half-made pod.
-		wctx := log.WithLogger(context.WithoutCancel(ctx), log.From(ctx))
-		call.sb, call.err = m.run(wctx, cfg)
-		m.mu.Lock()
-		delete(m.inflight, name)
-		m.mu.Unlock()
-		close(call.done)
-	}()
-	return waitCall(ctx, call)
-}
-
-func waitCall(ctx context.Context, call *runCall) (Sandbox, error) {
-	select {
-	case <-call.done:
-		return call.sb, call.err
-	case <-ctx.Done():
-		return Sandbox{}, fmt.Errorf("pod creation still running (a retry will get its result): %w", ctx.Err())
-	}
+	return m.inflight.Do(ctx, "pod", cfg.Name(), cfg.Hash, existing, func(wctx context.Context) (Sandbox, error) {
+		return m.run(wctx, cfg)
+	})
 }
 
 func (m *Manager) run(ctx context.Context, cfg Config) (Sandbox, error) {
