@@ -157,15 +157,11 @@ func (m *Manager) recordExit(e *entry, x exit) {
 // Stop sends the container's stop signal and waits up to timeout for it to exit, then kills
 // it. A timeout of 0 kills at once. Stopping an exited container does nothing.
 func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) error {
-	e, err := m.resolve(id)
+	e, unlock, err := m.lock(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if e.removed {
-		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
+	defer unlock()
 	return m.stopLocked(log.With(ctx, log.ContainerID(e.c.ID), log.PodSandboxID(e.c.PodID)), e, timeout)
 }
 
@@ -228,15 +224,11 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 // Remove kills the container if it runs and deletes it: its process state in the shim, its
 // rootfs, its hold on the image and its record. Removing an unknown container is NotFound.
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	e, err := m.resolve(id)
+	e, unlock, err := m.lock(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if e.removed {
-		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
+	defer unlock()
 	c := e.c
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
 	if err := m.stopLocked(ctx, e, 0); err != nil {

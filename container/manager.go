@@ -145,6 +145,20 @@ func (m *Manager) resolveLocked(id string) (*entry, error) {
 	return idprefix.Lookup(m.ctrs, id, "container")
 }
 
+// lock resolves id and takes the entry's operation lock, for a change to it; an entry
+// removed while the caller waited is NotFound. Call unlock when done.
+func (m *Manager) lock(id string) (e *entry, unlock func(), err error) {
+	if e, err = m.resolve(id); err != nil {
+		return nil, nil, err
+	}
+	e.op.Lock()
+	if e.removed {
+		e.op.Unlock()
+		return nil, nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return e, e.op.Unlock, nil
+}
+
 func (m *Manager) resolve(id string) (*entry, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -379,15 +393,11 @@ func logPath(dir, rel string) (string, error) {
 
 // Start runs a created container's process and starts watching for its exit.
 func (m *Manager) Start(ctx context.Context, id string) error {
-	e, err := m.resolve(id)
+	e, unlock, err := m.lock(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if e.removed {
-		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
+	defer unlock()
 	c := e.c
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)

@@ -28,15 +28,11 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *cgroups.R
 	if res == nil {
 		return fmt.Errorf("resources are required: %w", errdefs.ErrInvalidArgument)
 	}
-	e, err := m.resolve(id)
+	e, unlock, err := m.lock(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if e.removed {
-		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
+	defer unlock()
 	c := e.c
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
 	if c.State != StateCreated && c.State != StateRunning {

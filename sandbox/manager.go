@@ -136,6 +136,20 @@ func (m *Manager) run(ctx context.Context, cfg Config) (Sandbox, error) {
 }
 
 // resolve finds a pod by id or unique id prefix.
+// lock resolves id and takes the entry's operation lock, for a change to it; an entry
+// removed while the caller waited is NotFound. Call unlock when done.
+func (m *Manager) lock(id string) (e *entry, unlock func(), err error) {
+	if e, err = m.resolve(id); err != nil {
+		return nil, nil, err
+	}
+	e.op.Lock()
+	if e.removed {
+		e.op.Unlock()
+		return nil, nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	return e, e.op.Unlock, nil
+}
+
 func (m *Manager) resolve(id string) (*entry, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -201,15 +215,11 @@ func (m *Manager) update(e *entry, sb Sandbox) error {
 // Stop tears the pod's network down and marks it NotReady. The caller stops its
 // containers first. Stopping twice, or stopping an unknown pod (NotFound), is harmless.
 func (m *Manager) Stop(ctx context.Context, id string) error {
-	e, err := m.resolve(id)
+	e, unlock, err := m.lock(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if e.removed {
-		return fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
+	defer unlock()
 	sb := e.sb
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
 	if err := m.kernel.stop(ctx, &sb); err != nil {
@@ -228,15 +238,11 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 // Remove stops the pod if needed and deletes everything it holds, then its record.
 // The caller removes its containers first. Removing an unknown pod is NotFound.
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	e, err := m.resolve(id)
+	e, unlock, err := m.lock(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if e.removed {
-		return fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
+	defer unlock()
 	sb := e.sb
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
 	if err := m.kernel.stop(ctx, &sb); err != nil {
@@ -266,15 +272,11 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 // UpdateResources resizes a ready pod: res (the containers' totals plus overhead) is checked
 // against the host, applied to the pod cgroup, and recorded as the pod's resources.
 func (m *Manager) UpdateResources(ctx context.Context, id string, res cgroups.Resources) error {
-	e, err := m.resolve(id)
+	e, unlock, err := m.lock(id)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if e.removed {
-		return fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
+	defer unlock()
 	sb := e.sb
 	if sb.State != StateReady || sb.CgroupParent == "" {
 		return fmt.Errorf("pod %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
