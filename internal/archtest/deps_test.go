@@ -1,0 +1,83 @@
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// leafLibraries belong to one package each (see exclusive in arch_test.go); a package that
+// must stay small links none of them, even indirectly.
+var leafLibraries = []string{"k8s.io/cri-api", "github.com/opencontainers/runc", "github.com/opencontainers/cgroups",
+	"github.com/containernetworking/cni", "go.etcd.io/bbolt", "google.golang.org/grpc"}
+
+// TestTransitiveDependencies checks whole import graphs (go list -deps), not just direct
+// imports: the peapod packages each package may reach, and the libraries it must never link.
+func TestTransitiveDependencies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP-REASON: -short skips go list")
+	}
+	tests := []struct {
+		pkg  string
+		tags string
+		own  []string // peapod packages it may reach besides itself
+		// banned: import-path prefixes never linked; bannedExact: exact paths.
+		banned      []string
+		bannedExact []string
+	}{
+		// Leaves below the daemon.
+		{pkg: "volumes", own: []string{"internal/log"}, banned: leafLibraries},
+		{pkg: "container/spec", own: []string{"internal/log", "volumes"}, banned: leafLibraries},
+		{pkg: "shim/libct"},
+		// The daemon links the shim Client: it must not bring libcontainer with it.
+		{pkg: "shim", own: []string{"shim/api", "internal/log"}, banned: []string{"github.com/opencontainers/runc"}},
+		// One shim runs per pod on every node: its graph stays small. ttrpc carries errors as
+		// gRPC status codes, so grpc/status and grpc/codes are linked, gRPC itself is not.
+		{
+			pkg: "cmd/peapod-shim", tags: "seccomp",
+			own: []string{"internal/log", "shim", "shim/api", "shim/libct"},
+			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
+				"github.com/containernetworking", "google.golang.org/grpc/internal/transport"},
+			bannedExact: []string{"google.golang.org/grpc"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.pkg, func(t *testing.T) {
+			pkg := module + "/" + tc.pkg
+			args := []string{"list", "-deps", "-f", "{{.ImportPath}}"}
+			if tc.tags != "" {
+				args = append(args, "-tags", tc.tags)
+			}
+			cmd := exec.Command("go", append(args, pkg)...)
+			cmd.Dir = repoRoot(t)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list: %v\n%s", err, out)
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				if dep == pkg {
+					continue
+				}
+				if rest, ok := strings.CutPrefix(dep, module+"/"); ok {
+					allowed := false
+					for _, a := range tc.own {
+						allowed = allowed || rest == a
+					}
+					if !allowed {
+						t.Errorf("%s reaches peapod package %s", tc.pkg, rest)
+					}
+				}
+				for _, b := range tc.banned {
+					if b = strings.TrimSuffix(b, "/"); dep == b || strings.HasPrefix(dep, b+"/") {
+						t.Errorf("%s links %s", tc.pkg, dep)
+					}
+				}
+				for _, b := range tc.bannedExact {
+					if dep == b {
+						t.Errorf("%s links %s", tc.pkg, dep)
+					}
+				}
+			}
+		})
+	}
+}
