@@ -121,11 +121,7 @@ func WriteReady(w io.Writer, err error) error {
 	m := readyMessage{OK: err == nil}
 	if err != nil {
 		m.Error = err.Error()
-		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			m.Class = "already_exists"
-		} else if errors.Is(err, errdefs.ErrInvalidArgument) {
-			m.Class = "invalid_argument"
-		}
+		m.Class = errorClass(err)
 	}
 	b, _ := json.Marshal(m)
 	_, werr := w.Write(append(b, '\n'))
@@ -140,13 +136,7 @@ func readReady(b []byte) error {
 	if m.OK {
 		return nil
 	}
-	switch m.Class {
-	case "already_exists":
-		return fmt.Errorf("%s: %w", m.Error, errdefs.ErrAlreadyExists)
-	case "invalid_argument":
-		return fmt.Errorf("%s: %w", m.Error, errdefs.ErrInvalidArgument)
-	}
-	return errors.New(m.Error)
+	return classError(m.Class, m.Error)
 }
 
 // Connect connects to the shim serving socketPath (SocketPath of the pod's state dir).
@@ -186,6 +176,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		PidHolderPid: int(r.GetPidHolderPid()),
 		Seccomp:      r.GetSeccomp(),
 		Version:      r.GetVersion(),
+		Goroutines:   int(r.GetGoroutines()),
 	}, nil
 }
 

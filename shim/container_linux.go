@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,10 +44,17 @@ type container struct {
 	exited chan struct{} // closed once the exit is persisted and in st
 	ioDone chan struct{} // closed once the output copiers have stopped
 
-	stdin   *os.File // our end of the stdin pipe, kept for a later attach
-	console *os.File // the pty master of a terminal container
-	logw    *LogWriter
-	readers []*os.File
+	// input is the container's stdin when it was created with Stdin (the pipe's writing end,
+	// or the console), shared by attached sessions; nil otherwise.
+	input *inputEnd
+	// stdinClaimed is set by the first session attached with stdin to a StdinOnce container:
+	// the end of that session's stdin closes the container's.
+	stdinClaimed atomic.Bool
+	console      *os.File // the pty master of a terminal container
+	logw         *LogWriter
+	readers      []*os.File
+	// hub fans the output out to attached sessions, beside the log.
+	hub *outputHub
 }
 
 func (c *container) state() ContainerState {
@@ -125,6 +133,7 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 		stdinOnce: req.StdinOnce,
 		exited:    make(chan struct{}),
 		ioDone:    make(chan struct{}),
+		hub:       newOutputHub(maxAttachBacklog),
 	}
 	if req.LogPath != "" {
 		w, err := OpenLogWriter(req.LogPath, c.log)
@@ -164,6 +173,9 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 			return 0, fmt.Errorf("container %s: %w", id, err)
 		}
 		c.readers = append(c.readers, c.console)
+		if req.Stdin {
+			c.input = &inputEnd{f: c.console, tty: true}
+		}
 	}
 	c.startCopiers(req.Tty)
 
@@ -233,7 +245,7 @@ func (c *container) openIO(stdin, tty bool) (Stdio, *consoleSocket, []*os.File, 
 		if err != nil {
 			return Stdio{}, nil, nil, fmt.Errorf("stdin pipe: %w", err)
 		}
-		c.stdin = w
+		c.input = &inputEnd{f: w}
 		stdio.Stdin = r
 		childEnds = append(childEnds, r)
 	}
@@ -252,14 +264,17 @@ func (c *container) openIO(stdin, tty bool) (Stdio, *consoleSocket, []*os.File, 
 	return stdio, nil, childEnds, nil
 }
 
-// startCopiers copies the container's output to its log until every writer is gone.
+// startCopiers copies the container's output to its log, and to the attached sessions,
+// until every writer is gone.
 func (c *container) startCopiers(tty bool) {
 	streams := []string{StreamStdout, StreamStderr}
+	frames := []frameType{frameStdout, frameStderr}
 	if tty {
 		streams = streams[:1] // a terminal has one output, logged as stdout
 	}
 	var wg sync.WaitGroup
-	for i, r := range c.readers {
+	for i, f := range c.readers {
+		r := &teeToHub{r: f, hub: c.hub, stream: frames[i], log: c.log}
 		wg.Go(func() {
 			if c.logw == nil {
 				_, _ = io.Copy(io.Discard, r)
@@ -270,6 +285,7 @@ func (c *container) startCopiers(tty bool) {
 	}
 	go func() {
 		wg.Wait()
+		c.hub.end()
 		close(c.ioDone)
 	}()
 }
@@ -278,8 +294,8 @@ func (c *container) closeIO() {
 	for _, f := range c.readers {
 		f.Close()
 	}
-	if c.stdin != nil {
-		c.stdin.Close()
+	if c.input != nil {
+		c.input.release()
 	}
 	if c.logw != nil {
 		c.logw.Close()
@@ -302,8 +318,8 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 	case <-time.After(ioDrainTimeout):
 		c.log.Warn("container output still open after exit; closing it")
 	}
-	if c.stdin != nil {
-		c.stdin.Close()
+	if c.input != nil {
+		c.input.release()
 	}
 	_ = c.update(func(st *ContainerState) {
 		st.Status = StatusStopped

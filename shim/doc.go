@@ -8,12 +8,19 @@
 // it. The daemon reconnects after a restart and asks the shim for state: the shim's answer is
 // authoritative.
 //
+// Interactive exec and attach (Client.Exec, Client.Attach) do not go over ttrpc, whose streams
+// have no flow control: each session is a connection to a second socket, carrying the small
+// framed protocol of stream.go, so that backpressure is the socket's. An exec's output waits
+// for its client; a container's output never does: attached clients get it through bounded
+// queues beside the log, and one that falls too far behind is detached.
+//
 // Importing this package for the Client does not link libcontainer: the Server receives its
 // Runtime from cmd/peapod-shim.
 //
 // Files under a pod's state dir:
 //
 //	shim.sock        ttrpc socket (SocketPath)
+//	stream.sock      interactive exec and attach sessions (StreamSocketPath)
 //	shim.log         the shim's own JSON log, and its stderr
 //	shim.lock        held (flock) for the shim's lifetime
 //	libct/           libcontainer's state root

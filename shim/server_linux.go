@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,8 +153,23 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		return fmt.Errorf("ttrpc server: %w", err)
 	}
 	api.RegisterShimService(srv, &service{s: s})
+	sl, err := listen(StreamSocketPath(s.opts.StateDir))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer os.Remove(StreamSocketPath(s.opts.StateDir))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, l) }()
+	// Sessions outlive a cancelled ctx just long enough to kill their exec processes.
+	sessionCtx, endSessions := context.WithCancel(context.WithoutCancel(ctx))
+	var sessions sync.WaitGroup
+	sessions.Go(func() { s.serveStreams(sessionCtx, sl, &sessions) })
+	defer func() {
+		sl.Close()
+		endSessions()
+		waitTimeout(&sessions, 2*time.Second)
+	}()
 
 	s.log.Info("shim serving", zap.String("socket", SocketPath(s.opts.StateDir)), zap.Int("holder_pid", s.holderPid))
 	readyOnce(nil)
@@ -168,6 +184,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	// Remove the socket first: once a caller's Shutdown returns, the socket is gone. Then give
 	// the answer to Shutdown a moment to be written before connections are closed.
 	_ = os.Remove(SocketPath(s.opts.StateDir))
+	_ = os.Remove(StreamSocketPath(s.opts.StateDir))
 	time.Sleep(20 * time.Millisecond)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
@@ -176,6 +193,19 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	}
 	s.log.Info("shim stopped")
 	return nil
+}
+
+// waitTimeout waits for wg, but not longer than d.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
 }
 
 // intercept turns errdefs classes into status codes and logs every mutating call.
@@ -355,6 +385,7 @@ func (s *Server) info() Info {
 		PidHolderPid: s.holderPid,
 		Seccomp:      s.opts.Seccomp,
 		Version:      s.opts.Version,
+		Goroutines:   runtime.NumGoroutine(),
 	}
 }
 

@@ -24,6 +24,7 @@ func (v *service) Info(context.Context, *api.InfoRequest) (*api.InfoResponse, er
 		PidHolderPid: uint32(i.PidHolderPid),
 		Seccomp:      i.Seccomp,
 		Version:      i.Version,
+		Goroutines:   uint32(i.Goroutines),
 	}, nil
 }
 

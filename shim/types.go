@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"io"
 	"path/filepath"
 	"time"
 
@@ -108,10 +109,55 @@ type Info struct {
 	// Seccomp says the shim was built with seccomp support (-tags seccomp).
 	Seccomp bool
 	Version string
+	// Goroutines is the shim's runtime.NumGoroutine(): a leak test checks it comes back.
+	Goroutines int
+}
+
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct{ Width, Height uint16 }
+
+// ExecOptions describe an interactive command in a running container. The container's process
+// settings apply as for ExecSync; Env/Cwd/User override when set.
+type ExecOptions struct {
+	Args []string
+	Env  []string
+	Cwd  string
+	User *specs.User
+	// Tty gives the command a terminal: its stdin, stdout and stderr are the terminal's, all
+	// its output arrives on Stdout, and closing Stdin sends the terminal's EOF character.
+	Tty bool
+	// Stdin is read until EOF, then the command's stdin is closed. nil: the command gets no
+	// stdin (/dev/null). Exec may return while a Read of Stdin is still pending; that
+	// goroutine ends when the Read returns (close the source when Exec has returned).
+	Stdin io.Reader
+	// Stdout and Stderr receive the command's output. nil: that stream is not wanted
+	// (/dev/null). With Tty, all output goes to Stdout.
+	Stdout, Stderr io.Writer
+	// Resize may be nil; each value resizes the command's terminal. A value waiting in the
+	// channel when Exec is called is the terminal's initial size.
+	Resize <-chan TerminalSize
+}
+
+// AttachOptions are a client's ends of an attach to a container's own stdio.
+type AttachOptions struct {
+	// Stdin goes to the container's stdin if the container was created with Stdin; otherwise
+	// it is ignored (never read), as it is after a StdinOnce container's stdin was closed.
+	// nil: do not write to the container's stdin.
+	Stdin io.Reader
+	// Stdout and Stderr receive the container's output from the moment of the attach; nil:
+	// that stream is not wanted. A tty container's output is all on Stdout.
+	Stdout, Stderr io.Writer
+	// Resize resizes the terminal of a container with a tty (ignored otherwise). A value
+	// waiting in the channel when Attach is called is applied first.
+	Resize <-chan TerminalSize
 }
 
 // SocketPath is where the shim of the pod whose state dir is stateDir listens.
 func SocketPath(stateDir string) string { return filepath.Join(stateDir, "shim.sock") }
+
+// StreamSocketPath is where the shim of the pod whose state dir is stateDir serves interactive
+// exec and attach sessions (one connection per session; see stream.go).
+func StreamSocketPath(stateDir string) string { return filepath.Join(stateDir, "stream.sock") }
 
 // LogPath is where the shim of the pod whose state dir is stateDir writes its own log.
 func LogPath(stateDir string) string { return filepath.Join(stateDir, "shim.log") }
