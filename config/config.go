@@ -44,6 +44,7 @@ type Config struct {
 	PinnedImages []string            `toml:"pinned_images" json:"pinned_images"`
 	Network      Network             `toml:"network" json:"network"`
 	Streaming    Streaming           `toml:"streaming" json:"streaming"`
+	Debug        Debug               `toml:"debug" json:"debug"`
 	Registries   map[string]Registry `toml:"registries" json:"registries"`
 	Runtime      Runtime             `toml:"runtime" json:"runtime"`
 }
@@ -56,6 +57,13 @@ type Network struct {
 
 // Streaming configures the exec/attach/port-forward server.
 type Streaming struct {
+	Address string `toml:"address" json:"address"`
+}
+
+// Debug configures the daemon's debug endpoint.
+type Debug struct {
+	// Address is a unix socket path on which the daemon serves Go's pprof handlers
+	// (/debug/pprof/: goroutines, heap, CPU); empty turns the endpoint off.
 	Address string `toml:"address" json:"address"`
 }
 
@@ -160,6 +168,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Streaming.Address); err != nil {
 		return fmt.Errorf("key \"streaming.address\": %q: %v: %w", c.Streaming.Address, err, errdefs.ErrInvalidArgument)
+	}
+	if c.Debug.Address != "" && !filepath.IsAbs(c.Debug.Address) {
+		return fmt.Errorf("key \"debug.address\": %q must be an absolute socket path: %w", c.Debug.Address, errdefs.ErrInvalidArgument)
 	}
 	for host, r := range c.Registries {
 		if host == "" || strings.ContainsAny(host, "/ ") {

@@ -18,6 +18,7 @@ import (
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/stats"
 	"github.com/peapod-runtime/peapod/store"
+	"github.com/peapod-runtime/peapod/stream"
 )
 
 // networkStatus reports whether pod networking can be set up; nil means ready.
@@ -38,6 +39,8 @@ type Options struct {
 	Containers *container.Manager
 	// Stats is the background sampler the stats and metrics RPCs answer from.
 	Stats *stats.Collector
+	// Streams hands out the URLs of Exec, Attach and PortForward; nil answers Unavailable.
+	Streams *stream.Server
 }
 
 // Server implements RuntimeService and ImageService. RPCs that have no handler yet fall

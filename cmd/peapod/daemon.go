@@ -24,6 +24,7 @@ import (
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/stats"
 	"github.com/peapod-runtime/peapod/store"
+	"github.com/peapod-runtime/peapod/stream"
 )
 
 // gracePeriod bounds how long in-flight RPCs may run after SIGTERM.
@@ -48,6 +49,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+	routeKlog(logger)
 
 	for _, dir := range []string{cfg.Root, cfg.State} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -121,12 +123,33 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	go collector.Run(ctx)
 
+	streams, err := stream.New(stream.Options{
+		Addr:    cfg.Streaming.Address,
+		Runtime: streamRuntime{containers: containers, sandboxes: sandboxes},
+		Logger:  logger.Named("stream"),
+	})
+	if err != nil {
+		return err
+	}
+	defer streams.Close()
 	srv := cri.New(cri.Options{
 		Config: cfg, DB: db, Logger: logger, Version: version,
 		Network: network, Sandboxes: sandboxes, Images: imageService, Containers: containers,
-		Stats: collector,
+		Stats: collector, Streams: streams,
 	})
 	defer srv.Close()
+	go func() {
+		if err := streams.Serve(); err != nil {
+			logger.Error("streaming server stopped", zap.Error(err))
+		}
+	}()
+	if cfg.Debug.Address != "" {
+		stopDebug, err := serveDebug(cfg.Debug.Address, logger)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
 
@@ -145,7 +168,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		srv.SetReady()
 	}()
 	logger.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
-		zap.String("state", cfg.State), zap.String("version", version))
+		zap.String("state", cfg.State), zap.Stringer("streaming", streams.Addr()), zap.String("version", version))
 
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
@@ -156,6 +179,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	logger.Info("stopping: finishing in-flight requests", zap.Duration("grace", gracePeriod))
 	srv.Close() // ends the event streams, which would otherwise hold GracefulStop for the grace period
+	streams.Close()
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {

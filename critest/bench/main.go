@@ -78,7 +78,7 @@ func scenarios() []scenario {
 				return err
 			},
 		},
-	}, slices.Concat(containerScenarios(), sandboxScenarios(), statsScenarios())...)
+	}, slices.Concat(containerScenarios(), streamScenarios(), sandboxScenarios(), statsScenarios())...)
 }
 
 // result is one scenario's measurements; durations in milliseconds in JSON.

@@ -236,6 +236,7 @@ func (d *Daemon) generateConfig(cniBin string) ([]byte, error) {
 			"bin_dirs": []any{cniBin},
 		},
 		"streaming": map[string]any{"address": "127.0.0.1:0"},
+		"debug":     map[string]any{"address": d.DebugSocket()},
 	}
 	docs := d.opts.extraConfig
 	if d.opts.registry != nil {
@@ -561,6 +562,9 @@ func (d *Daemon) State() string { return d.state }
 
 // Socket is the path of the daemon's CRI socket.
 func (d *Daemon) Socket() string { return d.socket }
+
+// DebugSocket is the unix socket of the daemon's pprof endpoint (see Goroutines).
+func (d *Daemon) DebugSocket() string { return filepath.Join(d.dir, "debug.sock") }
 
 // Endpoint is "unix://" + Socket().
 func (d *Daemon) Endpoint() string { return "unix://" + d.socket }

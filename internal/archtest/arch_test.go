@@ -73,6 +73,10 @@ var exclusive = []struct {
 	{"github.com/containernetworking/cni/libcni", []string{"netns/cni"}},
 	{"go.etcd.io/bbolt", []string{"store"}},
 	{"k8s.io/cri-api", []string{"cri", "critest"}},
+	{"k8s.io/cri-streaming", []string{"stream"}},
+	{"k8s.io/streaming", []string{"stream"}},
+	// client-go is only the client side of the streaming protocols, in tests.
+	{"k8s.io/client-go", []string{"critest"}},
 	{"github.com/google/go-containerregistry", []string{"images", "critest"}},
 }
 

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// serveDebug serves Go's pprof handlers on the unix socket at path (0600): goroutine and
+// heap profiles of a live daemon, for operators and for the leak tests. stop closes it.
+func serveDebug(path string, l *zap.Logger) (stop func(), err error) {
+	lis, err := listen(path)
+	if err != nil {
+		return nil, fmt.Errorf("debug endpoint: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("debug endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.Warn("debug endpoint stopped", zap.Error(err))
+		}
+	}()
+	l.Info("debug endpoint serving", zap.String("socket", path))
+	return func() {
+		srv.Close()
+		os.Remove(path)
+	}, nil
+}
