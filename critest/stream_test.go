@@ -351,3 +351,37 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestStreamEndsWhenContainerStops: exec and attach sessions end when their container is
+// stopped under them.
+func TestStreamEndsWhenContainerStops(t *testing.T) {
+	p := newTestPod(t, "stream-stop", nil)
+	ctx := framework.Context(t)
+	id := p.run(t, shell("main", "trap 'exit 0' TERM; while true; do sleep 0.1; done"))
+	ended := make(chan string, 2)
+	execU := execURL(t, p.rt, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sleep", "3600"}, Stdout: true, Stderr: true})
+	go func() {
+		r := runStream(ctx, t, execU, protoSPDY, nil, false, nil)
+		ended <- fmt.Sprintf("exec: code %d err %v", r.code, r.err)
+	}()
+	resp, err := p.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: id, Stdout: true, Stderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		r := runStream(ctx, t, resp.Url, protoWebSocket, nil, false, nil)
+		ended <- fmt.Sprintf("attach: err %v", r.err)
+	}()
+	time.Sleep(300 * time.Millisecond) // both sessions up
+	if err := p.rt.StopContainer(ctx, id, 5); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	for range 2 {
+		select {
+		case how := <-ended:
+			t.Logf("session ended: %s", how)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("a session still runs 15s after its container stopped")
+		}
+	}
+}
