@@ -7,9 +7,13 @@
 //	                    handled in C before the Go runtime starts (pause.go), so it costs
 //	                    almost no memory
 //
-// Build: cgo and Debian's libseccomp-dev; -tags seccomp enables seccomp profiles:
+// Build: cgo and Debian's libseccomp-dev; -tags seccomp enables seccomp profiles. `make build`
+// links it statically (see SHIM_TAGS in the Makefile); a plain dynamic build works the same:
 //
-//	go build -tags seccomp -ldflags "-s -w" -o bin/peapod-shim ./cmd/peapod-shim
+//	go build -tags "seccomp netgo osusergo" -ldflags "-s -w -linkmode external -extldflags -static" \
+//	    -o bin/peapod-shim ./cmd/peapod-shim
+//
+// `serve` starts with one P (procs.go) and tunes the GC (serve.go): one shim runs per pod.
 package main
 
 import (

@@ -294,6 +294,10 @@ func containerScenarios() []scenario {
 					mem.metrics["daemon_rss_20_pods_mib"] = mibf(rss)
 				}
 				var rss, pss, holders int64
+				// What RSS is made of: private memory (USS: the Go heap, stacks, runtime
+				// structures; all of it counts in PSS) and mapped file pages (the binary and
+				// libc, shared by every shim, a 1/n share each in PSS).
+				var uss, anon, file, threads int64
 				n := 0
 				for _, pod := range mem.pods {
 					pid, err := shimPid(pod)
@@ -306,6 +310,19 @@ func containerScenarios() []scenario {
 						return mem.metrics, err
 					}
 					rss, pss, n = rss+r, pss+p, n+1
+					u, err := processUSS(pid)
+					if err != nil {
+						return mem.metrics, err
+					}
+					st, err := framework.ProcessStatus(pid)
+					if err != nil {
+						return mem.metrics, err
+					}
+					uss += u
+					anon += statusBytes(st["RssAnon"])
+					file += statusBytes(st["RssFile"])
+					th, _ := strconv.ParseInt(st["Threads"], 10, 64)
+					threads += th
 					kids, _ := framework.ChildPIDs(pid)
 					for _, k := range kids {
 						if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k)); bytes.Contains(b, []byte("pause")) {
@@ -317,10 +334,41 @@ func containerScenarios() []scenario {
 				mem.metrics["shim_rss_per_pod_mib"] = mibf(rss / int64(n))
 				mem.metrics["shim_pss_per_pod_mib"] = mibf(pss / int64(n))
 				mem.metrics["pid_holder_rss_per_pod_mib"] = mibf(holders / int64(n))
+				mem.metrics["shim_uss_per_pod_mib"] = mibf(uss / int64(n))
+				mem.metrics["shim_rss_anon_per_pod_mib"] = mibf(anon / int64(n))
+				mem.metrics["shim_rss_file_per_pod_mib"] = mibf(file / int64(n))
+				mem.metrics["shim_threads_per_pod"] = float64(threads*100/int64(n)) / 100
 				return mem.metrics, nil
 			},
 		},
 	}
+}
+
+// processUSS is the memory only pid maps (Private_Clean + Private_Dirty of smaps_rollup), in
+// bytes: what stopping it would free.
+func processUSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	var uss int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "Private_Clean" || k == "Private_Dirty") {
+			uss += statusBytes(v)
+		}
+	}
+	return uss, nil
+}
+
+// statusBytes parses a /proc size such as "1234 kB".
+func statusBytes(v string) int64 {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[0], 10, 64)
+	return n * 1024
 }
 
 func mibf(b int64) float64 { return float64(b*100/(1<<20)) / 100 }
