@@ -31,7 +31,13 @@ const (
 	ReasonCompleted = "Completed"
 	ReasonError     = "Error"
 	ReasonOOMKilled = "OOMKilled"
+	// ReasonStartError is a container whose runtime create or start failed, as containerd
+	// reports it.
+	ReasonStartError = "StartError"
 )
+
+// startErrorExitCode is the exit code of a container that never ran (containerd's too).
+const startErrorExitCode = 128
 
 // Metadata names a container within its pod, the way the kubelet does.
 type Metadata struct {
