@@ -169,7 +169,7 @@ func (m *Manager) lock(ctx context.Context, id string) (e *entry, unlock func(),
 	select {
 	case <-e.created:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("container %s is still being created: %w", e.c.ID, ctx.Err())
+		return nil, nil, fmt.Errorf("container %s is still being created: %w", id, ctx.Err())
 	}
 	e.op.Lock()
 	if e.removed {
@@ -243,6 +243,13 @@ func (m *Manager) containerName(podID string, md Metadata) string {
 
 // Create makes a container in a ready pod, or returns the container an identical earlier
 // request made (a kubelet retry). The work finishes even if the caller gives up first.
+//
+// Create answers once every check is done and the container's rootfs, spec and record
+// exist; the shim's part (libcontainer's create of the init, which then waits for Start)
+// goes on in the background, the way containerd leaves `runc create` to Start. Start, Stop,
+// Remove and UpdateResources wait for it; Get and List never do. When it fails, the
+// container is recorded as exited (reason StartError, exit code 128, the cause as message)
+// and Start returns the cause.
 func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Container, error) {
 	pod, err := m.opts.Sandboxes.Get(podID)
 	if err != nil {

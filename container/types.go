@@ -15,7 +15,9 @@ import (
 //	                      └──────────Stop / monitor lost────────┘
 //
 // Every change is persisted before it is acknowledged. Unknown is only reported while the
-// daemon has not yet learned a container's fate after a restart.
+// daemon has not yet learned a container's fate after a restart. A Created container's
+// init may still be in the making (Manager.Create); if that fails, it goes straight to
+// Exited with reason StartError.
 type State string
 
 // The states of a container record.
