@@ -157,7 +157,7 @@ func (m *Manager) recordExit(e *entry, x exit) {
 // Stop sends the container's stop signal and waits up to timeout for it to exit, then kills
 // it. A timeout of 0 kills at once. Stopping an exited container does nothing.
 func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) error {
-	e, unlock, err := m.lock(id)
+	e, unlock, err := m.lock(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -224,7 +224,7 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 // Remove kills the container if it runs and deletes it: its process state in the shim, its
 // rootfs, its hold on the image and its record. Removing an unknown container is NotFound.
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	e, unlock, err := m.lock(id)
+	e, unlock, err := m.lock(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/peapod-runtime/peapod/internal/inflight"
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/sandbox"
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -74,6 +75,7 @@ type Manager struct {
 
 	shims  *shims
 	events events
+	warmer *migrationWarmer
 }
 
 // entry is one container. op serialises the lifecycle calls on it; state guards the
@@ -86,6 +88,17 @@ type entry struct {
 	removed bool
 	// exited is closed once the container's exit is persisted.
 	exited chan struct{}
+	// created is closed once the shim has created the container (or failed to: createErr
+	// then says why; it is written before the close and never after).
+	created   chan struct{}
+	createErr error
+}
+
+// doneChan is a closed channel, for entries with nothing pending.
+func doneChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // New loads every container record. Call Recover before serving to learn what happened
@@ -104,6 +117,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		ctrs: map[string]*entry{},
 	}
 	m.shims = newShims(opts.ShimBinary, opts.Logger)
+	m.warmer = newMigrationWarmer()
 	m.trash = filepath.Join(opts.RootDir, "containers.trash")
 	for d, mode := range map[string]os.FileMode{m.dir: 0o711, m.trash: 0o700} {
 		if err := os.MkdirAll(d, mode); err != nil {
@@ -116,7 +130,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return fmt.Errorf("decode container %s: %w", id, err)
 		}
-		e := &entry{c: c, exited: make(chan struct{})}
+		e := &entry{c: c, exited: make(chan struct{}), created: doneChan()}
 		if c.State == StateExited {
 			close(e.exited)
 		}
@@ -145,11 +159,17 @@ func (m *Manager) resolveLocked(id string) (*entry, error) {
 	return idprefix.Lookup(m.ctrs, id, "container")
 }
 
-// lock resolves id and takes the entry's operation lock, for a change to it; an entry
-// removed while the caller waited is NotFound. Call unlock when done.
-func (m *Manager) lock(id string) (e *entry, unlock func(), err error) {
+// lock resolves id, waits for the container's background create to end, and takes the
+// entry's operation lock, for a change to it; an entry removed while the caller waited is
+// NotFound. Call unlock when done.
+func (m *Manager) lock(ctx context.Context, id string) (e *entry, unlock func(), err error) {
 	if e, err = m.resolve(id); err != nil {
 		return nil, nil, err
+	}
+	select {
+	case <-e.created:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("container %s is still being created: %w", id, ctx.Err())
 	}
 	e.op.Lock()
 	if e.removed {
@@ -223,6 +243,13 @@ func (m *Manager) containerName(podID string, md Metadata) string {
 
 // Create makes a container in a ready pod, or returns the container an identical earlier
 // request made (a kubelet retry). The work finishes even if the caller gives up first.
+//
+// Create answers once every check is done and the container's rootfs, spec and record
+// exist; the shim's part (libcontainer's create of the init, which then waits for Start)
+// goes on in the background, the way containerd leaves `runc create` to Start. Start, Stop,
+// Remove and UpdateResources wait for it; Get and List never do. When it fails, the
+// container is recorded as exited (reason StartError, exit code 128, the cause as message)
+// and Start returns the cause.
 func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Container, error) {
 	pod, err := m.opts.Sandboxes.Get(podID)
 	if err != nil {
@@ -264,6 +291,9 @@ func (u undoList) run(ctx context.Context) {
 }
 
 func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, cfg Config) (_ Container, retErr error) {
+	// The create's cgroup migration (in the shim) waits for an RCU grace period unless one
+	// ran moments before: start one now, so that it overlaps the work below.
+	m.warmer.warm()
 	c := Container{ID: newID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(pod.ID), zap.String(log.KeyContainerName, cfg.Metadata.Name))
 	l := log.From(ctx)
@@ -273,14 +303,6 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 			undo.run(ctx)
 		}
 	}()
-	if err := m.db.Reserve(nameKind, name, c.ID); err != nil {
-		return Container{}, err
-	}
-	undo.add(func(context.Context) {
-		if err := m.db.Release(nameKind, name, c.ID); err != nil {
-			l.Error("release container name", zap.Error(err))
-		}
-	})
 
 	// The image must be here already: the kubelet pulls first.
 	imageID, err := m.opts.Images.Resolve(ctx, cfg.Image)
@@ -295,23 +317,36 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 		return Container{}, fmt.Errorf("image %q: %w", cfg.Image, err)
 	}
 	c.ImageID = img.ID
+	c.Dir = filepath.Join(m.dir, c.ID)
+	// The name and the record in one transaction. The record is persisted (not yet
+	// published) from here on, so that a daemon killed mid-create finds it at restart and
+	// cleans up after it instead of leaking a rootfs or a hold.
+	if err := m.db.Update(func(tx *store.Tx) error {
+		if err := tx.Reserve(nameKind, name, c.ID); err != nil {
+			return err
+		}
+		return tx.Put(bucket, c.ID, c)
+	}); err != nil {
+		return Container{}, fmt.Errorf("reserve container name %q: %w", name, err)
+	}
+	undo.add(func(context.Context) {
+		if err := m.db.Update(func(tx *store.Tx) error {
+			if err := tx.Delete(bucket, c.ID); err != nil {
+				return err
+			}
+			return tx.Release(nameKind, name, c.ID)
+		}); err != nil {
+			l.Error("delete container record", zap.Error(err))
+		}
+	})
+	// The pod's shim (started with its first container) comes up while the rest is done.
+	shimc := m.shims.getAsync(m.ctx, pod, createTimeout)
 	if err := m.opts.Images.Use(ctx, img.ID, c.ID); err != nil {
 		return Container{}, fmt.Errorf("hold image %s: %w", img.ID, err)
 	}
 	undo.add(func(uctx context.Context) {
 		if err := m.opts.Images.Release(uctx, img.ID, c.ID); err != nil {
 			l.Error("release image", zap.Error(err))
-		}
-	})
-	// Persisted (not yet published) from here on, so that a daemon killed mid-create finds
-	// the record at restart and cleans up after it instead of leaking a rootfs or a hold.
-	c.Dir = filepath.Join(m.dir, c.ID)
-	if err := m.db.Put(bucket, c.ID, c); err != nil {
-		return Container{}, fmt.Errorf("persist container: %w", err)
-	}
-	undo.add(func(context.Context) {
-		if err := m.db.Delete(bucket, c.ID); err != nil {
-			l.Error("delete container record", zap.Error(err))
 		}
 	})
 	layers, err := m.opts.Images.LayerPaths(ctx, img.ID)
@@ -335,11 +370,18 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 		}
 	}
 
-	client, info, err := m.shims.get(ctx, pod, true)
-	if err != nil {
-		return Container{}, err
+	// Only a container in the pod's shared PID namespace needs the shim now: the shim holds
+	// that namespace, and the spec names it.
+	var podPidNS string
+	if cfg.Spec.Namespaces.PID.Mode == spec.ModePod && pod.Config.Namespaces.PID == sandbox.ModePod {
+		r := <-shimc
+		if r.err != nil {
+			return Container{}, r.err
+		}
+		podPidNS = r.info.PidNamespace
+		shimc = readyShim(r)
 	}
-	in, err := m.specInput(pod, c, img, rootfs, info.PidNamespace)
+	in, err := m.specInput(pod, c, img, rootfs, podPidNS)
 	if err != nil {
 		return Container{}, err
 	}
@@ -356,23 +398,87 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	if err := writeSpec(c.Dir, s); err != nil {
 		return Container{}, err
 	}
-	undo.add(func(uctx context.Context) {
-		if err := client.Delete(uctx, c.ID); err != nil {
-			l.Error("delete half-made container", zap.Error(err))
-		}
-	})
-	if c.Pid, err = client.Create(ctx, shimCreateOptions(c, s, rootfs)); err != nil {
-		return Container{}, fmt.Errorf("create container: %w", err)
-	}
 	if err := m.db.Put(bucket, c.ID, c); err != nil {
 		return Container{}, fmt.Errorf("persist container: %w", err)
 	}
+	e := &entry{c: c, exited: make(chan struct{}), created: make(chan struct{})}
 	m.mu.Lock()
-	m.ctrs[c.ID] = &entry{c: c, exited: make(chan struct{})}
+	m.ctrs[c.ID] = e
 	m.mu.Unlock()
+	// Everything the kubelet needs answered at Create is answered: the runtime's own create
+	// (libcontainer in the shim: the init, its namespaces, cgroups and mounts) goes on in
+	// the background, and every later change of this container waits for it (lock).
+	go m.finishCreate(e, shimc, shimCreateOptions(c, s, rootfs))
 	m.emit(EventCreated, c)
 	l.Info("container created", zap.String(log.KeyImage, img.ID))
 	return c, nil
+}
+
+// createTimeout bounds a container's background create in its shim (and the start of the
+// pod's shim).
+const createTimeout = 2 * time.Minute
+
+// finishCreate has the pod's shim create the container: it starts the container's init,
+// which waits for Start. A failure is recorded as the container's exit (reason StartError)
+// and returned by Start; when the daemon stops meanwhile, nothing is recorded and the next
+// daemon's Recover asks the shim what became of the container.
+func (m *Manager) finishCreate(e *entry, shimc <-chan shimResult, o shim.CreateOptions) {
+	defer close(e.created)
+	l := m.log.With(log.ContainerID(o.ID), log.PodSandboxID(e.c.PodID))
+	ctx, cancel := context.WithTimeout(m.ctx, createTimeout)
+	defer cancel()
+	r := <-shimc
+	err := r.err
+	var pid int
+	if err == nil {
+		var st *shim.ContainerState
+		pid, st, err = shimCreate(ctx, r.client, o)
+		if st != nil && st.Status == shim.StatusStopped {
+			m.recordExit(e, exitFromShim(*st))
+			return
+		}
+	}
+	if err == nil {
+		e.state.Lock()
+		m.mu.Lock()
+		e.c.Pid = pid
+		m.mu.Unlock()
+		e.state.Unlock()
+		l.Debug("container init created", zap.Int(log.KeyPID, pid))
+		return
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	err = fmt.Errorf("create container %s: %w", o.ID, err)
+	e.createErr = err
+	l.Warn("container create failed", zap.Error(err))
+	m.recordExit(e, exit{code: startErrorExitCode, reason: ReasonStartError, message: err.Error(), at: time.Now()})
+}
+
+// shimCreate has the shim create the container. A create of the same container that a
+// previous daemon asked for may still be under way in the shim (AlreadyExists): then its
+// outcome is taken, as the shim reports it once done (st).
+func shimCreate(ctx context.Context, client *shim.Client, o shim.CreateOptions) (pid int, st *shim.ContainerState, err error) {
+	for {
+		pid, err = client.Create(ctx, o)
+		if !errors.Is(err, errdefs.ErrAlreadyExists) {
+			return pid, nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil, fmt.Errorf("wait for the shim's earlier create: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+		s, serr := client.State(ctx, o.ID)
+		switch {
+		case errors.Is(serr, errdefs.ErrNotFound):
+			continue // still under way, or it failed: ask again
+		case serr != nil:
+			return 0, nil, serr
+		}
+		return s.Pid, &s, nil
+	}
 }
 
 // logPath joins the kubelet's relative log path onto the pod's log directory, refusing any
@@ -393,12 +499,15 @@ func logPath(dir, rel string) (string, error) {
 
 // Start runs a created container's process and starts watching for its exit.
 func (m *Manager) Start(ctx context.Context, id string) error {
-	e, unlock, err := m.lock(id)
+	e, unlock, err := m.lock(ctx, id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	c := e.c
+	if e.createErr != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, e.createErr)
+	}
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}

@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -46,8 +47,13 @@ func (m *Manager) Recover(ctx context.Context) error {
 		st, err := client.State(ctx, c.ID)
 		switch {
 		case errors.Is(err, errdefs.ErrNotFound):
-			// Created records are written before the shim makes the container: a daemon that
-			// died in between left only the record.
+			// The shim makes the container after CreateContainer has answered: a daemon that
+			// died in between left the record, the rootfs and the spec; finish the job. A
+			// record of a CreateContainer that never answered is only cleaned up.
+			if m.resumeCreate(ctx, e, client) {
+				l.Info("resuming the create of a container the previous daemon left pending")
+				continue
+			}
 			m.recordExit(e, exit{code: 255, reason: ReasonError, message: "the container was never created (the daemon stopped mid-create)", at: time.Now()})
 		case errors.Is(err, errdefs.ErrUnavailable):
 			m.recordExit(e, m.exitFromRecords(c))
@@ -55,6 +61,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 			return err
 		case st.Status == shim.StatusStopped:
 			m.recordExit(e, exitFromShim(st))
+		case st.Status == shim.StatusCreated:
+			e.c.Pid = st.Pid // not yet serving: nobody else reads it
 		case st.Status == shim.StatusRunning:
 			if c.State != StateRunning {
 				if _, err := m.update(e, func(c *Container) { c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, st.StartedAt }); err != nil {
@@ -65,4 +73,34 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// resumeCreate restarts the background create of a container whose CreateContainer had
+// answered (its record is complete and its spec on disk), remounting its rootfs if need be.
+// It reports false when there is nothing to resume.
+func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shim.Client) bool {
+	c := e.c
+	if c.State != StateCreated || c.CgroupPath == "" {
+		return false // the record of a create that never finished
+	}
+	l := m.log.With(log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
+	s, err := readSpec(c.Dir)
+	if err != nil {
+		l.Warn("resume a pending create", zap.Error(err))
+		return false
+	}
+	rootfs := filepath.Join(c.Dir, "rootfs")
+	if !isMountPoint(c.Dir, rootfs) {
+		layers, err := m.opts.Images.LayerPaths(ctx, c.ImageID)
+		if err == nil {
+			_, err = mountRootfs(c.Dir, layers)
+		}
+		if err != nil {
+			l.Warn("remount the rootfs of a pending create", zap.Error(err))
+			return false
+		}
+	}
+	e.created = make(chan struct{})
+	go m.finishCreate(e, readyShim(shimResult{client: client}), shimCreateOptions(c, s, rootfs))
+	return true
 }

@@ -52,3 +52,13 @@ func unmountRootfs(dir string) error {
 		return fmt.Errorf("unmount rootfs %s: %w", rootfs, err)
 	}
 }
+
+// isMountPoint reports whether rootfs (a directory in dir) has a filesystem of its own
+// mounted: the overlay is another device than the directory holding it.
+func isMountPoint(dir, rootfs string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(dir, &a) != nil || unix.Stat(rootfs, &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev
+}

@@ -109,6 +109,34 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 	return c, info, nil
 }
 
+// shimResult is the outcome of getAsync.
+type shimResult struct {
+	client *shim.Client
+	info   shim.Info
+	err    error
+}
+
+// getAsync starts or connects to the pod's shim in the background (as get with start) and
+// delivers the outcome on the returned channel. ctx bounds it, not a request's context:
+// the container's create goes on after CreateContainer has answered.
+func (s *shims) getAsync(ctx context.Context, pod sandbox.Sandbox, timeout time.Duration) <-chan shimResult {
+	ch := make(chan shimResult, 1)
+	go func() {
+		gctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		c, info, err := s.get(gctx, pod, true)
+		ch <- shimResult{client: c, info: info, err: err}
+	}()
+	return ch
+}
+
+// readyShim is a getAsync channel for a result already in hand.
+func readyShim(r shimResult) <-chan shimResult {
+	ch := make(chan shimResult, 1)
+	ch <- r
+	return ch
+}
+
 // client returns a connection to the pod's running shim; ErrUnavailable when it is gone.
 func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) {
 	s.mu.Lock()

@@ -188,6 +188,19 @@ func writeSpec(dir string, s *specs.Spec) error {
 	return nil
 }
 
+// readSpec reads back the spec writeSpec wrote.
+func readSpec(dir string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(dir, specFile))
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	s := new(specs.Spec)
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("decode spec: %w", err)
+	}
+	return s, nil
+}
+
 // Spec returns the OCI spec the container was created with, as JSON.
 func (m *Manager) Spec(id string) (json.RawMessage, error) {
 	c, err := m.Get(id)

@@ -15,7 +15,9 @@ import (
 //	                      └──────────Stop / monitor lost────────┘
 //
 // Every change is persisted before it is acknowledged. Unknown is only reported while the
-// daemon has not yet learned a container's fate after a restart.
+// daemon has not yet learned a container's fate after a restart. A Created container's
+// init may still be in the making (Manager.Create); if that fails, it goes straight to
+// Exited with reason StartError.
 type State string
 
 // The states of a container record.
@@ -31,7 +33,13 @@ const (
 	ReasonCompleted = "Completed"
 	ReasonError     = "Error"
 	ReasonOOMKilled = "OOMKilled"
+	// ReasonStartError is a container whose runtime create or start failed, as containerd
+	// reports it.
+	ReasonStartError = "StartError"
 )
+
+// startErrorExitCode is the exit code of a container that never ran (containerd's too).
+const startErrorExitCode = 128
 
 // Metadata names a container within its pod, the way the kubelet does.
 type Metadata struct {

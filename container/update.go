@@ -28,7 +28,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *cgroups.R
 	if res == nil {
 		return fmt.Errorf("resources are required: %w", errdefs.ErrInvalidArgument)
 	}
-	e, unlock, err := m.lock(id)
+	e, unlock, err := m.lock(ctx, id)
 	if err != nil {
 		return err
 	}
