@@ -311,12 +311,9 @@ func (m *Manager) RemovePod(ctx context.Context, podID string) error {
 
 // ExecSync runs a command in a running container and returns its output.
 func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (shim.ExecSyncResult, error) {
-	c, err := m.Get(id)
+	c, err := m.CheckRunning(id)
 	if err != nil {
 		return shim.ExecSyncResult{}, err
-	}
-	if c.State != StateRunning {
-		return shim.ExecSyncResult{}, fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
 	if len(cmd) == 0 {
 		return shim.ExecSyncResult{}, fmt.Errorf("exec needs a command: %w", errdefs.ErrInvalidArgument)
@@ -330,14 +327,7 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 
 // ReopenLog makes the shim reopen the container's log file after the kubelet rotated it.
 func (m *Manager) ReopenLog(ctx context.Context, id string) error {
-	c, err := m.Get(id)
-	if err != nil {
-		return err
-	}
-	if c.State != StateRunning {
-		return fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
-	}
-	client, err := m.shims.client(ctx, c.PodID)
+	c, client, err := m.runningShim(ctx, id)
 	if err != nil {
 		return err
 	}

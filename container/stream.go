@@ -66,12 +66,9 @@ func (m *Manager) Attach(ctx context.Context, id string, s Streams) error {
 
 // runningShim resolves id to a running container and its pod's shim.
 func (m *Manager) runningShim(ctx context.Context, id string) (Container, *shim.Client, error) {
-	c, err := m.Get(id)
+	c, err := m.CheckRunning(id)
 	if err != nil {
 		return Container{}, nil, err
-	}
-	if c.State != StateRunning {
-		return Container{}, nil, fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
 	client, err := m.shims.client(ctx, c.PodID)
 	if err != nil {
