@@ -770,17 +770,24 @@ func BenchmarkLifecycle(b *testing.B) {
 	b.ReportMetric(float64((del/n).Microseconds())/1000, "stop+delete-ms")
 }
 
+// sleeper creates and starts container id running sleep 1000 in p.
+func (p *pod) sleeper(tb testing.TB, id string) {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: id, Spec: p.spec(id, "sleep", "1000"), Rootfs: rootfsDir}); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := p.c.Start(ctx, id); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // BenchmarkExecSync measures an ExecSync of `true` in a running container.
 func BenchmarkExecSync(b *testing.B) {
 	requireShim(b)
 	p := startPod(b, false)
 	ctx := context.Background()
-	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: "c", Spec: p.spec("c", "sleep", "1000"), Rootfs: rootfsDir}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := p.c.Start(ctx, "c"); err != nil {
-		b.Fatal(err)
-	}
+	p.sleeper(b, "c")
 	b.ResetTimer()
 	for range b.N {
 		if res, err := p.c.ExecSync(ctx, "c", shim.ExecSyncOptions{Args: []string{"true"}}); err != nil || res.ExitCode != 0 {

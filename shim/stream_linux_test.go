@@ -678,12 +678,7 @@ func BenchmarkExec(b *testing.B) {
 	requireShim(b)
 	p := startPod(b, false)
 	ctx := context.Background()
-	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: "c", Spec: p.spec("c", "sleep", "1000"), Rootfs: rootfsDir}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := p.c.Start(ctx, "c"); err != nil {
-		b.Fatal(err)
-	}
+	p.sleeper(b, "c")
 	b.ResetTimer()
 	for range b.N {
 		if code, err := p.c.Exec(ctx, "c", shim.ExecOptions{Args: []string{"true"}, Stdout: io.Discard, Stderr: io.Discard}); err != nil || code != 0 {
@@ -697,12 +692,7 @@ func BenchmarkExecThroughput(b *testing.B) {
 	requireShim(b)
 	p := startPod(b, false)
 	ctx := context.Background()
-	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: "c", Spec: p.spec("c", "sleep", "1000"), Rootfs: rootfsDir}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := p.c.Start(ctx, "c"); err != nil {
-		b.Fatal(err)
-	}
+	p.sleeper(b, "c")
 	const size = 64 << 20
 	b.SetBytes(size)
 	b.ResetTimer()
