@@ -40,7 +40,7 @@ func (s *Server) criContainerStats(c container.Container) *runtimeapi.ContainerS
 		Id: c.ID, Metadata: criContainerMetadata(c.Config.Metadata),
 		Labels: c.Config.Labels, Annotations: c.Config.Annotations,
 	}}
-	sample, ok := s.opts.Stats.Container(c.ID)
+	sample, ok := s.opts.Stats.ContainerNow(c)
 	if !ok {
 		return out
 	}

@@ -493,3 +493,22 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 		t.Errorf("unknown pod: %v, want NotFound", err)
 	}
 }
+
+// TestStatsOfANewContainer: stats of a container started a moment ago already carry cpu and
+// memory readings (upstream critest's "listing container stats" asks this), though the
+// background sampler has not passed yet.
+func TestStatsOfANewContainer(t *testing.T) {
+	p := newTestPod(t, "stats-new", nil)
+	id := p.run(t, sleeper("fresh", framework.ImageBusybox, nil))
+	list, err := p.rt.ListContainerStats(framework.Context(t), &runtimeapi.ContainerStatsFilter{Id: id})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("ListContainerStats: %d stats, %v", len(list), err)
+	}
+	if list[0].GetCpu().GetTimestamp() == 0 || list[0].GetMemory().GetTimestamp() == 0 {
+		t.Errorf("stats of a new container: cpu %v memory %v, want readings", list[0].GetCpu(), list[0].GetMemory())
+	}
+	st, err := p.rt.ContainerStats(framework.Context(t), id)
+	if err != nil || st.GetCpu().GetTimestamp() == 0 {
+		t.Errorf("ContainerStats of a new container: %v %v", st, err)
+	}
+}

@@ -165,6 +165,19 @@ func (c *Collector) Container(id string) (Container, bool) {
 	return s, ok
 }
 
+// ContainerNow is Container for ct, except that a container the background has no cgroup
+// reading of yet (started since the last pass) is read at once, so that a new container's
+// stats are never empty. That reading is not kept.
+func (c *Collector) ContainerNow(ct container.Container) (Container, bool) {
+	if s, ok := c.Container(ct.ID); ok && !s.At.IsZero() {
+		return s, true
+	}
+	if ct.State != container.StateCreated && ct.State != container.StateRunning {
+		return Container{}, false
+	}
+	return c.sampleContainer(ct, Container{}, false), true
+}
+
 // Pod returns the latest sample of a pod.
 func (c *Collector) Pod(id string) (Pod, bool) {
 	s, ok := c.last.Load().pods[id]

@@ -155,3 +155,28 @@ func TestDiskUsage(t *testing.T) {
 		t.Error("missing dir measured")
 	}
 }
+
+// TestContainerNow: a container started after the last pass is read on demand, without
+// waiting for the next pass and without changing the published sample.
+func TestContainerNow(t *testing.T) {
+	ctrs := fakeContainers{}
+	c, err := New(Options{
+		Containers: ctrs, Sandboxes: fakePods{}, Cgroups: &fakeCgroups{cpu: map[string]uint64{}, step: 7},
+		Disk: func(string) (Disk, error) { return Disk{}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Refresh(context.Background())
+	fresh := container.Container{ID: "fresh", State: container.StateRunning, CgroupPath: "/pod/fresh"}
+	s, ok := c.ContainerNow(fresh)
+	if !ok || s.At.IsZero() || s.Cgroup.CPUUsageNanos != 7 {
+		t.Errorf("on-demand sample %+v %v, want a reading", s, ok)
+	}
+	if _, ok := c.Container("fresh"); ok {
+		t.Error("the on-demand reading was published")
+	}
+	if _, ok := c.ContainerNow(container.Container{ID: "done", State: container.StateExited, CgroupPath: "/pod/done"}); ok {
+		t.Error("an exited container was sampled")
+	}
+}
