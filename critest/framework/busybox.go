@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -118,6 +119,12 @@ func busyboxEntries() ([]TarEntry, error) {
 	}
 	// Scripts start with #!/usr/bin/env; keep it the same inode as every other applet.
 	b.add(HardLink("usr/bin/env", "bin/busybox"))
+	// Debian's busybox has no pgrep applet, which upstream critest's busybox image has and
+	// its ExecSync timeout test runs: a stand-in that prints the pids whose command name
+	// contains the pattern, exiting 1 when there is none.
+	if !slices.Contains(applets, "pgrep") {
+		b.add(File("bin/pgrep", 0o755, pgrepStandIn))
+	}
 
 	if err := b.addELFDeps(bin); err != nil {
 		return nil, err
@@ -278,3 +285,13 @@ func libSearchDirs(interp string) []string {
 	}
 	return append(dirs, filepath.Dir(interp), "/lib64", "/usr/lib64", "/lib", "/usr/lib")
 }
+
+const pgrepStandIn = `#!/bin/sh
+# pgrep PATTERN: the pids of the processes whose command name contains PATTERN.
+found=1
+for d in /proc/[0-9]*; do
+	read -r name < "$d/comm" 2>/dev/null || continue
+	case "$name" in *"$1"*) echo "${d#/proc/}"; found=0 ;; esac
+done
+exit $found
+`
