@@ -10,7 +10,7 @@ BIN     := bin
 # binary cannot load) out.
 SHIM_TAGS := seccomp netgo osusergo
 
-.PHONY: help build run test bench lint clean deps
+.PHONY: help build run test bench lint clean deps upstream-critest
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,10 @@ test: deps build ## unit and integration tests (needs root); lists every skip an
 
 bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS
 	$(GO) run ./critest/bench $(BENCH_ARGS)
+
+upstream-critest: build ## cri-tools' own conformance suite against peapod: CRITEST=/path/to/critest [CRITEST_ARGS=...]
+	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }
+	$(GO) run ./critest/upstream -critest $(CRITEST) -- $(CRITEST_ARGS)
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
