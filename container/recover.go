@@ -41,6 +41,22 @@ func (m *Manager) Recover(ctx context.Context) error {
 			if !errors.Is(err, errdefs.ErrUnavailable) {
 				return err
 			}
+			// A pod's first CreateContainer answers while the pod's shim is still starting: a
+			// daemon killed then leaves a pending create and no shim that ever had it. Start
+			// the shim and finish the create, as below for a shim that is up.
+			if m.neverReachedShim(c) {
+				client, _, err := m.shims.get(ctx, pod, true)
+				if err == nil {
+					// Whatever a shim that died mid-create left of it goes first.
+					err = client.Delete(ctx, c.ID)
+				}
+				if err != nil {
+					l.Warn("start the shim of a pending create", zap.Error(err))
+				} else if m.resumeCreate(ctx, e, client) {
+					l.Info("resuming the create of a container the previous daemon left pending, in a new shim")
+					continue
+				}
+			}
 			m.recordExit(e, m.exitFromRecords(c))
 			continue
 		}
@@ -73,6 +89,28 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// neverReachedShim says c is a create that CreateContainer answered and no shim of its pod
+// ever recorded: nothing of it runs anywhere.
+func (m *Manager) neverReachedShim(c Container) bool {
+	if c.State != StateCreated || c.CgroupPath == "" {
+		return false
+	}
+	dir, err := m.shims.stateDir(c.PodID)
+	if err != nil {
+		return false
+	}
+	recs, err := shim.ReadRecords(dir)
+	if err != nil {
+		return false
+	}
+	for _, r := range recs {
+		if r.ID == c.ID {
+			return false
+		}
+	}
+	return true
 }
 
 // resumeCreate restarts the background create of a container whose CreateContainer had

@@ -93,8 +93,15 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,
 			Logger:       s.log,
 		})
-		if err == nil {
+		switch {
+		case err == nil:
 			log.From(ctx).Info("pod shim started", log.PodSandboxID(pod.ID))
+		case errors.Is(err, errdefs.ErrAlreadyExists):
+			// Another start of the pod's shim holds its state dir: one that a daemon killed
+			// meanwhile began. It serves in a moment: use it.
+			wctx, cancel := context.WithTimeout(ctx, shimServeTimeout)
+			c, err = connectWhenServing(wctx, shim.SocketPath(p.stateDir))
+			cancel()
 		}
 	}
 	if err != nil {
@@ -107,6 +114,24 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 	}
 	p.client, p.info = c, info
 	return c, info, nil
+}
+
+// shimServeTimeout bounds the wait for a shim that another start brought up.
+const shimServeTimeout = 10 * time.Second
+
+// connectWhenServing connects to the shim at socket, waiting for it to serve until ctx ends.
+func connectWhenServing(ctx context.Context, socket string) (*shim.Client, error) {
+	for {
+		c, err := shim.Connect(ctx, socket)
+		if err == nil || !errors.Is(err, errdefs.ErrUnavailable) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the shim at %s: %w", socket, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // shimResult is the outcome of getAsync.

@@ -2,6 +2,9 @@ package critest
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,5 +190,55 @@ func TestContainerRestartDuringCreate(t *testing.T) {
 	}
 	if after := pod.leftovers(t); !after.equal(before) {
 		t.Errorf("left behind:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// TestContainerRestartDuringFirstCreate: kill -9 right after a pod's first CreateContainer
+// answered, while the pod's shim is not up yet (a shim binary that takes a second to start
+// makes that window certain): the restarted daemon starts the pod's shim itself and finishes
+// the create, and the container is CREATED and startable.
+func TestContainerRestartDuringFirstCreate(t *testing.T) {
+	framework.RequirePeapod(t)
+	shimBin, err := filepath.Abs("../bin/peapod-shim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowShim := filepath.Join(t.TempDir(), "slow-shim")
+	if err := os.WriteFile(slowShim, []byte("#!/bin/sh\nsleep 1\nexec "+shimBin+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := framework.StartDaemon(t, framework.WithConfig(fmt.Sprintf("[runtime]\nshim_binary = %q\n", slowShim)))
+	ctx := framework.Context(t)
+	// A pod without a shared PID namespace: its first create does not wait for the shim.
+	c := framework.MustConnect(t, d.Endpoint())
+	pod := newTestPodOn(t, &testPod{env: framework.Shared(t), rt: c.Runtime, img: c.Image, daemon: d}, "restart-first", func(cfg *runtimeapi.PodSandboxConfig) {
+		cfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+		}
+	})
+	pod.pull(t, framework.ImageBusybox)
+	id, err := pod.create(t, sleeper("first", framework.ImageBusybox, nil))
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	if err := d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	offset := d.StderrLen()
+	if err := d.Start(ctx); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	waitServing(t, pod, id)
+	if !strings.Contains(d.StderrSince(offset), "in a new shim") {
+		t.Errorf("the restarted daemon did not resume the create in a new shim:\n%s", d.StderrSince(offset))
+	}
+	if st := pod.status(t, id); st.GetState() != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("container after the restart: %v (%s: %s), want CREATED", st.GetState(), st.GetReason(), st.GetMessage())
+	}
+	if err := pod.rt.StartContainer(ctx, id); err != nil {
+		t.Fatalf("StartContainer after the restart: %v", err)
+	}
+	if got := pod.sh(t, id, "echo recovered"); got != "recovered" {
+		t.Errorf("exec after the restart: %q", got)
 	}
 }
