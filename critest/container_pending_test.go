@@ -160,27 +160,12 @@ func TestContainerRestartDuringCreate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
-	if err := d.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	offset := d.StderrLen()
-	if err := d.Start(ctx); err != nil {
-		t.Fatalf("restart: %v", err)
-	}
-	waitServing(t, pod, id)
+	restartLog := killAndRestart(t, d, pod, id)
 	// Which case this run hit depends on timing: the shim had the create, or the new
 	// daemon had to resume it.
-	t.Logf("create resumed by the restarted daemon: %v", strings.Contains(d.StderrSince(offset), "resuming the create"))
+	t.Logf("create resumed by the restarted daemon: %v", strings.Contains(restartLog, "resuming the create"))
 	// CreateContainer had answered: the container must still be startable.
-	if st := pod.status(t, id); st.GetState() != runtimeapi.ContainerState_CONTAINER_CREATED {
-		t.Fatalf("container after the restart: %v (%s: %s), want CREATED", st.GetState(), st.GetReason(), st.GetMessage())
-	}
-	if err := pod.rt.StartContainer(ctx, id); err != nil {
-		t.Fatalf("StartContainer after the restart: %v", err)
-	}
-	if got := pod.sh(t, id, "echo recovered"); got != "recovered" {
-		t.Errorf("exec after the restart: %q", got)
-	}
+	startableAfterRestart(t, pod, id)
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, c := range []string{id, warm} {
@@ -208,7 +193,6 @@ func TestContainerRestartDuringFirstCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := framework.StartDaemon(t, framework.WithConfig(fmt.Sprintf("[runtime]\nshim_binary = %q\n", slowShim)))
-	ctx := framework.Context(t)
 	// A pod without a shared PID namespace: its first create does not wait for the shim.
 	c := framework.MustConnect(t, d.Endpoint())
 	pod := newTestPodOn(t, &testPod{env: framework.Shared(t), rt: c.Runtime, img: c.Image, daemon: d}, "restart-first", func(cfg *runtimeapi.PodSandboxConfig) {
@@ -221,21 +205,36 @@ func TestContainerRestartDuringFirstCreate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
+	restartLog := killAndRestart(t, d, pod, id)
+	if !strings.Contains(restartLog, "in a new shim") {
+		t.Errorf("the restarted daemon did not resume the create in a new shim:\n%s", restartLog)
+	}
+	startableAfterRestart(t, pod, id)
+}
+
+// killAndRestart kills the daemon with SIGKILL right after id's CreateContainer answered,
+// starts it again, and returns what the restarted daemon logged until it served id.
+func killAndRestart(t *testing.T, d *framework.Daemon, pod *testPod, id string) string {
+	t.Helper()
 	if err := d.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	offset := d.StderrLen()
-	if err := d.Start(ctx); err != nil {
+	if err := d.Start(framework.Context(t)); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
 	waitServing(t, pod, id)
-	if !strings.Contains(d.StderrSince(offset), "in a new shim") {
-		t.Errorf("the restarted daemon did not resume the create in a new shim:\n%s", d.StderrSince(offset))
-	}
+	return d.StderrSince(offset)
+}
+
+// startableAfterRestart: CreateContainer had answered, so the container is CREATED after the
+// restart, starts, and runs what is exec'd in it.
+func startableAfterRestart(t *testing.T, pod *testPod, id string) {
+	t.Helper()
 	if st := pod.status(t, id); st.GetState() != runtimeapi.ContainerState_CONTAINER_CREATED {
 		t.Fatalf("container after the restart: %v (%s: %s), want CREATED", st.GetState(), st.GetReason(), st.GetMessage())
 	}
-	if err := pod.rt.StartContainer(ctx, id); err != nil {
+	if err := pod.rt.StartContainer(framework.Context(t), id); err != nil {
 		t.Fatalf("StartContainer after the restart: %v", err)
 	}
 	if got := pod.sh(t, id, "echo recovered"); got != "recovered" {
