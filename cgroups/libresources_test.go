@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -79,10 +80,10 @@ func TestStatsFrom(t *testing.T) {
 		{"v1", v1, false, Stats{CPUUsageNanos: 5e9, MemoryUsageBytes: 100 << 20, MemoryWorkingSetBytes: 70 << 20,
 			MemoryRSSBytes: 50 << 20, PageFaults: 7, MajorPageFaults: 3, Pids: 4}},
 		{"v2, inactive above usage", v2, true, Stats{CPUUsageNanos: 6e9, MemoryUsageBytes: 10 << 20, MemoryWorkingSetBytes: 0,
-			MemoryRSSBytes: 8 << 20, PageFaults: 9, MajorPageFaults: 1, Pids: 1}},
+			MemoryRSSBytes: 8 << 20, PageFaults: 9, MajorPageFaults: 1, LocalPageFaults: 9, LocalMajorPageFaults: 1, Pids: 1}},
 	} {
-		if got := statsFrom(tc.in, tc.v2); got != tc.want {
-			t.Errorf("%s: statsFrom = %+v, want %+v", tc.name, got, tc.want)
+		if diff := cmp.Diff(tc.want, statsFrom(tc.in, tc.v2)); diff != "" {
+			t.Errorf("%s: statsFrom (-want +got):\n%s", tc.name, diff)
 		}
 	}
 }

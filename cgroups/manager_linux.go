@@ -25,7 +25,8 @@ import (
 func IsV2() bool { return cgroups.IsCgroup2UnifiedMode() }
 
 // Manager creates, updates, reads and removes pod cgroups with one driver. It keeps no state
-// of its own, so it is safe for concurrent use and any Manager can clean up after another.
+// of its own beyond a cache of cgroup readers for Stats, so it is safe for concurrent use and
+// any Manager can clean up after another.
 type Manager struct {
 	driver string
 	v2     bool
@@ -33,6 +34,8 @@ type Manager struct {
 	logger *zap.Logger
 	// drain is how long RemovePod waits for processes to leave the cgroup.
 	drain time.Duration
+	// readers caches what Stats needs to read a cgroup again (see stats_linux.go).
+	readers *statReaders
 }
 
 // Option configures a Manager.
@@ -58,7 +61,7 @@ func NewManager(driver string, logger *zap.Logger, opts ...Option) (*Manager, er
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	m := &Manager{driver: driver, v2: IsV2(), root: DefaultTierRoot, logger: logger, drain: time.Second}
+	m := &Manager{driver: driver, v2: IsV2(), root: DefaultTierRoot, logger: logger, drain: time.Second, readers: newStatReaders()}
 	for _, o := range opts {
 		o(m)
 	}
@@ -277,25 +280,6 @@ func allPids(rd cgroups.Manager) ([]int, error) {
 	}
 	slices.Sort(all)
 	return slices.Compact(all), nil
-}
-
-// Stats reads cpu, memory and pids figures of the cgroup at p, its subtree included.
-// A missing cgroup is errdefs.ErrNotFound.
-func (m *Manager) Stats(p string) (Stats, error) {
-	rd, err := m.existing(p)
-	if err != nil {
-		return Stats{}, err
-	}
-	controllers := cgroups.CPU | cgroups.Memory | cgroups.Pids
-	if m.v2 {
-		// Only for io.pressure: v1's blkio files are many and give CRI nothing it reports.
-		controllers |= cgroups.IO
-	}
-	st, err := rd.Stats(&cgroups.StatsOptions{Controllers: controllers})
-	if err != nil {
-		return Stats{}, fmt.Errorf("read stats of cgroup %s: %w", p, err)
-	}
-	return statsFrom(st, m.v2), nil
 }
 
 // OOMKillCount returns how many processes the kernel's OOM killer killed because the cgroup

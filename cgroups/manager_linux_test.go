@@ -210,7 +210,7 @@ func TestManagerV1(t *testing.T) {
 		}
 	}
 
-	st, err := m.Stats(gp)
+	st, err := m.Stats(gp, 0)
 	if err != nil || st.Pids != 0 {
 		t.Errorf("Stats of an empty pod = %+v, %v", st, err)
 	}
@@ -240,7 +240,7 @@ func TestManagerV1(t *testing.T) {
 			t.Errorf("pod cgroup %s left in %v", p, in)
 		}
 	}
-	if _, err := m.Stats(gp); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := m.Stats(gp, 0); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Stats of a removed pod: %v, want NotFound", err)
 	}
 	if _, err := m.OOMKilled(gp); !errors.Is(err, errdefs.ErrNotFound) {
@@ -310,9 +310,9 @@ func TestManagerProcesses(t *testing.T) {
 	if err != nil || !slices.Equal(pids, []int{cmd.Process.Pid}) {
 		t.Errorf("Pids = %v, %v; want [%d]", pids, err, cmd.Process.Pid)
 	}
-	st, err := m.Stats(p)
-	if err != nil || st.Pids != 1 {
-		t.Errorf("Stats = %+v, %v; want 1 pid", st, err)
+	st, err := m.Stats(p, ExtraProcs|ExtraEvents|ExtraIO)
+	if err != nil || st.Pids != 1 || !slices.Equal(st.Procs, []int{cmd.Process.Pid}) || st.OOMKills != 0 {
+		t.Errorf("Stats = %+v, %v; want 1 pid, Procs [%d], no OOM kill", st, err, cmd.Process.Pid)
 	}
 	err = m.RemovePod(ctx, p)
 	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), strconv.Itoa(cmd.Process.Pid)) {
@@ -394,6 +394,16 @@ func TestManagerOOMKilled(t *testing.T) {
 	if killed, err := m.OOMKilled(ctr); err != nil || !killed {
 		t.Errorf("OOMKilled(container) = %v, %v; want true", killed, err)
 	}
+	if st, err := m.Stats(ctr, ExtraEvents); err != nil || st.OOMKills < 1 {
+		t.Errorf("Stats(container).OOMKills = %d, %v; want at least 1", st.OOMKills, err)
+	}
+	// The pod's limit was hit: its peak shows it. (memory.failcnt may stay 0: with memsw
+	// limited to the same 32 MiB the kernel fails the memsw charge first.)
+	if st, err := m.Stats(p, ExtraEvents); err != nil || st.MemoryMaxUsageBytes < 30<<20 {
+		t.Errorf("Stats(pod) max usage %d, %v; want about 32 MiB", st.MemoryMaxUsageBytes, err)
+	} else {
+		t.Logf("Stats(pod) failcnt %d, max usage %d", st.MemoryFailcnt, st.MemoryMaxUsageBytes)
+	}
 	n, err = m.OOMKillCount(p)
 	t.Logf("OOMKillCount(pod) = %d, %v", n, err)
 	if killed, err := m.OOMKilled(calm); err != nil || killed {
@@ -427,7 +437,7 @@ func TestManagerV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFile(t, "", gp, "cpu.max", "50000 100000")
-	if _, err := m.Stats(gp); err != nil {
+	if _, err := m.Stats(gp, 0); err != nil {
 		t.Error(err)
 	}
 	if killed, err := m.OOMKilled(gp); err != nil || killed {

@@ -34,8 +34,13 @@ type podLister interface {
 }
 
 type cgroupReader interface {
-	Stats(path string) (cgroups.Stats, error)
+	Stats(path string, extra cgroups.Extra) (cgroups.Stats, error)
 }
+
+// containerExtra is what a container's sample reads beyond a pod's: its metrics need OOM
+// kills and the process list every pass, and block I/O with the slow parts (ExtraIO: on v1
+// five files for what is often "Total 0").
+const containerExtra = cgroups.ExtraEvents | cgroups.ExtraProcs
 
 // Options are a Collector's sources and cadence.
 type Options struct {
@@ -45,13 +50,16 @@ type Options struct {
 	Logger     *zap.Logger
 	// Interval between samples of cgroups and networks; DefaultInterval when zero.
 	Interval time.Duration
-	// DiskInterval between walks of the writable layers; DefaultDiskInterval when zero.
+	// DiskInterval between walks of the writable layers and scans of the containers'
+	// processes (their file descriptors in /proc); DefaultDiskInterval when zero.
 	DiskInterval time.Duration
 	// Network reads the interfaces of the network namespace pinned at path; nil means
 	// ReadNetwork (inside the namespace, from /proc/thread-self/net/dev).
 	Network func(path string) ([]Interface, error)
 	// Disk measures a writable layer directory; nil means DiskUsage.
 	Disk func(dir string) (Disk, error)
+	// ProcRoot is where processes are read (file descriptors, limits); "" means /proc.
+	ProcRoot string
 }
 
 // CPU is a cumulative cpu time and, once two samples exist, the rate between them.
@@ -63,11 +71,18 @@ type CPU struct {
 	HasRate   bool
 }
 
-// Disk is the space and inodes a writable layer uses.
+// Disk is the space and inodes a writable layer uses, and the filesystem holding it.
 type Disk struct {
 	At        time.Time
 	UsedBytes uint64
 	Inodes    uint64
+	// Major and Minor number the filesystem's device; Device names it as cadvisor does
+	// ("/dev/vda", else the mount source such as "overlay"), filled in by the Collector.
+	Major, Minor uint64
+	Device       string
+	// CapacityBytes, InodesTotal and InodesFree are the filesystem's (statfs).
+	CapacityBytes           uint64
+	InodesTotal, InodesFree uint64
 }
 
 // Interface is one network interface's counters.
@@ -89,6 +104,19 @@ type Container struct {
 	CPU    CPU
 	// Disk is the writable layer's use; nil until first measured.
 	Disk *Disk
+	// Processes is what the container's processes hold; nil while the cgroup was never read.
+	Processes *Processes
+	// IO is the cgroup's block I/O with each device named, read at IOAt (with the writable
+	// layer, every DiskInterval); Cgroup.IO is not kept.
+	IO   []IO
+	IOAt time.Time
+}
+
+// IO is a container's block I/O on one device for one operation; Device names it like
+// Disk.Device.
+type IO struct {
+	cgroups.DeviceIO
+	Device string
 }
 
 // Pod is a pod's latest sample.
@@ -118,6 +146,7 @@ type Collector struct {
 	// mu serialises sampling passes (Run's ticks and Refresh).
 	mu       sync.Mutex
 	lastDisk time.Time
+	devices  *deviceNames
 }
 
 // New returns a Collector; call Run to start sampling.
@@ -140,7 +169,10 @@ func New(opts Options) (*Collector, error) {
 	if opts.Disk == nil {
 		opts.Disk = DiskUsage
 	}
-	c := &Collector{opts: opts, log: opts.Logger}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	c := &Collector{opts: opts, log: opts.Logger, devices: newDeviceNames()}
 	c.last.Store(&snapshot{containers: map[string]Container{}, pods: map[string]Pod{}})
 	return c, nil
 }
@@ -184,6 +216,19 @@ func (c *Collector) Pod(id string) (Pod, bool) {
 	return s, ok
 }
 
+// PodNow is Pod for sb, except that the network of a ready pod the background has not read
+// yet (started since the last pass) is read at once, so that a new pod's network figures are
+// never missing. That reading is not kept.
+func (c *Collector) PodNow(sb sandbox.Sandbox) (Pod, bool) {
+	s, ok := c.Pod(sb.ID)
+	if !s.NetworkAt.IsZero() || sb.State != sandbox.StateReady || sb.NetNSPath == "" {
+		return s, ok
+	}
+	s.ID = sb.ID
+	c.readNetwork(sb, &s)
+	return s, true
+}
+
 // Refresh takes one sample of everything now and publishes it.
 func (c *Collector) Refresh(ctx context.Context) {
 	c.mu.Lock()
@@ -216,36 +261,66 @@ func (c *Collector) Refresh(ctx context.Context) {
 
 func (c *Collector) samplePod(sb sandbox.Sandbox, prev Pod) Pod {
 	out := Pod{ID: sb.ID}
-	l := c.log.With(log.PodSandboxID(sb.ID))
 	if sb.CgroupParent != "" {
-		out.At, out.Cgroup, out.CPU = c.readCgroup(l, sb.CgroupParent, prev.At, prev.Cgroup)
+		out.At, out.Cgroup, out.CPU = c.readCgroup(log.PodSandboxID(sb.ID), sb.CgroupParent, 0, prev.At, prev.Cgroup)
 	}
 	if sb.NetNSPath != "" && sb.State == sandbox.StateReady {
-		ifs, err := c.opts.Network(sb.NetNSPath)
-		if err != nil {
-			l.Debug("read pod network counters", zap.Error(err))
-		} else {
-			out.NetworkAt, out.Interfaces = time.Now(), ifs
-		}
+		c.readNetwork(sb, &out)
 	}
 	return out
 }
 
-func (c *Collector) sampleContainer(ct container.Container, prev Container, keepDisk bool) Container {
+func (c *Collector) readNetwork(sb sandbox.Sandbox, out *Pod) {
+	ifs, err := c.opts.Network(sb.NetNSPath)
+	if err != nil {
+		c.log.Debug("read pod network counters", log.PodSandboxID(sb.ID), zap.Error(err))
+		return
+	}
+	out.NetworkAt, out.Interfaces = time.Now(), ifs
+}
+
+// sampleContainer reads ct's cgroup and, unless keepSlow and prev has them, walks its
+// writable layer and scans its processes' file descriptors (the slow parts, every
+// DiskInterval).
+func (c *Collector) sampleContainer(ct container.Container, prev Container, keepSlow bool) Container {
 	out := Container{ID: ct.ID, PodID: ct.PodID}
-	l := c.log.With(log.ContainerID(ct.ID))
+	id := log.ContainerID(ct.ID)
+	readIO := !keepSlow || prev.IOAt.IsZero()
 	if ct.CgroupPath != "" {
-		out.At, out.Cgroup, out.CPU = c.readCgroup(l, ct.CgroupPath, prev.At, prev.Cgroup)
+		extra := containerExtra
+		if readIO {
+			extra |= cgroups.ExtraIO
+		}
+		out.At, out.Cgroup, out.CPU = c.readCgroup(id, ct.CgroupPath, extra, prev.At, prev.Cgroup)
 	}
 	switch {
-	case keepDisk && prev.Disk != nil:
+	case out.At.IsZero():
+	case readIO:
+		out.IOAt = out.At
+		for _, d := range out.Cgroup.IO {
+			out.IO = append(out.IO, IO{DeviceIO: d, Device: c.devices.name(d.Major, d.Minor)})
+		}
+	default:
+		out.IO, out.IOAt = prev.IO, prev.IOAt
+	}
+	out.Cgroup.IO = nil
+	switch {
+	case keepSlow && prev.Processes != nil:
+		out.Processes = prev.Processes
+	case !out.At.IsZero():
+		p := ReadProcesses(c.opts.ProcRoot, out.Cgroup.Procs, ct.Pid)
+		out.Processes = &p
+	}
+	switch {
+	case keepSlow && prev.Disk != nil:
 		out.Disk = prev.Disk
 	case ct.Dir != "":
 		d, err := c.opts.Disk(ct.Dir + "/upper")
 		if err != nil {
-			l.Debug("measure writable layer", zap.Error(err))
+			c.log.Debug("measure writable layer", id, zap.Error(err))
 			out.Disk = prev.Disk
 		} else {
+			d.Device = c.devices.name(d.Major, d.Minor)
 			out.Disk = &d
 		}
 	}
@@ -254,12 +329,12 @@ func (c *Collector) sampleContainer(ct container.Container, prev Container, keep
 
 // readCgroup reads the cgroup at p and the cpu rate since the previous reading. A cgroup
 // that does not exist (yet, or any more) is no sample.
-func (c *Collector) readCgroup(l *zap.Logger, p string, prevAt time.Time, prev cgroups.Stats) (time.Time, cgroups.Stats, CPU) {
-	st, err := c.opts.Cgroups.Stats(p)
+func (c *Collector) readCgroup(id zap.Field, p string, extra cgroups.Extra, prevAt time.Time, prev cgroups.Stats) (time.Time, cgroups.Stats, CPU) {
+	st, err := c.opts.Cgroups.Stats(p, extra)
 	at := time.Now()
 	if err != nil {
 		if !errors.Is(err, errdefs.ErrNotFound) {
-			l.Debug("read cgroup stats", zap.String(log.KeyCgroup, p), zap.Error(err))
+			c.log.Debug("read cgroup stats", id, zap.String(log.KeyCgroup, p), zap.Error(err))
 		}
 		return time.Time{}, cgroups.Stats{}, CPU{}
 	}

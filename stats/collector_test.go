@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,21 +24,32 @@ type fakePods []sandbox.Sandbox
 
 func (f fakePods) List(sandbox.Filter) []sandbox.Sandbox { return f }
 
-// fakeCgroups adds step nanoseconds of cpu to every cgroup at each read.
+// fakeCgroups adds step nanoseconds of cpu to every cgroup at each read; a container's
+// read (with extras) finds procs and one device's reads.
 type fakeCgroups struct {
-	mu   sync.Mutex
-	cpu  map[string]uint64
-	step uint64
+	mu     sync.Mutex
+	cpu    map[string]uint64
+	step   uint64
+	procs  []int
+	extras []cgroups.Extra
 }
 
-func (f *fakeCgroups) Stats(p string) (cgroups.Stats, error) {
+func (f *fakeCgroups) Stats(p string, extra cgroups.Extra) (cgroups.Stats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.extras = append(f.extras, extra)
 	if p == "/missing" {
 		return cgroups.Stats{}, errdefs.ErrNotFound
 	}
 	f.cpu[p] += f.step
-	return cgroups.Stats{CPUUsageNanos: f.cpu[p], MemoryWorkingSetBytes: 5}, nil
+	st := cgroups.Stats{CPUUsageNanos: f.cpu[p], MemoryWorkingSetBytes: 5}
+	if extra&cgroups.ExtraProcs != 0 {
+		st.Procs = f.procs
+	}
+	if extra&cgroups.ExtraIO != 0 {
+		st.IO = []cgroups.DeviceIO{{Major: 7, Minor: 3, Op: "Read", Bytes: 512, IOs: 1}}
+	}
+	return st, nil
 }
 
 func TestCollectorRefresh(t *testing.T) {
@@ -52,9 +64,17 @@ func TestCollectorRefresh(t *testing.T) {
 	}
 	pods := fakePods{{ID: "pod", State: sandbox.StateReady, CgroupParent: "/pod", NetNSPath: "/ns/net"}}
 	var disks int
+	proc := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proc, "42", "fd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("socket:[1]", filepath.Join(proc, "42", "fd", "3")); err != nil {
+		t.Fatal(err)
+	}
+	cgs := &fakeCgroups{cpu: map[string]uint64{}, step: 1e9, procs: []int{42}}
 	c, err := New(Options{
-		Containers: ctrs, Sandboxes: pods, Cgroups: &fakeCgroups{cpu: map[string]uint64{}, step: 1e9},
-		DiskInterval: time.Hour,
+		Containers: ctrs, Sandboxes: pods, Cgroups: cgs,
+		DiskInterval: time.Hour, ProcRoot: proc,
 		Network: func(path string) ([]Interface, error) {
 			return []Interface{{Name: "eth0", RxBytes: 10, TxBytes: 20}}, nil
 		},
@@ -63,11 +83,21 @@ func TestCollectorRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.devices.sysDev, c.devices.mounts = proc, proc // no device known: named by number
 	ctx := context.Background()
 	c.Refresh(ctx)
 	first, ok := c.Container("run")
 	if !ok || first.CPU.HasRate || first.CPU.UsageNanos != 1e9 || first.Disk == nil || first.Disk.UsedBytes != 4096 {
 		t.Fatalf("first sample %+v %v", first, ok)
+	}
+	if p := first.Processes; p == nil || p.Count != 1 || p.FDs != 1 || p.Sockets != 1 {
+		t.Errorf("first sample processes %+v, want pid 42's one socket", p)
+	}
+	if len(first.IO) != 1 || first.IO[0].Device != "7:3" || first.IO[0].Bytes != 512 {
+		t.Errorf("first sample io %+v", first.IO)
+	}
+	if first.Disk.Device != "0:0" {
+		t.Errorf("writable layer device %q, want the fake's 0:0 by number", first.Disk.Device)
 	}
 	time.Sleep(20 * time.Millisecond)
 	c.Refresh(ctx)
@@ -78,6 +108,19 @@ func TestCollectorRefresh(t *testing.T) {
 	}
 	if disks != 1 {
 		t.Errorf("writable layer measured %d times within DiskInterval, want once", disks)
+	}
+	if second.Processes != first.Processes {
+		t.Error("processes scanned again within DiskInterval")
+	}
+	if second.IOAt != first.IOAt || len(second.IO) != 1 {
+		t.Errorf("block I/O read again within DiskInterval: %v then %v", first.IOAt, second.IOAt)
+	}
+	// Each pass: the pod, "run" (with block I/O the first time only), "new" (with block I/O
+	// until its cgroup is read once).
+	io := containerExtra | cgroups.ExtraIO
+	want := []cgroups.Extra{0, io, io, 0, containerExtra, io}
+	if !slices.Equal(cgs.extras, want) {
+		t.Errorf("cgroups read with extras %v, want %v", cgs.extras, want)
 	}
 	if s, ok := c.Container("new"); !ok || !s.At.IsZero() {
 		t.Errorf("created container without cgroup: %+v %v", s, ok)
@@ -178,5 +221,33 @@ func TestContainerNow(t *testing.T) {
 	}
 	if _, ok := c.ContainerNow(container.Container{ID: "done", State: container.StateExited, CgroupPath: "/pod/done"}); ok {
 		t.Error("an exited container was sampled")
+	}
+}
+
+// TestPodNow: a ready pod the background has not read the network of yet is read on demand,
+// without changing the published sample; one already read, or without a namespace, is not.
+func TestPodNow(t *testing.T) {
+	var reads int
+	c, err := New(Options{
+		Containers: fakeContainers{}, Sandboxes: fakePods{}, Cgroups: &fakeCgroups{cpu: map[string]uint64{}},
+		Network: func(string) ([]Interface, error) {
+			reads++
+			return []Interface{{Name: "eth0", RxBytes: 1}}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Refresh(context.Background())
+	fresh := sandbox.Sandbox{ID: "fresh", State: sandbox.StateReady, NetNSPath: "/ns/fresh"}
+	p, ok := c.PodNow(fresh)
+	if !ok || p.ID != "fresh" || p.NetworkAt.IsZero() || len(p.Interfaces) != 1 || reads != 1 {
+		t.Errorf("PodNow(fresh) = %+v, %v after %d reads", p, ok, reads)
+	}
+	if _, ok := c.Pod("fresh"); ok {
+		t.Error("the on-demand reading was published")
+	}
+	if _, ok := c.PodNow(sandbox.Sandbox{ID: "host", State: sandbox.StateReady}); ok || reads != 1 {
+		t.Errorf("a pod on the node's network was read (%d reads)", reads)
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // DiskUsage walks dir (a writable layer) and returns the space its files occupy (allocated
-// blocks, as du counts) and its inodes, each hard-linked inode once.
+// blocks, as du counts) and its inodes, each hard-linked inode once, and the size and free
+// inodes of the filesystem holding it.
 func DiskUsage(dir string) (Disk, error) {
 	out := Disk{}
 	seen := map[uint64]bool{}
@@ -43,6 +44,9 @@ func DiskUsage(dir string) (Disk, error) {
 	})
 	if err != nil {
 		return Disk{}, fmt.Errorf("measure %s: %w", dir, err)
+	}
+	if err := statFS(dir, &out); err != nil {
+		return Disk{}, err
 	}
 	out.At = time.Now()
 	return out, nil
