@@ -68,6 +68,8 @@ func newFixture(t *testing.T) *fixture {
 	network, err := cni.New(cni.Config{
 		ConfDir: filepath.Join(state, "nonet"), BinDirs: []string{bin}, CacheDir: filepath.Join(state, "cni"),
 		NetworkName: "ppsb" + suffix, Bridge: f.bridge, SkipLoopback: true, Subnet: fmt.Sprintf("10.198.%d.0/24", octet[0]),
+		// Its own leases, not in the node's lease directory.
+		IPAMDataDir: filepath.Join(state, "networks"),
 	}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

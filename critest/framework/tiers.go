@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -49,6 +50,28 @@ func removeBuiltinNetwork() {
 	_ = exec.Command("ip", "link", "del", "peapod0").Run()
 	_ = exec.Command("iptables", "-t", "nat", "-D", "POSTROUTING", "-s", "10.89.0.0/16", "!", "-d", "10.89.0.0/16",
 		"-m", "comment", "--comment", "peapod network peapod", "-j", "MASQUERADE").Run()
+	removeLeaseDir()
+}
+
+// builtinLeases is the built-in network's node-wide lease directory (netns/cni's default).
+const builtinLeases = "/run/peapod/cni/networks/peapod"
+
+// removeLeaseDir removes the built-in network's lease directory when it holds no lease, only
+// the IPAM's lock and its last-reserved marker, and then its parents if empty.
+func removeLeaseDir() {
+	entries, err := os.ReadDir(builtinLeases)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if n := e.Name(); n != "lock" && !strings.HasPrefix(n, "last_reserved_ip") {
+			return // a lease: a pod still has an address
+		}
+	}
+	_ = os.RemoveAll(builtinLeases)
+	for _, d := range []string{"/run/peapod/cni/networks", "/run/peapod/cni", "/run/peapod"} {
+		_ = syscall.Rmdir(d)
+	}
 }
 
 // NodeCleanup notes which of peapod's node-wide objects (tier cgroups, the built-in network's
