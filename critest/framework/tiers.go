@@ -79,7 +79,7 @@ func removeLeaseDir() {
 // daemons started meanwhile are gone, the ones that did not: what a test run or a bench
 // made goes with it, what a real peapod on the node uses stays.
 func NodeCleanup() func() {
-	hadTiers, hadBridge := tiersExist(), bridgeExists()
+	hadTiers, hadBridge, hadPortmap := tiersExist(), bridgeExists(), portmapChainsExist()
 	return func() {
 		if !hadTiers {
 			removeTiers()
@@ -87,5 +87,39 @@ func NodeCleanup() func() {
 		if !hadBridge {
 			removeBuiltinNetwork()
 		}
+		if !hadPortmap {
+			removePortmapChains()
+		}
+	}
+}
+
+// The portmap plugin's node-wide chains and the jumps to them, which it makes for the first
+// hostPort and never removes.
+var (
+	portmapChains = []string{"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"}
+	portmapJumps  = [][]string{
+		{"PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
+	}
+)
+
+func portmapChainsExist() bool {
+	return exec.Command("iptables", "-t", "nat", "-S", portmapChains[0]).Run() == nil
+}
+
+// removePortmapChains removes the portmap chains once no hostPort uses them (the DNAT chain
+// holds no rule).
+func removePortmapChains() {
+	out, err := exec.Command("iptables", "-t", "nat", "-S", portmapChains[0]).Output()
+	if err != nil || strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+		return // gone already, or a hostPort still has a rule
+	}
+	for _, j := range portmapJumps {
+		_ = exec.Command("iptables", append([]string{"-t", "nat", "-D"}, j...)...).Run()
+	}
+	for _, c := range portmapChains {
+		_ = exec.Command("iptables", "-t", "nat", "-F", c).Run()
+		_ = exec.Command("iptables", "-t", "nat", "-X", c).Run()
 	}
 }
