@@ -38,6 +38,38 @@ func (ss *streamSession) ok(r streamReply) error {
 
 // serveStreams accepts sessions on l until l is closed, each in its own goroutine of
 // sessions. Sessions end when ctx does.
+// inputHandlers are what a session does with its client's frames; stdin returning false
+// ends the reading.
+type inputHandlers struct {
+	stdin  func([]byte) bool
+	eof    func()
+	resize func(TerminalSize)
+}
+
+// readInput hands the client's frames to h until the connection ends, h.stdin says stop, or
+// a frame comes that a client never sends.
+func (ss *streamSession) readInput(log *zap.Logger, h inputHandlers) {
+	for {
+		t, b, err := ss.r.next()
+		if err != nil {
+			return
+		}
+		switch t {
+		case frameStdin:
+			if !h.stdin(b) {
+				return
+			}
+		case frameStdinClose:
+			h.eof()
+		case frameResize:
+			h.resize(decodeResize(b))
+		default:
+			log.Warn("unexpected frame from a stream client", zap.Stringer("frame", t))
+			return
+		}
+	}
+}
+
 func (s *Server) serveStreams(ctx context.Context, l net.Listener, sessions *sync.WaitGroup) {
 	for {
 		conn, err := l.Accept()
@@ -282,39 +314,35 @@ func (s *Server) execStream(ctx context.Context, ss *streamSession, h streamHead
 	go func() {
 		defer close(inputDone)
 		defer clientGone()
-		for {
-			t, b, err := ss.r.next()
-			if err != nil {
-				return
-			}
-			switch t {
-			case frameStdin:
-				if h.Stdin {
-					// A command that closed its stdin or exited loses what comes after.
-					if err := input.write(b, abandon); err != nil && ending.Load() {
-						return
-					}
-					select {
-					case <-gone:
-						return // what is still queued on the socket has nowhere to go
-					default:
-					}
+		ss.readInput(log, inputHandlers{
+			stdin: func(b []byte) bool {
+				if !h.Stdin {
+					return true
 				}
-			case frameStdinClose:
+				// A command that closed its stdin or exited loses what comes after.
+				if err := input.write(b, abandon); err != nil && ending.Load() {
+					return false
+				}
+				select {
+				case <-gone:
+					return false // what is still queued on the socket has nowhere to go
+				default:
+					return true
+				}
+			},
+			eof: func() {
 				if h.Stdin {
 					input.eof(abandon)
 				}
-			case frameResize:
+			},
+			resize: func(sz TerminalSize) {
 				if h.Tty {
-					if err := setWinsize(outs[0], decodeResize(b)); err != nil {
+					if err := setWinsize(outs[0], sz); err != nil {
 						log.Debug("resize exec terminal", zap.Error(err))
 					}
 				}
-			default:
-				log.Warn("unexpected frame in exec session", zap.Stringer("frame", t))
-				return
-			}
-		}
+			},
+		})
 	}()
 
 	var ws unix.WaitStatus
@@ -395,30 +423,20 @@ func (s *Server) attachStream(ctx context.Context, ss *streamSession, h streamHe
 		}
 		// A disconnect ends the client's stdin as its EOF does.
 		defer endStdin()
-		for {
-			t, b, err := ss.r.next()
-			if err != nil {
-				return
-			}
-			switch t {
-			case frameStdin:
+		ss.readInput(log, inputHandlers{
+			stdin: func(b []byte) bool {
 				if open {
 					_ = in.write(b, abandon)
 				}
-				if hungUp.Load() || ending.Load() {
-					return
-				}
-			case frameStdinClose:
-				endStdin()
-			case frameResize:
+				return !hungUp.Load() && !ending.Load()
+			},
+			eof: endStdin,
+			resize: func(sz TerminalSize) {
 				if c.console != nil {
-					_ = setWinsize(c.console, decodeResize(b))
+					_ = setWinsize(c.console, sz)
 				}
-			default:
-				log.Warn("unexpected frame in attach session", zap.Stringer("frame", t))
-				return
-			}
-		}
+			},
+		})
 	}()
 	defer func() {
 		ending.Store(true)
