@@ -19,9 +19,7 @@ type adapter struct {
 }
 
 func (a adapter) ExecInContainer(ctx context.Context, _, _ string, containerID string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
-	st, done := libStreams(in, out, errw, tty, resize)
-	defer done()
-	code, err := a.s.opts.Runtime.Exec(ctx, containerID, cmd, st)
+	code, err := a.s.opts.Runtime.Exec(ctx, containerID, cmd, libStreams(in, out, errw, tty, resize))
 	if err != nil {
 		return err
 	}
@@ -32,9 +30,7 @@ func (a adapter) ExecInContainer(ctx context.Context, _, _ string, containerID s
 }
 
 func (a adapter) AttachContainer(ctx context.Context, _, _ string, containerID string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
-	st, done := libStreams(in, out, errw, tty, resize)
-	defer done()
-	return a.s.opts.Runtime.Attach(ctx, containerID, st)
+	return a.s.opts.Runtime.Attach(ctx, containerID, libStreams(in, out, errw, tty, resize))
 }
 
 func (a adapter) PortForward(ctx context.Context, podID, _ string, port int32, stream io.ReadWriteCloser) error {
@@ -44,9 +40,9 @@ func (a adapter) PortForward(ctx context.Context, podID, _ string, port int32, s
 	return a.s.opts.Runtime.PortForward(ctx, podID, port, stream)
 }
 
-// libStreams converts the library's streams; done stops relaying resize events.
-func libStreams(in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) (Streams, func()) {
-	st := Streams{Tty: tty}
+// libStreams converts the library's streams.
+func libStreams(in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) Streams {
+	st := Streams{Tty: tty, Resize: resize}
 	// Absent streams stay nil interfaces.
 	if in != nil {
 		st.Stdin = in
@@ -57,14 +53,7 @@ func libStreams(in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan 
 	if errw != nil {
 		st.Stderr = errw
 	}
-	if resize == nil {
-		return st, func() {}
-	}
-	sizes, stop := Relay(resize, func(sz remotecommand.TerminalSize) TerminalSize {
-		return TerminalSize{Width: sz.Width, Height: sz.Height}
-	})
-	st.Resize = sizes
-	return st, stop
+	return st
 }
 
 // Relay passes what arrives on in, converted, to the returned channel, until in is closed or

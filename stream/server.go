@@ -25,8 +25,9 @@ import (
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 )
 
-// TerminalSize is a terminal's size in characters.
-type TerminalSize struct{ Width, Height uint16 }
+// TerminalSize is a terminal's size in characters: the library's own type, so that its
+// resize channel is handed on as it is.
+type TerminalSize = remotecommand.TerminalSize
 
 // Streams are the client's side of an exec or attach session. Absent streams are nil.
 type Streams struct {
