@@ -2,6 +2,8 @@ package critest
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +23,40 @@ func ownPod(t *testing.T, d *framework.Daemon, name string) *testPod {
 	c := framework.MustConnect(t, d.Endpoint())
 	p := &testPod{env: framework.Shared(t), rt: c.Runtime, img: c.Image, daemon: d}
 	return newTestPodOn(t, p, name, nil)
+}
+
+// nodeNetPod runs a hostNetwork pod on daemon d, with busybox pulled, and returns the
+// client it used. The pod is removed in cleanup through a new connection, since the test may
+// restart d.
+func nodeNetPod(t *testing.T, d *framework.Daemon, name string) (*framework.Client, string, *runtimeapi.PodSandboxConfig) {
+	t.Helper()
+	ctx := framework.Context(t)
+	c := framework.MustConnect(t, d.Endpoint())
+	if _, err := c.Image.PullImage(ctx, &runtimeapi.ImageSpec{Image: framework.ImageBusybox}, nil, nil); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	podCfg := &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "critest", Uid: fmt.Sprintf("%s-%d", name, time.Now().UnixNano())},
+		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}},
+	}
+	podID, err := c.Runtime.RunPodSandbox(ctx, podCfg, "")
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx := framework.Quiet(context.Background())
+		c, err := framework.Connect(ctx, d.Endpoint())
+		if err != nil {
+			t.Errorf("connect for cleanup: %v", err)
+			return
+		}
+		defer c.Close()
+		_ = c.Runtime.StopPodSandbox(ctx, podID)
+		if err := c.Runtime.RemovePodSandbox(ctx, podID); err != nil {
+			t.Errorf("RemovePodSandbox: %v", err)
+		}
+	})
+	return c, podID, podCfg
 }
 
 // waitServing polls until the restarted daemon answers ContainerStatus of id.

@@ -1,7 +1,6 @@
 package critest
 
 import (
-	"context"
 	"encoding/json"
 	"syscall"
 	"testing"
@@ -18,31 +17,7 @@ func TestSIGTERMLeavesContainersRunning(t *testing.T) {
 	framework.RequirePeapod(t)
 	d := framework.StartDaemon(t)
 	ctx := framework.Context(t)
-	c := framework.MustConnect(t, d.Endpoint())
-	if _, err := c.Image.PullImage(ctx, &runtimeapi.ImageSpec{Image: framework.ImageBusybox}, nil, nil); err != nil {
-		t.Fatalf("PullImage: %v", err)
-	}
-	podCfg := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: "sigterm", Namespace: "critest", Uid: "sigterm-uid"},
-		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}},
-	}
-	podID, err := c.Runtime.RunPodSandbox(ctx, podCfg, "")
-	if err != nil {
-		t.Fatalf("RunPodSandbox: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx := framework.Quiet(context.Background())
-		c, err := framework.Connect(ctx, d.Endpoint())
-		if err != nil {
-			t.Errorf("connect for cleanup: %v", err)
-			return
-		}
-		defer c.Close()
-		_ = c.Runtime.StopPodSandbox(ctx, podID)
-		if err := c.Runtime.RemovePodSandbox(ctx, podID); err != nil {
-			t.Errorf("RemovePodSandbox: %v", err)
-		}
-	})
+	c, podID, podCfg := nodeNetPod(t, d, "sigterm")
 	id, err := c.Runtime.CreateContainer(ctx, podID, &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
 		Image:    &runtimeapi.ImageSpec{Image: framework.ImageBusybox},

@@ -202,31 +202,7 @@ func TestContainerEventsAfterRestart(t *testing.T) {
 	framework.RequirePeapod(t)
 	d := framework.StartDaemon(t)
 	ctx := framework.Context(t)
-	c := framework.MustConnect(t, d.Endpoint())
-	if _, err := c.Image.PullImage(ctx, &runtimeapi.ImageSpec{Image: framework.ImageBusybox}, nil, nil); err != nil {
-		t.Fatalf("PullImage: %v", err)
-	}
-	podCfg := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: "events-restart", Namespace: "critest", Uid: fmt.Sprintf("events-restart-%d", time.Now().UnixNano())},
-		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}},
-	}
-	podID, err := c.Runtime.RunPodSandbox(ctx, podCfg, "")
-	if err != nil {
-		t.Fatalf("RunPodSandbox: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx := framework.Quiet(context.Background())
-		c, err := framework.Connect(ctx, d.Endpoint())
-		if err != nil {
-			t.Errorf("connect for cleanup: %v", err)
-			return
-		}
-		defer c.Close()
-		_ = c.Runtime.StopPodSandbox(ctx, podID)
-		if err := c.Runtime.RemovePodSandbox(ctx, podID); err != nil {
-			t.Errorf("RemovePodSandbox: %v", err)
-		}
-	})
+	c, podID, podCfg := nodeNetPod(t, d, "events-restart")
 	// The container waits for a file the test makes once the daemon is dead, then exits 7.
 	id, err := c.Runtime.CreateContainer(ctx, podID, &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "exits"},
