@@ -120,15 +120,7 @@ func TestRegistryBasicAuth(t *testing.T) {
 
 func TestRegistryCountsBlobGets(t *testing.T) {
 	r := StartRegistry(t)
-	ref, err := name.ParseReference(r.Ref(ImageBusybox), name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(ref, r.RemoteOptions(t.Context())...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers, err := img.Layers()
+	layers, err := busyboxImage(t, r).Layers()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,15 +159,7 @@ func readLayer(t *testing.T, l v1.Layer) {
 
 func TestRegistryHoldBlobs(t *testing.T) {
 	r := StartRegistry(t)
-	ref, err := name.ParseReference(r.Ref(ImageBusybox), name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(ref, r.RemoteOptions(t.Context())...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers, err := img.Layers()
+	layers, err := busyboxImage(t, r).Layers()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,14 +197,7 @@ func TestRegistryHoldBlobs(t *testing.T) {
 
 func TestRegistryBlobDelay(t *testing.T) {
 	r := StartRegistry(t, WithBlobDelay(200*time.Millisecond))
-	ref, err := name.ParseReference(r.Ref(ImageBusybox), name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(ref, r.RemoteOptions(t.Context())...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := busyboxImage(t, r)
 	cfgStart := time.Now()
 	if _, err := img.RawConfigFile(); err != nil {
 		t.Fatal(err)
@@ -290,4 +267,18 @@ func TestMirrorConfig(t *testing.T) {
 	if !cfg.Registries["127.0.0.1:5000"].Insecure {
 		t.Errorf("registry host not insecure")
 	}
+}
+
+// busyboxImage is the busybox test image as r serves it.
+func busyboxImage(t *testing.T, r *Registry) v1.Image {
+	t.Helper()
+	ref, err := name.ParseReference(r.Ref(ImageBusybox), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref, r.RemoteOptions(t.Context())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
