@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/internal/log"
 )
 
 // EventType is a container transition a kubelet's evented PLEG wants to hear about.
@@ -68,7 +70,7 @@ func (m *Manager) emit(t EventType, c Container) {
 		case ch <- e:
 		default:
 			m.log.Warn("event subscriber is too slow: event dropped", zap.Int("subscriber", id),
-				zap.String("container_id", c.ID), zap.Int("type", int(t)))
+				log.ContainerID(c.ID), zap.Int("type", int(t)))
 		}
 	}
 }

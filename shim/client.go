@@ -18,6 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/peapod-runtime/peapod/shim/api"
+
+	plog "github.com/peapod-runtime/peapod/internal/log"
 )
 
 // StartOptions say which shim to start for which pod.
@@ -106,7 +108,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		}
 		return nil, fmt.Errorf("start shim for pod %s (see %s): %w", o.PodID, LogPath(o.StateDir), err)
 	}
-	l.Info("shim started", zap.String("pod_sandbox_id", o.PodID), zap.Int("pid", pid))
+	l.Info("shim started", plog.PodSandboxID(o.PodID), zap.Int(plog.KeyPID, pid))
 	return Connect(ctx, SocketPath(o.StateDir))
 }
 

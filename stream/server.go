@@ -23,6 +23,8 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+
+	"github.com/peapod-runtime/peapod/internal/log"
 )
 
 // TerminalSize is a terminal's size in characters: the library's own type, so that its
@@ -248,7 +250,7 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := &remotecommand.Options{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, TTY: req.Tty}
-	l := s.log.With(zap.String("container_id", req.ContainerID))
+	l := s.log.With(log.ContainerID(req.ContainerID))
 	l.Debug("exec session", zap.Strings("cmd", req.Cmd), zap.String("protocols", r.Header.Get("Sec-Websocket-Protocol")))
 	if wantsV5(r) {
 		s.serveV5(w, r, o, l, func(ctx context.Context, st Streams) (int, error) {
@@ -267,7 +269,7 @@ func (s *Server) serveAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := &remotecommand.Options{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, TTY: req.Tty}
-	l := s.log.With(zap.String("container_id", req.ContainerID))
+	l := s.log.With(log.ContainerID(req.ContainerID))
 	l.Debug("attach session", zap.String("protocols", r.Header.Get("Sec-Websocket-Protocol")))
 	if wantsV5(r) {
 		s.serveV5(w, r, o, l, func(ctx context.Context, st Streams) (int, error) {
@@ -290,7 +292,7 @@ func (s *Server) servePortForward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	s.log.Debug("port forward session", zap.String("pod_id", req.podID), zap.String("protocols", r.Header.Get("Sec-Websocket-Protocol")))
+	s.log.Debug("port forward session", log.PodSandboxID(req.podID), zap.String("protocols", r.Header.Get("Sec-Websocket-Protocol")))
 	if wantsTunnel(r) {
 		s.serveTunnel(w, r, req.podID, o)
 		return
