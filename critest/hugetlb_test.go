@@ -61,7 +61,9 @@ func TestHugepageLimitsWithoutHugetlb(t *testing.T) {
 	framework.RequirePeapod(t)
 	requireNoHugetlb(t)
 	huge := kubeletHugepageLimits(t)
-	p := newTestPod(t, "hugepages-dropped", nil)
+	p := newTestPod(t, "hugepages-dropped", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuShares: 2, HugepageLimits: huge}
+	})
 	ctx := framework.Context(t)
 
 	id := p.run(t, withResources("kubelet-like", &runtimeapi.LinuxContainerResources{
