@@ -1,9 +1,15 @@
 package critest
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
 )
@@ -63,4 +69,43 @@ func head(b []byte) string {
 		return strings.ToValidUTF8(string(b[:n]), "?") + "..."
 	}
 	return string(b)
+}
+
+// TestHostPathIntoRuntimeProcRefused: a mount's host path is resolved by the runtime, so
+// /proc/self (and what leads there: /proc/thread-self, /dev/fd, the runtime's own pid)
+// would name the runtime's own files, such as its metadata database. Such mounts are
+// InvalidArgument and leave nothing behind.
+func TestHostPathIntoRuntimeProcRefused(t *testing.T) {
+	pod := newTestPod(t, "proc-self", nil)
+	paths := []string{"/proc/self/fd/0", "/proc/self/root/etc", "/proc/thread-self/fd/0", "/dev/fd/0", "/dev/stdin", "/proc/self/../self/fd/0"}
+	if pod.daemon != nil {
+		pid := pod.daemon.PID()
+		paths = append(paths, "/proc/"+strconv.Itoa(pid)+"/fd/0")
+		// The case that was seen: the fd of the daemon's metadata database.
+		db := filepath.Join(pod.daemon.Root(), "meta.db")
+		fds, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+		for _, fd := range fds {
+			if target, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name()); target == db {
+				paths = append(paths, "/proc/self/fd/"+fd.Name())
+			}
+		}
+		if len(paths) < 8 {
+			t.Errorf("found no fd of %s in the daemon (pid %d)", db, pid)
+		}
+		// A thread of the daemon other than its main one reaches it too.
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		for _, task := range tasks {
+			if task.Name() != strconv.Itoa(pid) {
+				paths = append(paths, "/proc/"+task.Name()+"/fd/0")
+				break
+			}
+		}
+	}
+	for i, p := range paths {
+		t.Run(p, func(t *testing.T) {
+			cfg := sleeper("proc-"+strconv.Itoa(i), framework.ImageBusybox, nil)
+			cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/mnt/x", HostPath: p}}
+			pod.refused(t, cfg, codes.InvalidArgument, "/proc")
+		})
+	}
 }
