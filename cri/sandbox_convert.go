@@ -70,6 +70,9 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 	if !knownHandlers[req.GetRuntimeHandler()] {
 		return sandbox.Config{}, fmt.Errorf("runtime handler %q is not configured (peapod answers to \"\", \"peapod\" and \"runc\"): %w", req.GetRuntimeHandler(), errdefs.ErrInvalidArgument)
 	}
+	if err := checkMetadataSize("pod sandbox config", c.GetLabels(), c.GetAnnotations()); err != nil {
+		return sandbox.Config{}, err
+	}
 	hash, err := configHash(req)
 	if err != nil {
 		return sandbox.Config{}, err

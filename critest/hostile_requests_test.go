@@ -1,6 +1,8 @@
 package critest
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
@@ -107,5 +110,92 @@ func TestHostPathIntoRuntimeProcRefused(t *testing.T) {
 			cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/mnt/x", HostPath: p}}
 			pod.refused(t, cfg, codes.InvalidArgument, "/proc")
 		})
+	}
+}
+
+// TestOversizedMetadataRefused: labels and annotations are capped together at 256 KiB per
+// object, as Kubernetes caps an object's annotations; a 1 MiB label or annotation is
+// InvalidArgument naming the limit, for pods and containers alike.
+func TestOversizedMetadataRefused(t *testing.T) {
+	pod := newTestPod(t, "big-meta", nil)
+	ctx := framework.Context(t)
+	mib := strings.Repeat("x", 1<<20)
+
+	cfg := &runtimeapi.PodSandboxConfig{
+		Metadata:    &runtimeapi.PodSandboxMetadata{Name: "big-meta-pod", Namespace: "critest", Uid: fmt.Sprintf("big-meta-%d", time.Now().UnixNano())},
+		Annotations: map[string]string{"big": mib},
+		Linux:       &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}},
+	}
+	id, err := pod.rt.RunPodSandbox(ctx, cfg, "")
+	if err == nil {
+		_ = pod.rt.StopPodSandbox(ctx, id)
+		_ = pod.rt.RemovePodSandbox(ctx, id)
+		t.Errorf("RunPodSandbox with a 1 MiB annotation succeeded")
+	} else if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "262144") {
+		t.Errorf("RunPodSandbox with a 1 MiB annotation: %v; want InvalidArgument naming the 262144-byte limit", err)
+	}
+
+	c := sleeper("big-label", framework.ImageBusybox, nil)
+	c.Labels = map[string]string{"big": mib}
+	pod.refused(t, c, codes.InvalidArgument, "262144")
+	c = sleeper("big-together", framework.ImageBusybox, nil)
+	c.Labels = map[string]string{"l": strings.Repeat("x", 200<<10)}
+	c.Annotations = map[string]string{"a": strings.Repeat("x", 100<<10)}
+	pod.refused(t, c, codes.InvalidArgument, "262144")
+}
+
+// TestListTooLargeAnswersClearly: containers with large but legal metadata, enough that
+// listing them all passes the 16 MiB a CRI client takes. The list answers ResourceExhausted
+// naming the size and suggesting a filter (not a transport failure in the client), a
+// filtered list still works, and the daemon serves everything else.
+func TestListTooLargeAnswersClearly(t *testing.T) {
+	framework.RequirePeapod(t)
+	d := framework.StartDaemon(t)
+	c, podID, podCfg := nodeNetPod(t, d, "big-list")
+	ctx := framework.Context(t)
+	const n = 70 // 70 × 255 KiB > 16 MiB
+	var ids []string
+	for i := range n {
+		cfg := sleeper(fmt.Sprintf("big-%d", i), framework.ImageBusybox, nil)
+		cfg.Labels = map[string]string{"l": strings.Repeat("l", 127<<10)}
+		cfg.Annotations = map[string]string{"a": strings.Repeat("a", 128<<10)}
+		id, err := c.Runtime.CreateContainer(ctx, podID, cfg, podCfg)
+		if err != nil {
+			t.Fatalf("CreateContainer %d with 255 KiB of metadata: %v", i, err)
+		}
+		ids = append(ids, id)
+	}
+
+	clear := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("%s of %d containers with 255 KiB of metadata each succeeded; want ResourceExhausted", what, n)
+			return
+		}
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "filter") || !strings.Contains(err.Error(), "16777216") {
+			t.Errorf("%s: %v; want ResourceExhausted naming the limit and suggesting a filter", what, err)
+		}
+	}
+	_, err := c.Runtime.ListContainers(ctx, nil)
+	clear("ListContainers", err)
+	_, err = c.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: podID})
+	clear("ListContainers of the pod", err)
+	_, err = c.Runtime.ListContainerStats(ctx, nil)
+	clear("ListContainerStats", err)
+
+	got, err := c.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{Id: ids[0]})
+	if err != nil || len(got) != 1 || len(got[0].GetLabels()["l"]) != 127<<10 {
+		t.Errorf("ListContainers of one container: %d, %v", len(got), err)
+	}
+	if _, err := c.Runtime.ListPodSandbox(ctx, nil); err != nil {
+		t.Errorf("ListPodSandbox: %v", err)
+	}
+	if _, err := c.Runtime.Version(ctx, "v1"); err != nil {
+		t.Errorf("Version after the refused lists: %v", err)
+	}
+	// Another client is not disturbed either.
+	other := framework.MustConnect(t, d.Endpoint())
+	if _, err := other.Runtime.ContainerStatus(context.Background(), ids[n-1], false); err != nil {
+		t.Errorf("ContainerStatus from another client: %v", err)
 	}
 }
