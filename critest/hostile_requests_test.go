@@ -199,3 +199,64 @@ func TestListTooLargeAnswersClearly(t *testing.T) {
 		t.Errorf("ContainerStatus from another client: %v", err)
 	}
 }
+
+// TestLogPathEscapesRefused: a container's log path is opened beneath the pod's log
+// directory without following symlinks: a directory or an existing log that is a symlink out
+// of it, or "..", is InvalidArgument, and nothing outside is created or written. The same
+// holds when ReopenContainerLog finds the log's directory swapped for a symlink.
+func TestLogPathEscapesRefused(t *testing.T) {
+	pod := newTestPod(t, "log-escape", nil)
+	logDir := pod.cfg.LogDirectory
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	if err := os.WriteFile(victim, []byte("untouched\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"lnk": outside, "x.log": victim} {
+		if err := os.Symlink(target, filepath.Join(logDir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, logPath := range []string{"lnk/evil.log", "x.log", "../escape.log", "ok/../../escape.log"} {
+		t.Run(logPath, func(t *testing.T) {
+			cfg := shell("log-"+strconv.Itoa(i), "echo escaped; sleep 3600")
+			cfg.LogPath = logPath
+			pod.refused(t, cfg, codes.InvalidArgument, "log")
+		})
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "untouched\n" {
+		t.Errorf("the file outside the log directory was written: %q", b)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+		t.Errorf("files created outside the log directory: %v", entries)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(logDir), "escape.log")); err == nil {
+		t.Errorf("escape.log created beside the log directory")
+	}
+
+	t.Run("reopen", func(t *testing.T) {
+		ctx := framework.Context(t)
+		cfg := shell("rotated", "while true; do echo line; sleep 0.01; done")
+		id := pod.run(t, cfg)
+		path := pod.logPath(cfg)
+		waitLog(t, path, 5*time.Second, func(l []logLine) bool { return len(l) >= 2 })
+		dir := filepath.Dir(path)
+		if err := os.Rename(dir, dir+".old"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, dir); err != nil {
+			t.Fatal(err)
+		}
+		err := pod.rt.ReopenContainerLog(ctx, id)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("ReopenContainerLog with the log's directory a symlink out: %v; want InvalidArgument", err)
+		}
+		if _, err := os.Stat(filepath.Join(outside, filepath.Base(path))); err == nil {
+			t.Errorf("the reopened log was created outside the log directory")
+		}
+		// The container's output still goes to the file it had.
+		old := filepath.Join(dir+".old", filepath.Base(path))
+		n := len(readLog(t, old))
+		waitLog(t, old, 5*time.Second, func(l []logLine) bool { return len(l) > n })
+	})
+}

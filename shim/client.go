@@ -205,6 +205,7 @@ func (c *Client) Create(ctx context.Context, o CreateOptions) (int, error) {
 		StdinOnce: o.StdinOnce,
 		Tty:       o.Tty,
 		LogPath:   o.LogPath,
+		LogRoot:   o.LogRoot,
 	})
 	if err != nil {
 		return 0, c.err("create", err)
