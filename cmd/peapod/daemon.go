@@ -207,12 +207,15 @@ func checkSocketPaths(cfg config.Config) error {
 	if err := cfg.Validate(); err != nil { // the CRI and debug sockets among the rest
 		return err
 	}
+	// The longest of a pod's sockets, for the longest pod id.
 	pod := sandbox.PodDir(cfg.State, strings.Repeat("f", sandbox.IDLength))
-	for _, p := range []string{shim.SocketPath(pod), shim.StreamSocketPath(pod)} {
-		if len(p) > config.MaxSocketPath {
-			return fmt.Errorf("key \"state\": state directory %s is too long: a pod's shim socket, such as %s, would be %d bytes, over the %d-byte limit of unix socket paths; choose a state directory of at most %d bytes: %w",
-				cfg.State, p, len(p), config.MaxSocketPath, len(cfg.State)-(len(p)-config.MaxSocketPath), errdefs.ErrInvalidArgument)
-		}
+	p := shim.SocketPath(pod)
+	if s := shim.StreamSocketPath(pod); len(s) > len(p) {
+		p = s
+	}
+	if over := len(p) - config.MaxSocketPath; over > 0 {
+		return fmt.Errorf("key \"state\": state directory %s is too long: a pod's shim socket, such as %s, would be %d bytes, over the %d-byte limit of unix socket paths; choose a state directory of at most %d bytes: %w",
+			cfg.State, p, len(p), config.MaxSocketPath, len(filepath.Clean(cfg.State))-over, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
