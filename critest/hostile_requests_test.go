@@ -111,6 +111,12 @@ func TestHostPathIntoRuntimeProcRefused(t *testing.T) {
 			pod.refused(t, cfg, codes.InvalidArgument, "/proc")
 		})
 	}
+	// A device's host path is resolved the same way.
+	t.Run("device /dev/stdin", func(t *testing.T) {
+		cfg := sleeper("proc-device", framework.ImageBusybox, nil)
+		cfg.Devices = []*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/stdin", Permissions: "rwm"}}
+		pod.refused(t, cfg, codes.InvalidArgument, "/proc")
+	})
 }
 
 // TestOversizedMetadataRefused: labels and annotations are capped together at 256 KiB per
