@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // maxSymlinkHops is the kernel's limit on symlinks met resolving one path (MAXSYMLINKS is
@@ -19,12 +20,12 @@ const maxSymlinkHops = 40
 
 // ResolveHostPath resolves every symlink of the absolute host path p, as
 // filepath.EvalSymlinks does, but refuses (ErrInvalidArgument) a path that is, or passes
-// on its way through, the daemon's own /proc entries: /proc/self, /proc/thread-self and
-// /proc/<pid> for the daemon's pid or any of its thread ids. Those name this process, not
-// anything the caller can mean: /proc/self/fd/8 would hand a container the daemon's own
-// open files (its metadata database), and /dev/fd, /dev/stdin... lead there too. Each hop is
-// checked, since the final target of a /proc/<pid>/fd link is the file's own path.
-// A missing component is ErrNotFound.
+// on its way through, the daemon's own /proc entries: self, thread-self and <pid> for the
+// daemon's pid or any of its thread ids, in /proc or any other procfs mount. Those name
+// this process, not anything the caller can mean: /proc/self/fd/8 would hand a container
+// the daemon's own open files (its metadata database), and /dev/fd, /dev/stdin... lead
+// there too. Each step is checked, since the final target of a /proc/<pid>/fd link is the
+// file's own path. A missing component is ErrNotFound.
 func ResolveHostPath(p string) (string, error) {
 	if !filepath.IsAbs(p) {
 		return "", fmt.Errorf("host path %q is not absolute: %w", p, errdefs.ErrInvalidArgument)
@@ -40,10 +41,11 @@ func ResolveHostPath(p string) (string, error) {
 			resolved = filepath.Dir(resolved)
 			continue
 		}
-		next := filepath.Join(resolved, name)
-		if err := refuseOwnProc(p, next); err != nil {
-			return "", err
+		if ownProcEntry(name) && isProcRoot(resolved) {
+			return "", fmt.Errorf("host path %s leads into %s, the runtime's own process: %w",
+				p, filepath.Join(resolved, name), errdefs.ErrInvalidArgument)
 		}
+		next := filepath.Join(resolved, name)
 		fi, err := os.Lstat(next)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -68,27 +70,24 @@ func ResolveHostPath(p string) (string, error) {
 		// The rest is resolved after the target, each ".." against what the target is.
 		todo = target + "/" + todo
 	}
-	if err := refuseOwnProc(p, resolved); err != nil {
-		return "", err
-	}
 	return resolved, nil
 }
 
-// refuseOwnProc fails when path (absolute, clean) is /proc/self, /proc/thread-self or
-// /proc/<id> of this process or one of its threads, or lies below one of them.
-func refuseOwnProc(requested, path string) error {
-	rest, ok := strings.CutPrefix(path, "/proc/")
-	if !ok {
-		return nil
+// procRootIno is the inode number of every procfs mount's root directory (PROC_ROOT_INO).
+const procRootIno = 1
+
+// isProcRoot reports whether dir is the root of a procfs mount, where self, thread-self
+// and the process ids live.
+func isProcRoot(dir string) bool {
+	var fsst unix.Statfs_t
+	if err := unix.Statfs(dir, &fsst); err != nil || fsst.Type != unix.PROC_SUPER_MAGIC {
+		return false
 	}
-	entry, _, _ := strings.Cut(rest, "/")
-	if !ownProcEntry(entry) {
-		return nil
-	}
-	return fmt.Errorf("host path %s leads into /proc/%s, the runtime's own process: %w", requested, entry, errdefs.ErrInvalidArgument)
+	var st unix.Stat_t
+	return unix.Lstat(dir, &st) == nil && st.Ino == procRootIno
 }
 
-// ownProcEntry reports whether /proc/<entry> is this process: "self", "thread-self", its
+// ownProcEntry reports whether <procfs>/<entry> is this process: "self", "thread-self", its
 // pid, or the id of one of its threads (reachable as /proc/<tid> though not listed).
 func ownProcEntry(entry string) bool {
 	switch entry {
@@ -96,7 +95,7 @@ func ownProcEntry(entry string) bool {
 		return true
 	}
 	id, err := strconv.Atoi(entry)
-	if err != nil || id <= 0 {
+	if err != nil || id <= 0 || strconv.Itoa(id) != entry {
 		return false
 	}
 	if id == os.Getpid() {

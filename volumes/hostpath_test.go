@@ -10,6 +10,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/internal/testutil"
 )
 
 // TestResolveHostPathRefusesOwnProc: host paths that lead into the runtime's own /proc
@@ -79,5 +81,29 @@ func TestResolveHostPathRefusesOwnProc(t *testing.T) {
 	mustSymlink(t, loop, loop)
 	if _, err := ResolveHostPath(loop); err == nil {
 		t.Errorf("a symlink loop resolved")
+	}
+}
+
+// TestResolveHostPathOtherProcMount: the daemon's own entries are refused in any procfs
+// mount, not only at /proc.
+func TestResolveHostPathOtherProcMount(t *testing.T) {
+	testutil.RequireRoot(t)
+	proc := filepath.Join(t.TempDir(), "proc")
+	mustMkdir(t, proc)
+	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatalf("mount procfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(proc, unix.MNT_DETACH) })
+	for _, p := range []string{
+		filepath.Join(proc, "self", "fd", "0"),
+		filepath.Join(proc, strconv.Itoa(os.Getpid()), "root"),
+		filepath.Join(proc, "thread-self"),
+	} {
+		if got, err := ResolveHostPath(p); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("ResolveHostPath(%q) = %q, %v; want ErrInvalidArgument", p, got, err)
+		}
+	}
+	if got, err := ResolveHostPath(filepath.Join(proc, "1")); err != nil {
+		t.Errorf("another process in another procfs mount: %q, %v", got, err)
 	}
 }
