@@ -240,6 +240,23 @@ func TestLogPathEscapesRefused(t *testing.T) {
 		t.Errorf("escape.log created beside the log directory")
 	}
 
+	t.Run("relative log directory", func(t *testing.T) {
+		cfg := &runtimeapi.PodSandboxConfig{
+			Metadata:     &runtimeapi.PodSandboxMetadata{Name: "rel-logs", Namespace: "critest", Uid: fmt.Sprintf("rel-logs-%d", time.Now().UnixNano())},
+			LogDirectory: "var/log/pods/x",
+			Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}},
+		}
+		ctx := framework.Context(t)
+		id, err := pod.rt.RunPodSandbox(ctx, cfg, "")
+		if err == nil {
+			_ = pod.rt.StopPodSandbox(ctx, id)
+			_ = pod.rt.RemovePodSandbox(ctx, id)
+		}
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("RunPodSandbox with a relative log directory: %v; want InvalidArgument", err)
+		}
+	})
+
 	t.Run("reopen", func(t *testing.T) {
 		ctx := framework.Context(t)
 		cfg := shell("rotated", "while true; do echo line; sleep 0.01; done")
