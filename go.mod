@@ -3,7 +3,6 @@ module github.com/peapod-runtime/peapod
 go 1.26.0
 
 require (
-	github.com/BurntSushi/toml v1.6.0
 	github.com/containerd/errdefs v1.0.0
 	github.com/containerd/ttrpc v1.2.10
 	github.com/containernetworking/cni v1.3.1
