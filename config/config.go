@@ -57,7 +57,7 @@ type Config struct {
 // Network configures CNI.
 type Network struct {
 	ConfDir string   `toml:"conf_dir" json:"conf_dir" comment:"CNI network configs. With none there, the built-in network: bridge peapod0, 10.89.0.0/16, host-local IPAM, portmap for hostPort."`
-	BinDirs []string `toml:"bin_dirs" json:"bin_dirs" comment:"Where CNI plugins are looked up, in order (then bin/cni beside the peapod binary). Absolute paths."`
+	BinDirs []string `toml:"bin_dirs" json:"bin_dirs" comment:"Where CNI plugins are looked up, in order; then the plugins built with peapod (cni/ beside the peapod binary, or ../lib/peapod/cni for one make install put in place). Absolute paths."`
 }
 
 // Streaming configures the exec/attach/port-forward server.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -31,26 +32,33 @@ import (
 // gracePeriod bounds how long in-flight RPCs may run after SIGTERM.
 const gracePeriod = 10 * time.Second
 
-func newLogger(level string, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
+func newLogger(level string, w io.Writer) (logging, error) {
+	lvl, err := zap.ParseAtomicLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("log level: %w", err)
+		return logging{}, fmt.Errorf("log level: %w", err)
 	}
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core), nil
+	out := zapcore.Lock(zapcore.AddSync(w))
+	return logging{
+		log:    zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, lvl)),
+		level:  lvl,
+		always: zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, zapcore.DebugLevel)),
+	}, nil
 }
 
 // runDaemon serves CRI until ctx is cancelled (SIGTERM/SIGINT). Pods and containers are never
-// touched on the way out: they belong to their shims and outlive the daemon.
-func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
-	logger, err := newLogger(cfg.LogLevel, stderr)
+// touched on the way out: they belong to their shims and outlive the daemon. configPath (may
+// be empty) is the file SIGHUP reloads the log level from.
+func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr io.Writer) error {
+	lg, err := newLogger(cfg.LogLevel, stderr)
 	if err != nil {
 		return err
 	}
+	logger := lg.log
 	defer func() { _ = logger.Sync() }()
 	routeKlog(logger)
+	go handleSignals(ctx, lg, configPath)
 
 	for _, dir := range []string{cfg.Root, cfg.State} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -168,6 +176,8 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 			logger.Error("recover containers", zap.Error(err))
 		}
 		srv.SetReady()
+		logger.Info("recovered: serving every RPC")
+		notify(logger, daemon.SdNotifyReady)
 	}()
 	logger.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
 		zap.String("state", cfg.State), zap.Stringer("streaming", streams.Addr()), zap.String("version", version.String()))
@@ -179,6 +189,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	notify(logger, daemon.SdNotifyStopping)
 	logger.Info("stopping: finishing in-flight requests", zap.Duration("grace", gracePeriod))
 	srv.Close() // ends the event streams, which would otherwise hold GracefulStop for the grace period
 	streams.Close()
@@ -205,14 +216,18 @@ func shimBinary(configured string) string {
 	return "peapod-shim"
 }
 
-// cniBinDirs adds the plugins built with peapod (bin/cni beside the binary) after the
-// configured directories.
+// cniBinDirs adds the plugins built with peapod after the configured directories: bin/cni
+// beside the binary of a build, ../lib/peapod/cni beside an installed one (make install).
 func cniBinDirs(configured []string) []string {
 	dirs := append([]string(nil), configured...)
 	if exe, err := os.Executable(); err == nil {
-		own := filepath.Join(filepath.Dir(exe), "cni")
-		if fi, err := os.Stat(own); err == nil && fi.IsDir() {
-			dirs = append(dirs, own)
+		for _, own := range []string{
+			filepath.Join(filepath.Dir(exe), "cni"),
+			filepath.Join(filepath.Dir(exe), "..", "lib", "peapod", "cni"),
+		} {
+			if fi, err := os.Stat(own); err == nil && fi.IsDir() {
+				dirs = append(dirs, filepath.Clean(own))
+			}
 		}
 	}
 	return dirs
