@@ -22,6 +22,7 @@ import (
 	"github.com/peapod-runtime/peapod/cri"
 	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/internal/version"
+	"github.com/peapod-runtime/peapod/metrics"
 	"github.com/peapod-runtime/peapod/netns/cni"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/stats"
@@ -71,6 +72,15 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	}
 	defer lock.release()
 
+	// Metrics are built first: the managers below report into them through hooks. A nil
+	// *metrics.Metrics (metrics off) records nothing.
+	var mets *metrics.Metrics
+	if cfg.Metrics.Address != "" {
+		if mets, err = metrics.New(); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+
 	db, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
 	if err != nil {
 		return err
@@ -103,7 +113,9 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	for host, r := range cfg.Registries {
 		registries[host] = images.RegistryConfig{Mirrors: r.Mirrors, Insecure: r.Insecure}
 	}
-	imageService, err := images.New(ctx, images.Config{Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages}, db, logger.Named("images"))
+	imageService, err := images.New(ctx, images.Config{
+		Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages, OnPull: mets.ImagePulled,
+	}, db, logger.Named("images"))
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
@@ -119,6 +131,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		DB: db, Logger: logger, RootDir: cfg.Root, ShimBinary: shimBinary(cfg.Runtime.ShimBinary),
 		Images: imageService, Sandboxes: sandboxes, Cgroups: cgroupManager, Host: host,
 		PidsLimit: cfg.Runtime.PidsLimit,
+		OnExit:    mets.ContainerExited, OnShimLost: mets.ShimLost,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
@@ -135,7 +148,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 
 	streams, err := stream.New(stream.Options{
 		Addr:    cfg.Streaming.Address,
-		Runtime: streamRuntime{containers: containers, sandboxes: sandboxes},
+		Runtime: streamRuntime{containers: containers, sandboxes: sandboxes, metrics: mets},
 		Logger:  logger.Named("stream"),
 	})
 	if err != nil {
@@ -160,8 +173,24 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		}
 		defer stopDebug()
 	}
-	g := grpc.NewServer(srv.ServerOptions()...)
+	// The metrics' interceptors come first: they count the codes the CRI server answers with.
+	g := grpc.NewServer(append(mets.ServerOptions(), srv.ServerOptions()...)...)
 	srv.Register(g)
+	if mets != nil {
+		mets.InitializeGRPC(g)
+		if err := mets.Watch(metrics.Sources{
+			Pods:         func() map[string]int { return podStates(sandboxes) },
+			Containers:   func() map[string]int { return containerStates(containers) },
+			ShimsRunning: containers.ShimsRunning,
+		}); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		stopMetrics, err := serveMetrics(cfg.Metrics.Address, mets.Handler(), cfg.Debug.PprofOnMetrics, logger)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	lis, err := listen(cfg.Listen)
 	if err != nil {
@@ -203,6 +232,24 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	}
 	logger.Info("peapod stopped")
 	return nil
+}
+
+// podStates counts the pods by state, for the metrics.
+func podStates(m *sandbox.Manager) map[string]int {
+	out := map[string]int{}
+	for _, p := range m.List(sandbox.Filter{}) {
+		out[string(p.State)]++
+	}
+	return out
+}
+
+// containerStates counts the containers by state, for the metrics.
+func containerStates(m *container.Manager) map[string]int {
+	out := map[string]int{}
+	for _, c := range m.List(container.Filter{}) {
+		out[string(c.State)]++
+	}
+	return out
 }
 
 // shimBinary is the configured peapod-shim, else the one beside the daemon's binary.
