@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	toml "github.com/pelletier/go-toml/v2"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	toml "github.com/pelletier/go-toml/v2"
 )
 
 func TestClassify(t *testing.T) {
