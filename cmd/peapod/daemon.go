@@ -59,7 +59,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	logger := lg.log
 	defer func() { _ = logger.Sync() }()
 	routeKlog(logger)
-	go handleSignals(ctx, lg, configPath)
+	handleSignals(ctx, lg, configPath)
 
 	for _, dir := range []string{cfg.Root, cfg.State} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {

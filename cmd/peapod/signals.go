@@ -26,10 +26,15 @@ type logging struct {
 
 // handleSignals serves SIGUSR1 (every goroutine's stack to the log, what containerd and
 // CRI-O operators reach for when a node hangs) and SIGHUP (re-read log_level from the config
-// file) until ctx ends.
+// file) until ctx ends. The signals are caught from the moment it returns (their default
+// action would end the daemon).
 func handleSignals(ctx context.Context, lg logging, configPath string) {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGHUP)
+	go serveSignals(ctx, ch, lg, configPath)
+}
+
+func serveSignals(ctx context.Context, ch chan os.Signal, lg logging, configPath string) {
 	defer signal.Stop(ch)
 	for {
 		select {
