@@ -11,8 +11,17 @@ BIN     := bin
 # re-execution the dynamic loader. netgo and osusergo keep glibc's NSS (which a static
 # binary cannot load) out.
 SHIM_TAGS := seccomp netgo osusergo
+# make install: DESTDIR stages the files (for packaging); PREFIX is where they run from. The
+# CNI plugins go to $(PREFIX)/lib/peapod/cni, where the daemon looks for them (beside
+# the configured bin_dirs); the config and the unit stay in /etc whatever the PREFIX.
+PREFIX  ?= /usr/local
+BINDIR  := $(PREFIX)/bin
+CNIDIR  := $(PREFIX)/lib/peapod/cni
+CONFDIR ?= /etc/peapod
+UNITDIR ?= /etc/systemd/system
+CNI_PLUGINS := bridge host-local loopback portmap
 
-.PHONY: help build run test bench lint clean deps upstream-critest
+.PHONY: help build run test bench lint clean deps upstream-critest install uninstall
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +33,33 @@ build: ## build bin/peapod, bin/peapod-shim and the CNI plugins in bin/cni
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/peapod ./cmd/peapod
 	$(GO) build -tags "$(SHIM_TAGS)" -ldflags "-s -w -linkmode external -extldflags -static $(LDFLAGS)" -o $(BIN)/peapod-shim ./cmd/peapod-shim
 	@if [ -x hack/build-cni.sh ]; then hack/build-cni.sh $(BIN)/cni; fi
+
+install: build ## install the binaries, CNI plugins, peapod.service and (if none) /etc/peapod/config.toml; DESTDIR, PREFIX
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNIDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BIN)/peapod $(BIN)/peapod-shim $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(addprefix $(BIN)/cni/,$(CNI_PLUGINS)) $(DESTDIR)$(CNIDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' hack/peapod.service >$(DESTDIR)$(UNITDIR)/peapod.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/peapod.service
+	@if [ -e $(DESTDIR)$(CONFDIR)/config.toml ]; then \
+		echo "keeping the existing $(DESTDIR)$(CONFDIR)/config.toml"; \
+	else \
+		$(BIN)/peapod config default >$(DESTDIR)$(CONFDIR)/config.toml.new && \
+		mv $(DESTDIR)$(CONFDIR)/config.toml.new $(DESTDIR)$(CONFDIR)/config.toml && \
+		echo "wrote the default $(DESTDIR)$(CONFDIR)/config.toml"; \
+	fi
+	@echo "start it: systemctl daemon-reload && systemctl enable --now peapod"
+
+uninstall: ## remove what install added: the config file only if it is still the default
+	@conf=$(DESTDIR)$(CONFDIR)/config.toml; \
+	if [ -e $$conf ] && [ -x $(DESTDIR)$(BINDIR)/peapod ] && \
+		$(DESTDIR)$(BINDIR)/peapod config default | cmp -s - $$conf; then \
+		rm -f $$conf; \
+	elif [ -e $$conf ]; then \
+		echo "keeping $$conf: it is not the default config"; \
+	fi
+	rm -f $(DESTDIR)$(BINDIR)/peapod $(DESTDIR)$(BINDIR)/peapod-shim $(DESTDIR)$(UNITDIR)/peapod.service
+	rm -f $(addprefix $(DESTDIR)$(CNIDIR)/,$(CNI_PLUGINS))
+	rmdir $(DESTDIR)$(CNIDIR) $(DESTDIR)$(PREFIX)/lib/peapod $(DESTDIR)$(CONFDIR) 2>/dev/null || true
 
 run: deps build ## build, then run the daemon on defaults in the foreground
 	$(BIN)/peapod

@@ -86,6 +86,9 @@ func (m *Manager) exitFromRecords(c Container) exit {
 			}
 		}
 	}
+	if m.shims.markLost(c.PodID) && m.opts.OnShimLost != nil {
+		m.opts.OnShimLost()
+	}
 	m.killOrphans(c)
 	return exit{code: 255, reason: ReasonError, message: monitorLost, at: time.Now()}
 }
@@ -150,6 +153,9 @@ func (m *Manager) recordExit(e *entry, x exit) {
 	}
 	close(e.exited)
 	m.emit(EventStopped, c)
+	if m.opts.OnExit != nil {
+		m.opts.OnExit(c.Reason)
+	}
 	m.log.Info("container exited", log.ContainerID(c.ID), log.PodSandboxID(c.PodID),
 		zap.Int32("exit_code", c.ExitCode), zap.String("reason", c.Reason))
 }

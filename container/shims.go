@@ -33,6 +33,9 @@ type podShim struct {
 	stateDir string
 	client   *shim.Client
 	info     shim.Info
+	// lost is set once the shim was found gone with containers still running (counted once);
+	// a shim started for the pod afterwards clears it.
+	lost bool
 }
 
 func newShims(binary string, l *zap.Logger) *shims {
@@ -112,8 +115,48 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 		c.Close()
 		return nil, shim.Info{}, fmt.Errorf("pod %s shim info: %w", pod.ID, err)
 	}
-	p.client, p.info = c, info
+	p.client, p.info, p.lost = c, info, false
 	return c, info, nil
+}
+
+// markLost records that the pod's shim was found gone with containers still running; it
+// reports true the first time for that shim.
+func (s *shims) markLost(podID string) bool {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lost {
+		return false
+	}
+	p.lost = true
+	return true
+}
+
+// running counts the pod shims this daemon holds a live connection to.
+func (s *shims) running() int {
+	s.mu.Lock()
+	pods := make([]*podShim, 0, len(s.pods))
+	for _, p := range s.pods {
+		pods = append(pods, p)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, p := range pods {
+		// TryLock: a shim being started or connected is counted at the next scrape rather
+		// than making the scrape wait for it.
+		if p.mu.TryLock() {
+			if alive(p.client) {
+				n++
+			}
+			p.mu.Unlock()
+		}
+	}
+	return n
 }
 
 // shimServeTimeout bounds the wait for a shim that another start brought up.

@@ -68,6 +68,9 @@ type Config struct {
 	// DiscardLayerBlobs keeps only the unpacked layers, not their compressed blobs, which
 	// halves the disk space and writes a pull costs. Manifests and configs are always kept.
 	DiscardLayerBlobs bool
+	// OnPull, if set, is told of every Pull when it ends: the image's size (Image.Size, 0
+	// when it failed), how long it took, and its error.
+	OnPull func(size uint64, took time.Duration, err error)
 }
 
 // RegistryConfig configures one registry host.

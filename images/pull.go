@@ -78,7 +78,11 @@ func (s *Service) endpoints(r reference) []endpoint {
 // registry's message; an unknown repository, tag, digest or platform is errdefs.ErrNotFound;
 // content that does not match its digest is ErrDigestMismatch; a cancelled ctx is ctx.Err().
 // When every endpoint fails, the error names each one and matches each one's class.
-func (s *Service) Pull(ctx context.Context, ref string, auth Auth) (Image, error) {
+func (s *Service) Pull(ctx context.Context, ref string, auth Auth) (img Image, err error) {
+	if s.cfg.OnPull != nil {
+		start := time.Now()
+		defer func() { s.cfg.OnPull(img.Size, time.Since(start), err) }()
+	}
 	r, err := parseReference(ref)
 	if err != nil {
 		return Image{}, err
