@@ -68,6 +68,13 @@ type Config struct {
 	// DiscardLayerBlobs keeps only the unpacked layers, not their compressed blobs, which
 	// halves the disk space and writes a pull costs. Manifests and configs are always kept.
 	DiscardLayerBlobs bool
+	// MaxLayerSize and MaxImageSize bound the uncompressed size of one layer and of one
+	// image (entry headers plus file sizes, holes of sparse files included); 0 means
+	// DefaultMaxLayerSize and DefaultMaxImageSize. Whatever they say, a pull never writes
+	// more than the image filesystem has free, less a margin of 1/20 of its size (at most
+	// 1 GiB). A pull over a bound fails with errdefs.ErrResourceExhausted and stores nothing.
+	MaxLayerSize int64
+	MaxImageSize int64
 }
 
 // RegistryConfig configures one registry host.
@@ -216,6 +223,12 @@ func New(ctx context.Context, cfg Config, db *store.DB, logger *zap.Logger) (*Se
 	}
 	if s.maxDownloads <= 0 {
 		s.maxDownloads = DefaultMaxConcurrentDownloads
+	}
+	if s.cfg.MaxLayerSize <= 0 {
+		s.cfg.MaxLayerSize = DefaultMaxLayerSize
+	}
+	if s.cfg.MaxImageSize <= 0 {
+		s.cfg.MaxImageSize = DefaultMaxImageSize
 	}
 	for _, p := range cfg.Pinned {
 		if id, ok := parseID(p); ok {
