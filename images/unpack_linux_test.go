@@ -131,8 +131,8 @@ func TestUnpackedLayersMountAsOverlay(t *testing.T) {
 	if err := unix.Lstat(filepath.Join(paths[1], "tmp"), &st); err != nil || st.Mode&0o7777 != 0o1777 {
 		t.Errorf("tmp mode %o, %v; want 1777", st.Mode&0o7777, err)
 	}
-	if err := unix.Lstat(paths[1], &st); err != nil || st.Mode&0o777 != 0o755 {
-		t.Errorf("layer root mode %o, %v; want 755", st.Mode&0o777, err)
+	if err := unix.Lstat(paths[1], &st); err != nil || st.Mode&0o777 != 0o700 {
+		t.Errorf("layer root mode %o, %v; want 700 (root only)", st.Mode&0o777, err)
 	}
 }
 
