@@ -294,7 +294,7 @@ func (a *applier) hardLink(hdr *tar.Header, pfd int, base, name string) error {
 	}
 	tparent, _, err := a.openDir(path.Dir(target), false)
 	if err != nil {
-		return err
+		return fmt.Errorf("layer entry %q: hard link target %q: %w", name, hdr.Linkname, err)
 	}
 	defer tparent.Close()
 	// Flags 0: a symlink target is linked itself, not followed.
