@@ -47,6 +47,17 @@ type Config struct {
 	Debug        Debug               `toml:"debug" json:"debug"`
 	Registries   map[string]Registry `toml:"registries" json:"registries"`
 	Runtime      Runtime             `toml:"runtime" json:"runtime"`
+	Images       Images              `toml:"images" json:"images"`
+}
+
+// Images bounds what a pull may unpack.
+type Images struct {
+	// MaxLayerSize and MaxImageSize bound the uncompressed size, in bytes, of one layer and
+	// of one image (file sizes, holes of sparse files included, plus 512 bytes per entry);
+	// 0 means 50 GiB. Whatever they say, a pull never writes more than the image
+	// filesystem has free, less a margin. A pull past a bound fails with ResourceExhausted.
+	MaxLayerSize int64 `toml:"max_layer_size" json:"max_layer_size"`
+	MaxImageSize int64 `toml:"max_image_size" json:"max_image_size"`
 }
 
 // Network configures CNI.
@@ -182,6 +193,12 @@ func (c Config) Validate() error {
 				return fmt.Errorf("key \"registries.%s.mirrors\": %q must be an http:// or https:// URL: %w", host, m, errdefs.ErrInvalidArgument)
 			}
 		}
+	}
+	if c.Images.MaxLayerSize < 0 {
+		return fmt.Errorf("key \"images.max_layer_size\": %d must not be negative: %w", c.Images.MaxLayerSize, errdefs.ErrInvalidArgument)
+	}
+	if c.Images.MaxImageSize < 0 {
+		return fmt.Errorf("key \"images.max_image_size\": %d must not be negative: %w", c.Images.MaxImageSize, errdefs.ErrInvalidArgument)
 	}
 	if c.Runtime.PidsLimit < 0 {
 		return fmt.Errorf("key \"runtime.pids_limit\": %d must not be negative: %w", c.Runtime.PidsLimit, errdefs.ErrInvalidArgument)

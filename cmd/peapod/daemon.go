@@ -93,7 +93,10 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	for host, r := range cfg.Registries {
 		registries[host] = images.RegistryConfig{Mirrors: r.Mirrors, Insecure: r.Insecure}
 	}
-	imageService, err := images.New(ctx, images.Config{Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages}, db, logger.Named("images"))
+	imageService, err := images.New(ctx, images.Config{
+		Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages,
+		MaxLayerSize: cfg.Images.MaxLayerSize, MaxImageSize: cfg.Images.MaxImageSize,
+	}, db, logger.Named("images"))
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
