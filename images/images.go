@@ -12,6 +12,17 @@
 //	ingest/              blobs being downloaded (emptied at New)
 //	tmp/                 layers being unpacked and content being deleted (emptied at New)
 //
+// Every directory of the store, each unpacked layer's included, is root's alone (0700, as
+// containerd's are, fixed at New for stores made by earlier versions): layers hold the
+// images' setuid binaries and device nodes with their own modes, and containers see them only
+// through their overlay mounts, whose lower directories the kernel reaches with the
+// mounter's credentials.
+//
+// Layers are unpacked by this package's own unpacker (unpack.go): every path resolved inside
+// the layer through an os.Root, hostile entries refused with errdefs.ErrInvalidArgument,
+// files written with their holes left holes, the pull's context checked before every entry
+// and every 1 MiB chunk, and the uncompressed size bounded (Config.MaxLayerSize,
+// Config.MaxImageSize, the filesystem's free space) with errdefs.ErrResourceExhausted.
 // Layers are unpacked into tmp/ and renamed into layers/ only after both the compressed digest
 // and the uncompressed diff id are verified; the image record is written to the database only
 // after every layer is in place and the filesystem is synced. New deletes everything in
