@@ -252,3 +252,22 @@ func TestPullStopsAtFreeSpace(t *testing.T) {
 	}
 	requireNothingStored(t, s)
 }
+
+// A layer whose bytes match their digest but are no tar (or no gzip) is the image's fault:
+// InvalidArgument, not an unclassed error, and nothing stays.
+func TestPullMalformedLayerIsInvalidArgument(t *testing.T) {
+	testutil.RequireRoot(t)
+	tr := newTestRegistry(t)
+	s := newService(t, Config{})
+	garbage := []byte(strings.Repeat("this is not a tar archive\n", 100))
+	truncated := tarBytes(t, entry{name: "f", body: strings.Repeat("x", 4096)})[:1024]
+	for i, l := range []v1.Layer{rawLayer(t, garbage), rawLayer(t, truncated)} {
+		ref := tr.host + "/malformed:" + string(rune('a'+i))
+		tr.push(t, "malformed:"+string(rune('a'+i)), imageOf(t, v1.Config{}, l))
+		_, err := s.Pull(t.Context(), ref, Auth{})
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("pull of a malformed layer = %v; want InvalidArgument", err)
+		}
+	}
+	requireNothingStored(t, s)
+}
