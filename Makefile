@@ -5,6 +5,7 @@ GO      ?= go
 COMMIT  ?= $(shell git describe --always --dirty=.dirty --abbrev=7 --exclude='*' 2>/dev/null)
 LDFLAGS := -X github.com/peapod-runtime/peapod/internal/version.commit=$(COMMIT)
 BIN     := bin
+FUZZTIME ?= 10s
 # The shim runs once per pod and is re-executed for every container and exec: it is linked
 # statically (glibc and libseccomp from libc6-dev and libseccomp-dev, as runc's releases are),
 # which saves every shim the mapped pages of libc.so and ld.so (about 1 MiB of RSS) and every
@@ -21,7 +22,7 @@ CONFDIR ?= /etc/peapod
 UNITDIR ?= /etc/systemd/system
 CNI_PLUGINS := bridge host-local loopback portmap
 
-.PHONY: help build run test bench lint clean deps upstream-critest install uninstall
+.PHONY: help build run test fuzz bench lint clean deps upstream-critest install uninstall
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +67,9 @@ run: deps build ## build, then run the daemon on defaults in the foreground
 
 test: deps build ## unit and integration tests (needs root); lists every skip and its reason
 	@hack/test.sh
+
+fuzz: ## every Go fuzz target for FUZZTIME each (default 10s); crashers land in testdata/fuzz
+	@FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS
 	$(GO) run ./critest/bench $(BENCH_ARGS)

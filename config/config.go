@@ -52,6 +52,17 @@ type Config struct {
 	Debug        Debug               `toml:"debug" json:"debug" comment:"Debugging endpoints (Go's pprof)."`
 	Registries   map[string]Registry `toml:"registries" json:"registries" comment:"Per registry host, as written in image references (docker.io, registry.k8s.io, 127.0.0.1:5000):\n[registries.\"registry.k8s.io\"]\nmirrors = [\"http://127.0.0.1:5000\"]\n[registries.\"127.0.0.1:5000\"]\ninsecure = true"`
 	Runtime      Runtime             `toml:"runtime" json:"runtime" comment:"Container runtime knobs."`
+	Images       Images              `toml:"images" json:"images" comment:"Bounds on what a pull may unpack."`
+}
+
+// Images bounds what a pull may unpack.
+type Images struct {
+	// MaxLayerSize and MaxImageSize bound the uncompressed size, in bytes, of one layer and
+	// of one image (file sizes, holes of sparse files included, plus 512 bytes per entry);
+	// 0 means 50 GiB. Whatever they say, a pull never writes more than the image
+	// filesystem has free, less a margin. A pull past a bound fails with ResourceExhausted.
+	MaxLayerSize int64 `toml:"max_layer_size" json:"max_layer_size" comment:"Largest uncompressed layer, in bytes (file sizes, holes of sparse files included, plus 512 bytes per entry); 0 means 50 GiB. Whatever it says, a pull never writes more than the image filesystem has free, less min(1/20 of it, 1 GiB). Past it a pull fails with ResourceExhausted and stores nothing."`
+	MaxImageSize int64 `toml:"max_image_size" json:"max_image_size" comment:"Largest uncompressed image (all its layers), in bytes; 0 means 50 GiB."`
 }
 
 // Network configures CNI.
@@ -217,6 +228,12 @@ func (c Config) problems() []Problem {
 				add("registries."+host+".mirrors", "%q must be an http:// or https:// URL", m)
 			}
 		}
+	}
+	if c.Images.MaxLayerSize < 0 {
+		add("images.max_layer_size", "%d must not be negative", c.Images.MaxLayerSize)
+	}
+	if c.Images.MaxImageSize < 0 {
+		add("images.max_image_size", "%d must not be negative", c.Images.MaxImageSize)
 	}
 	if c.Runtime.PidsLimit < 0 {
 		add("runtime.pids_limit", "%d must not be negative", c.Runtime.PidsLimit)

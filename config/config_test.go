@@ -25,6 +25,9 @@ address = "127.0.0.1:0"           # 0 = a free port
 mirrors = ["http://127.0.0.1:5000"]
 [registries."127.0.0.1:5000"]
 insecure = true                   # plain HTTP allowed
+[images]
+max_layer_size = 1073741824
+max_image_size = 2147483648
 `
 
 func TestParseDocumentedFile(t *testing.T) {
@@ -37,6 +40,9 @@ func TestParseDocumentedFile(t *testing.T) {
 	}
 	if !c.Registries["127.0.0.1:5000"].Insecure {
 		t.Error("insecure not set")
+	}
+	if c.Images.MaxLayerSize != 1<<30 || c.Images.MaxImageSize != 2<<30 {
+		t.Errorf("images = %+v", c.Images)
 	}
 	if c.Streaming.Address != "127.0.0.1:0" || c.CgroupDriver != "cgroupfs" {
 		t.Errorf("got %+v", c)
@@ -72,6 +78,8 @@ func TestBadFilesNameKeyAndLine(t *testing.T) {
 		{"bad level", "log_level = \"loud\"\n", []string{"log_level"}},
 		{"listen socket too long", "listen = \"/" + strings.Repeat("l", 107) + "\"\n", []string{`"listen"`, "107-byte limit", "108 bytes", "/" + strings.Repeat("l", 107)}},
 		{"debug socket too long", "[debug]\naddress = \"/" + strings.Repeat("d", 107) + "\"\n", []string{"debug.address", "107-byte limit"}},
+		{"negative layer size", "[images]\nmax_layer_size = -1\n", []string{"images.max_layer_size"}},
+		{"negative image size", "[images]\nmax_image_size = -5\n", []string{"images.max_image_size"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

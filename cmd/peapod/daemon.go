@@ -115,6 +115,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	}
 	imageService, err := images.New(ctx, images.Config{
 		Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages, OnPull: mets.ImagePulled,
+		MaxLayerSize: cfg.Images.MaxLayerSize, MaxImageSize: cfg.Images.MaxImageSize,
 	}, db, logger.Named("images"))
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
