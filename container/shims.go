@@ -179,7 +179,14 @@ func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) 
 	if err != nil {
 		return nil, fmt.Errorf("pod %s shim: %w", podID, err)
 	}
-	p.client = c
+	// get hands out the cached connection with its info (the pod's PID namespace): a
+	// connection is cached only together with the info of the shim behind it.
+	info, err := c.Info(ctx)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("pod %s shim info: %w", podID, err)
+	}
+	p.client, p.info = c, info
 	return c, nil
 }
 
