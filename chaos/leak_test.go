@@ -1,0 +1,131 @@
+package chaos
+
+import (
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/peapod-runtime/peapod/critest/framework"
+)
+
+// nodeState is what a daemon and its pods can leave on the node: compared before the pods
+// and after their teardown, any difference is a leak.
+type nodeState struct {
+	veths    []string // host network interfaces named veth*
+	cgroups  []string // cgroup directories under the daemon's /peapod tiers, every controller
+	fwRules  []string // iptables-save rules (-A lines)
+	mounts   []string // mount points under the daemon's directory
+	netns    []string // namespace pins under <state>/ns
+	procs    []string // processes other than the daemon that reference its directory
+	leaseIPs []string // host-local IPAM leases (files named by an IP)
+}
+
+// cgroupRoots are the cgroup trees peapod puts pods in (when no CgroupParent is given): its
+// /peapod tier in every v1 hierarchy, or in the v2 one.
+func cgroupRoots() []string {
+	out := []string{"/sys/fs/cgroup/peapod"}
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, filepath.Join("/sys/fs/cgroup", e.Name(), "peapod"))
+		}
+	}
+	return out
+}
+
+func snapshot(t *testing.T, d *framework.Daemon) nodeState {
+	t.Helper()
+	var s nodeState
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatalf("list interfaces: %v", err)
+	}
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, "veth") {
+			s.veths = append(s.veths, i.Name)
+		}
+	}
+	for _, root := range cgroupRoots() {
+		_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+			// The tiers themselves are the node's, made once and kept while peapod runs.
+			if err == nil && e.IsDir() && !slices.Contains([]string{"peapod", "besteffort", "burstable"}, e.Name()) {
+				s.cgroups = append(s.cgroups, p)
+			}
+			return nil
+		})
+	}
+	if out, err := exec.Command("iptables-save").Output(); err == nil {
+		for l := range strings.Lines(string(out)) {
+			// The built-in network's one masquerade rule is the node's, kept while peapod runs.
+			if strings.HasPrefix(l, "-A ") && !strings.Contains(l, `"peapod network `) {
+				s.fwRules = append(s.fwRules, strings.TrimSpace(l))
+			}
+		}
+	}
+	if s.mounts, err = framework.MountsUnder(d.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(d.State(), "ns")); err == nil {
+		for _, e := range ents {
+			s.netns = append(s.netns, e.Name())
+		}
+	}
+	procs, err := framework.ProcessesReferencing(d.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		if p.PID != d.PID() {
+			s.procs = append(s.procs, strings.Join(p.Cmdline, " "))
+		}
+	}
+	for _, root := range []string{filepath.Join(d.State(), "cni", "networks"), "/run/peapod/cni/networks", "/var/lib/cni/networks"} {
+		_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() && net.ParseIP(e.Name()) != nil {
+				s.leaseIPs = append(s.leaseIPs, p)
+			}
+			return nil
+		})
+	}
+	return s
+}
+
+// added is what after has that before had not.
+func added(before, after []string) []string {
+	var out []string
+	for _, a := range after {
+		if !slices.Contains(before, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// checkNoLeak fails t for everything now on the node that was not there at before, and
+// returns the number of kinds of objects it checked.
+func checkNoLeak(t *testing.T, d *framework.Daemon, before nodeState) int {
+	t.Helper()
+	after := snapshot(t, d)
+	for _, c := range []struct {
+		what          string
+		before, after []string
+	}{
+		{"host veths", before.veths, after.veths},
+		{"cgroups", before.cgroups, after.cgroups},
+		{"iptables rules", before.fwRules, after.fwRules},
+		{"mounts under the daemon's directory", before.mounts, after.mounts},
+		{"namespace pins", before.netns, after.netns},
+		{"processes referencing the daemon's directory", before.procs, after.procs},
+		{"IPAM leases", before.leaseIPs, after.leaseIPs},
+	} {
+		if extra := added(c.before, c.after); len(extra) > 0 {
+			t.Errorf("leaked %s: %v", c.what, extra)
+		}
+	}
+	return 7
+}
