@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
 )
@@ -106,11 +108,40 @@ func added(before, after []string) []string {
 	return out
 }
 
-// checkNoLeak fails t for everything now on the node that was not there at before, and
-// returns the number of kinds of objects it checked.
+// leakSettle bounds the wait for what goes away by itself a moment after a teardown: the
+// kernel frees a network namespace, and the host end of its veth pair, asynchronously.
+const leakSettle = 10 * time.Second
+
+// checkNoLeak fails t for everything on the node that was not there at before and is still
+// there leakSettle later, and returns the number of kinds of objects it checked.
 func checkNoLeak(t *testing.T, d *framework.Daemon, before nodeState) int {
 	t.Helper()
-	after := snapshot(t, d)
+	start := time.Now()
+	deadline := start.Add(leakSettle)
+	var first []string
+	for {
+		leaks := leaksSince(snapshot(t, d), before)
+		if len(leaks) == 0 {
+			if first != nil {
+				t.Logf("leak check: gone after %v: %v", time.Since(start).Round(time.Millisecond), first)
+			}
+			return 7
+		}
+		if first == nil {
+			first = leaks
+		}
+		if time.Now().After(deadline) {
+			for _, l := range leaks {
+				t.Error(l)
+			}
+			return 7
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func leaksSince(after, before nodeState) []string {
+	var out []string
 	for _, c := range []struct {
 		what          string
 		before, after []string
@@ -124,8 +155,8 @@ func checkNoLeak(t *testing.T, d *framework.Daemon, before nodeState) int {
 		{"IPAM leases", before.leaseIPs, after.leaseIPs},
 	} {
 		if extra := added(c.before, c.after); len(extra) > 0 {
-			t.Errorf("leaked %s: %v", c.what, extra)
+			out = append(out, fmt.Sprintf("leaked %s (still there %v after the teardown): %v", c.what, leakSettle, extra))
 		}
 	}
-	return 7
+	return out
 }
