@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -312,9 +313,6 @@ func TestDaemonKills(t *testing.T) {
 		st.kills++
 		c.check(t, &st, false)
 		c.gate.Unlock()
-		if t.Failed() {
-			break
-		}
 	}
 	c.stopped.Store(true)
 	wg.Wait()
@@ -423,7 +421,8 @@ func (c *churn) check(t *testing.T, st *killStats, final bool) {
 		st.containersChecked++
 		if err := judge(x, cst, info, final); err != nil {
 			st.wrong++
-			t.Errorf("after kill %d: container %s (%s, create answered %v, stop asked %v): %v", st.kills, x.name, lc.Id[:12], x.createAnswered, x.stopAsked, err)
+			t.Errorf("after kill %d: container %s (%s, create answered %v, stop asked %v): %v\nwhat its pod's shim logged of it:\n%s\nwhat the daemon logged of it:\n%s",
+				st.kills, x.name, lc.Id[:12], x.createAnswered, x.stopAsked, err, shimLogOf(c.n.d, x.podID, x.id), linesNaming(c.n.d.Stderr(), x.id))
 		}
 		switch cst.GetState() {
 		case runtimeapi.ContainerState_CONTAINER_RUNNING:
@@ -526,4 +525,29 @@ func judge(x *churnCtr, st *runtimeapi.ContainerStatus, info ctrInfo, final bool
 		return fmt.Errorf("unexpected container %q", x.name)
 	}
 	return nil
+}
+
+// shimLogOf is what the pod's shim logged about the container (its lines naming it, and
+// every warning and error), for the report of a container found in a wrong state.
+func shimLogOf(d *framework.Daemon, podID, ctrID string) string {
+	raw, err := os.ReadFile(filepath.Join(d.State(), "pods", podID, "shim.log"))
+	if err != nil {
+		return err.Error()
+	}
+	return linesNaming(string(raw), ctrID)
+}
+
+// linesNaming is the lines of a JSON log that name id, or are warnings or errors (the last
+// 60 of them).
+func linesNaming(log, id string) string {
+	var out []string
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, id) || strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	if len(out) > 60 {
+		out = out[len(out)-60:]
+	}
+	return strings.Join(out, "\n")
 }
