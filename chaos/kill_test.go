@@ -421,8 +421,8 @@ func (c *churn) check(t *testing.T, st *killStats, final bool) {
 		st.containersChecked++
 		if err := judge(x, cst, info, final); err != nil {
 			st.wrong++
-			t.Errorf("after kill %d: container %s (%s, create answered %v, stop asked %v): %v\nwhat its pod's shim logged of it:\n%s\nwhat the daemon logged of it:\n%s",
-				st.kills, x.name, lc.Id[:12], x.createAnswered, x.stopAsked, err, shimLogOf(c.n.d, x.podID, x.id), linesNaming(c.n.d.Stderr(), x.id))
+			t.Errorf("after kill %d: container %s (%s, create answered %v, stop asked %v, remove asked %v): %v\nwhat its pod's shim logged of it:\n%s\nwhat the daemon logged of it:\n%s",
+				st.kills, x.name, lc.Id[:12], x.createAnswered, x.stopAsked, x.removeAsked, err, shimLogOf(c.n.d, x.podID, x.id), linesNaming(c.n.d.Stderr(), x.id))
 		}
 		switch cst.GetState() {
 		case runtimeapi.ContainerState_CONTAINER_RUNNING:
@@ -499,7 +499,9 @@ func judge(x *churnCtr, st *runtimeapi.ContainerStatus, info ctrInfo, final bool
 	if x.stopAsked && code == 0 && reason == "Completed" && strings.Contains(msg, "before it started") {
 		return nil
 	}
-	killed := x.stopAsked && (code == 137 || code == 143)
+	// A RemoveContainer kills a running container first; one cut off by the kill may have
+	// done that much, leaving the container EXITED.
+	killed := (x.stopAsked || x.removeAsked) && (code == 137 || code == 143)
 	switch {
 	case strings.HasPrefix(x.name, "log-"):
 		if !final || code != 137 {
@@ -507,7 +509,7 @@ func judge(x *churnCtr, st *runtimeapi.ContainerStatus, info ctrInfo, final bool
 		}
 	case strings.HasPrefix(x.name, "s"):
 		if !killed {
-			return fmt.Errorf("a sleeper EXITED %d (%s: %s) with stop asked %v", code, reason, msg, x.stopAsked)
+			return fmt.Errorf("a sleeper EXITED %d (%s: %s) with stop asked %v, remove asked %v", code, reason, msg, x.stopAsked, x.removeAsked)
 		}
 	case strings.HasPrefix(x.name, "x"):
 		_, want, _ := strings.Cut(x.name, "-e")

@@ -18,13 +18,13 @@ import (
 // nodeState is what a daemon and its pods can leave on the node: compared before the pods
 // and after their teardown, any difference is a leak.
 type nodeState struct {
-	veths    []string // host network interfaces named veth*
-	cgroups  []string // cgroup directories under the daemon's /peapod tiers, every controller
-	fwRules  []string // iptables-save rules (-A lines)
+	veths    []string // host network interfaces on chaosBridge
+	cgroups  []string // cgroup directories of this run's pods (and their containers), every controller
+	fwRules  []string // iptables-save rules (-A lines) naming the bridge, the subnet or the run
 	mounts   []string // mount points under the daemon's directory
 	netns    []string // namespace pins under <state>/ns
 	procs    []string // processes other than the daemon that reference its directory
-	leaseIPs []string // host-local IPAM leases (files named by an IP)
+	leaseIPs []string // host-local IPAM leases of the suite's network (files named by an IP)
 }
 
 // cgroupRoots are the cgroup trees peapod puts pods in (when no CgroupParent is given): its
@@ -48,14 +48,15 @@ func snapshot(t *testing.T, d *framework.Daemon) nodeState {
 		t.Fatalf("list interfaces: %v", err)
 	}
 	for _, i := range ifs {
-		if strings.HasPrefix(i.Name, "veth") {
+		master, _ := os.Readlink(filepath.Join("/sys/class/net", i.Name, "master"))
+		if filepath.Base(master) == chaosBridge {
 			s.veths = append(s.veths, i.Name)
 		}
 	}
 	for _, root := range cgroupRoots() {
 		_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 			// The tiers themselves are the node's, made once and kept while peapod runs.
-			if err == nil && e.IsDir() && !slices.Contains([]string{"peapod", "besteffort", "burstable"}, e.Name()) {
+			if err == nil && e.IsDir() && strings.Contains(p, runToken) {
 				s.cgroups = append(s.cgroups, p)
 			}
 			return nil
@@ -63,8 +64,7 @@ func snapshot(t *testing.T, d *framework.Daemon) nodeState {
 	}
 	if out, err := exec.Command("iptables-save").Output(); err == nil {
 		for l := range strings.Lines(string(out)) {
-			// The built-in network's one masquerade rule is the node's, kept while peapod runs.
-			if strings.HasPrefix(l, "-A ") && !strings.Contains(l, `"peapod network `) {
+			if strings.HasPrefix(l, "-A ") && (strings.Contains(l, chaosBridge) || strings.Contains(l, strings.TrimSuffix(chaosSubnet, "0.0/16")) || strings.Contains(l, runToken)) {
 				s.fwRules = append(s.fwRules, strings.TrimSpace(l))
 			}
 		}
@@ -86,14 +86,12 @@ func snapshot(t *testing.T, d *framework.Daemon) nodeState {
 			s.procs = append(s.procs, strings.Join(p.Cmdline, " "))
 		}
 	}
-	for _, root := range []string{filepath.Join(d.State(), "cni", "networks"), "/run/peapod/cni/networks", "/var/lib/cni/networks"} {
-		_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-			if err == nil && !e.IsDir() && net.ParseIP(e.Name()) != nil {
-				s.leaseIPs = append(s.leaseIPs, p)
-			}
-			return nil
-		})
-	}
+	_ = filepath.WalkDir(filepath.Join(d.Dir(), "ipam"), func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && net.ParseIP(e.Name()) != nil {
+			s.leaseIPs = append(s.leaseIPs, p)
+		}
+		return nil
+	})
 	return s
 }
 

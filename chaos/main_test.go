@@ -6,7 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,11 +47,39 @@ type node struct {
 	logDir string
 }
 
-// startNode starts a daemon of t's own and pulls busybox into it. Every pod still there when
-// t ends is stopped and removed (before the daemon stops).
+// The suite's pods get a network of their own (not peapod's built-in one, which other
+// daemons on the node may use at the same time): their veths hang on chaosBridge, their
+// leases are kept under the daemon's directory, and the leak checks look at those only.
+const (
+	chaosBridge = "ppchaos0"
+	chaosSubnet = "10.213.0.0/16"
+)
+
+// runToken is in every pod UID of this run, hence in every pod cgroup's name.
+var runToken = "chaos" + strconv.Itoa(os.Getpid())
+
+// startNode starts a daemon of t's own on the suite's network and pulls busybox into it.
+// Every pod still there when t ends is stopped and removed (before the daemon stops), and
+// the bridge is removed after it.
 func startNode(t *testing.T) *node {
 	t.Helper()
-	d := framework.StartDaemon(t, framework.WithLogLevel("info"))
+	t.Cleanup(func() {
+		if _, err := net.InterfaceByName(chaosBridge); err == nil {
+			if out, err := exec.Command("ip", "link", "del", chaosBridge).CombinedOutput(); err != nil {
+				t.Errorf("remove bridge %s: %v: %s", chaosBridge, err, out)
+			}
+		}
+	})
+	d := framework.NewTestDaemon(t, framework.WithLogLevel("info"))
+	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "chaos", "plugins": [{"type": "bridge", "bridge": %q,
+		"isGateway": true, "ipMasq": false, "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}}]}`,
+		chaosBridge, chaosSubnet, filepath.Join(d.Dir(), "ipam"))
+	if err := os.WriteFile(filepath.Join(d.CNIConfDir(), "10-chaos.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(t.Context()); err != nil {
+		t.Fatalf("start peapod: %v", err)
+	}
 	n := &node{d: d, c: framework.MustConnect(t, d.Endpoint()), logDir: t.TempDir()}
 	if _, err := n.c.Image.PullImage(framework.Context(t), &runtimeapi.ImageSpec{Image: framework.ImageBusybox}, nil, nil); err != nil {
 		t.Fatalf("PullImage: %v", err)
@@ -95,7 +125,7 @@ func (n *node) podConfig(name string, sharedPID bool) *runtimeapi.PodSandboxConf
 	if sharedPID {
 		mode = runtimeapi.NamespaceMode_POD
 	}
-	uid := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	uid := fmt.Sprintf("%s-%s-%d", runToken, name, time.Now().UnixNano())
 	return &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "chaos", Uid: uid},
 		Hostname:     name,

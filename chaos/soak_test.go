@@ -44,6 +44,14 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v", err)
 	}
+	// The leak check must see what a live pod holds, or it could not see it leak.
+	live := snapshot(t, n.d)
+	for what, objs := range map[string][]string{"veth": added(before.veths, live.veths), "cgroup": added(before.cgroups, live.cgroups),
+		"IPAM lease": added(before.leaseIPs, live.leaseIPs), "namespace pin": added(before.netns, live.netns)} {
+		if len(objs) == 0 {
+			t.Errorf("the leak check sees no %s of a live pod", what)
+		}
+	}
 	var samples []sample
 	execs := 0
 	for i := range *flagCycles {
