@@ -60,7 +60,7 @@ func FuzzLogWriter(f *testing.F) {
 		}
 		path := filepath.Join(dir, "fuzz.log")
 		_ = os.Remove(path)
-		w, err := OpenLogWriter(path, zap.NewNop())
+		w, err := OpenLogWriter(dir, "fuzz.log", zap.NewNop())
 		if err != nil {
 			t.Fatal(err)
 		}
