@@ -78,6 +78,13 @@ upstream-critest: build ## cri-tools' own conformance suite against peapod: CRIT
 	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }
 	$(GO) run ./critest/upstream -critest $(CRITEST) -- $(CRITEST_ARGS)
 
+.PHONY: chaos
+CHAOS_KILLS    ?= 100
+CHAOS_CYCLES   ?= 1000
+CHAOS_FUZZTIME ?= 60s
+chaos: deps build ## reliability suite, long: CHAOS_KILLS daemon kills, CHAOS_CYCLES soak cycles, then every fuzz target for CHAOS_FUZZTIME
+	@CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_CYCLES=$(CHAOS_CYCLES) FUZZTIME=$(CHAOS_FUZZTIME) hack/chaos.sh
+
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

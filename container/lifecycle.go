@@ -77,6 +77,12 @@ func exitFromShim(st shim.ContainerState) exit {
 // exitFromRecords is a container's fate when its shim is gone: what the shim persisted if it
 // recorded the exit, else "monitor lost".
 func (m *Manager) exitFromRecords(c Container) exit {
+	// Whatever the records say, the shim is gone: so must be the PID namespace it held.
+	defer func() {
+		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+		m.shims.lost(ctx, c.PodID)
+		cancel()
+	}()
 	if dir, err := m.shims.stateDir(c.PodID); err == nil {
 		if recs, err := shim.ReadRecords(dir); err == nil {
 			for _, r := range recs {
