@@ -300,25 +300,34 @@ func (m *Manager) StopPod(ctx context.Context, podID string) error {
 	return errors.Join(errs...)
 }
 
-// RemovePod removes every container of a pod and stops its shim.
+// RemovePod removes every container of a pod and stops its shim. A create racing the
+// removal may register a container after the list was taken: the shim then refuses to stop,
+// and the list is taken again. On the last try, whatever the shim still holds without a
+// record here (a create cut off by a daemon kill) is removed with the pod.
 func (m *Manager) RemovePod(ctx context.Context, podID string) error {
-	var errs []error
-	for _, c := range m.List(Filter{PodID: podID}) {
-		if c.PodID != podID {
-			continue
+	const tries = 3
+	for try := 1; ; try++ {
+		var errs []error
+		for _, c := range m.List(Filter{PodID: podID}) {
+			if c.PodID != podID {
+				continue
+			}
+			if err := m.Remove(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				errs = append(errs, err)
+			}
 		}
-		if err := m.Remove(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			errs = append(errs, err)
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		pod, err := m.opts.Sandboxes.Get(podID)
+		if err != nil {
+			return err
+		}
+		err = m.shims.shutdown(ctx, pod, try == tries)
+		if try == tries || !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return err
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	pod, err := m.opts.Sandboxes.Get(podID)
-	if err != nil {
-		return err
-	}
-	return m.shims.shutdown(ctx, pod)
 }
 
 // ExecSync runs a command in a running container and returns its output.

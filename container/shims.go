@@ -274,15 +274,24 @@ func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) 
 	return c, nil
 }
 
-// shutdown stops the pod's shim once it holds no containers. A shim that is gone is fine,
-// but the PID namespace holder it may have left is killed. Pods this daemon never connected
-// to (a shim from before a restart) are found through their state dir.
-func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox) error {
+// shutdown stops the pod's shim. The caller has removed every container of the pod it
+// knows. With leftovers, whatever the shim still holds goes with the pod: it was made by a
+// call this daemon lost track of (a create cut off by a daemon kill); without, such a shim
+// refuses with errdefs.ErrFailedPrecondition. A shim that is gone is fine, but the PID namespace holder it may have left is killed. Pods
+// this daemon never connected to (a shim from before a restart) are found through their
+// state dir. The pod's entry is dropped only once its shim is gone, so that a failed
+// shutdown can be retried through the same connection.
+func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox, leftovers bool) error {
 	p := s.entry(pod.ID, pod.Dir)
-	s.mu.Lock()
-	delete(s.pods, pod.ID)
-	s.mu.Unlock()
+	forget := func() {
+		s.mu.Lock()
+		if s.pods[pod.ID] == p {
+			delete(s.pods, pod.ID)
+		}
+		s.mu.Unlock()
+	}
 	if p.stateDir == "" {
+		forget()
 		return nil
 	}
 	p.mu.Lock()
@@ -293,23 +302,62 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox) error {
 		if c, err = shim.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
 			if errors.Is(err, errdefs.ErrUnavailable) {
 				shim.KillStaleHolder(p.stateDir, s.log)
+				forget()
 				return nil
 			}
 			return fmt.Errorf("pod %s shim: %w", pod.ID, err)
 		}
+		defer c.Close()
 	}
 	pid := 0
 	if info, err := c.Info(ctx); err == nil {
 		pid = info.Pid
 	}
-	if err := c.Shutdown(ctx); err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
+	err := c.Shutdown(ctx)
+	if leftovers && errors.Is(err, errdefs.ErrFailedPrecondition) {
+		err = s.removeLeftovers(ctx, c, pod.ID)
+	}
+	if err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("stop pod %s shim: %w", pod.ID, err)
 	}
 	p.client = nil
+	forget()
 	// The shim closes its connections a moment before its process ends: the pod is removed
 	// only once its monitor is gone.
 	waitExit(ctx, pid, shimExitWait)
 	return nil
+}
+
+// leftoverWait bounds how long shutdown waits for a create still under way in the shim (it
+// holds a name the shim lists only once the create ends) before giving up for this call.
+const leftoverWait = 5 * time.Second
+
+// removeLeftovers deletes (killing if need be) every container the pod's shim still holds,
+// then asks it to shut down again, until it agrees or leftoverWait has passed.
+func (s *shims) removeLeftovers(ctx context.Context, c *shim.Client, podID string) error {
+	l := s.log.With(log.PodSandboxID(podID))
+	deadline := time.Now().Add(leftoverWait)
+	for {
+		left, err := c.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, st := range left {
+			l.Warn("remove a container the pod's shim held without a record in the daemon", log.ContainerID(st.ID))
+			if err := c.Delete(ctx, st.ID); err != nil {
+				return fmt.Errorf("remove leftover container %s: %w", st.ID, err)
+			}
+		}
+		err = c.Shutdown(ctx)
+		if !errors.Is(err, errdefs.ErrFailedPrecondition) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // shimExitWait bounds the wait for a stopped shim's process to end.
