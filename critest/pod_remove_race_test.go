@@ -103,4 +103,3 @@ func requirePodGone(t *testing.T, d *framework.Daemon, id, cgroup string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
