@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/peapod-runtime/peapod/volumes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -20,6 +21,16 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	resp := &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{
 		Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond},
 	}}
+	// What the kubelet and critest read to decide which fields they may send: one entry per
+	// handler peapod answers to, all the same runtime.
+	rro := volumes.RecursiveReadOnlySupported()
+	for _, name := range handlerNames {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
+			Name:     name,
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro},
+		})
+	}
+
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.opts.Config)
 		if err != nil {

@@ -19,6 +19,9 @@ import (
 // name and under the name kubelets and RuntimeClasses commonly use for it.
 var knownHandlers = map[string]bool{"": true, "peapod": true, "runc": true}
 
+// handlerNames are knownHandlers in the order Status lists them.
+var handlerNames = []string{"", "peapod", "runc"}
+
 func namespaceMode(m runtimeapi.NamespaceMode) sandbox.NamespaceMode {
 	switch m {
 	case runtimeapi.NamespaceMode_CONTAINER:
