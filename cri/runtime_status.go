@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/peapod-runtime/peapod/volumes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-runtime/peapod/volumes"
 )
 
 // Status reports RuntimeReady and NetworkReady; verbose adds the effective config.
@@ -30,6 +31,8 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro},
 		})
 	}
+	// Merge and Strict are both honoured, and ContainerStatus reports the groups in effect.
+	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
 
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.opts.Config)

@@ -93,6 +93,9 @@ func TestStatusFeatures(t *testing.T) {
 	if !slices.Contains(names, "") {
 		t.Errorf("runtime handlers %q lack the default handler \"\"", names)
 	}
+	if !resp.GetFeatures().GetSupplementalGroupsPolicy() {
+		t.Error("Status does not advertise the supplemental groups policy")
+	}
 }
 
 func TestStatusVerboseConfig(t *testing.T) {

@@ -249,6 +249,30 @@ func (p *testPod) refused(t *testing.T, cfg *runtimeapi.ContainerConfig, code co
 
 func i64(v int64) *runtimeapi.Int64Value { return &runtimeapi.Int64Value{Value: v} }
 
+// hostProcIDs reads the effective uid and gid and the sorted groups of pid from the host's
+// /proc/<pid>/status.
+func hostProcIDs(t *testing.T, pid int) (uid, gid string, groups []string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read the ids of pid %d: %v", pid, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		switch {
+		case k == "Uid" && len(f) == 4:
+			uid = f[1]
+		case k == "Gid" && len(f) == 4:
+			gid = f[1]
+		case k == "Groups":
+			groups = f
+		}
+	}
+	slices.Sort(groups)
+	return uid, gid, groups
+}
+
 // idsOf parses `id -u; id -g; id -G` output.
 func idsOf(t *testing.T, out string) (uid, gid string, groups []string) {
 	t.Helper()
@@ -310,6 +334,10 @@ func TestSecurityIdentity(t *testing.T) {
 			if uid != tc.uid || gid != tc.gid || !slices.Equal(groups, want) {
 				t.Errorf("inside: uid %s gid %s groups %v, want %s %s %v", uid, gid, groups, tc.uid, tc.gid, want)
 			}
+			// The kernel's view of the container's own process, from the host.
+			if uid, gid, groups := hostProcIDs(t, pod.pid(t, id)); uid != tc.uid || gid != tc.gid || !slices.Equal(groups, want) {
+				t.Errorf("/proc/<pid>/status: uid %s gid %s groups %v, want %s %s %v", uid, gid, groups, tc.uid, tc.gid, want)
+			}
 			st, err := pod.rt.ContainerStatus(framework.Context(t), id, false)
 			if err != nil {
 				t.Fatalf("ContainerStatus: %v", err)
@@ -325,6 +353,25 @@ func TestSecurityIdentity(t *testing.T) {
 			}
 		})
 	}
+	t.Run("status follows the process", func(t *testing.T) {
+		// Started as root, the process makes itself www-data: ContainerStatus reports who it
+		// is now, as /proc says, not who it was started as.
+		cfg := sleeper("becomes-www-data", framework.ImageBusybox, nil)
+		cfg.Command = []string{"start-stop-daemon", "-S", "-q", "-c", "www-data", "-n", "no-such-process", "-a", "/bin/sleep", "--", "3600"}
+		id := pod.run(t, cfg)
+		pid := pod.pid(t, id)
+		deadline := time.Now().Add(10 * time.Second)
+		for uid, _, _ := hostProcIDs(t, pid); uid != "33"; uid, _, _ = hostProcIDs(t, pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the container's process is still uid %s, want 33", uid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		u := pod.status(t, id).GetUser().GetLinux()
+		if u.GetUid() != 33 || u.GetGid() != 33 || !slices.Equal(u.GetSupplementalGroups(), []int64{33}) {
+			t.Errorf("status user %v, want uid 33 gid 33 groups [33] as /proc says", u)
+		}
+	})
 	t.Run("refused", func(t *testing.T) {
 		pod.refused(t, sleeper("no-such-user", framework.ImageBusybox,
 			&runtimeapi.LinuxContainerSecurityContext{RunAsUsername: "nosuchuser"}), codes.InvalidArgument, "nosuchuser")
