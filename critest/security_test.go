@@ -742,3 +742,90 @@ func TestSecuritySandbox(t *testing.T) {
 		t.Errorf("unprivileged container of a privileged pod: /proc/timer_list not masked")
 	}
 }
+
+// holderStatus finds the PID namespace holder of the container whose host pid is ctrPid (the
+// process that is PID 1 of its PID namespace) and returns its /proc/<pid>/status fields.
+func holderStatus(t *testing.T, ctrPid int) (int, map[string]string) {
+	t.Helper()
+	want := nsLink(t, ctrPid, "pid")
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || l != want {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		fields := map[string]string{}
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				fields[k] = strings.Join(strings.Fields(v), " ")
+			}
+		}
+		if nspid := strings.Fields(fields["NSpid"]); len(nspid) > 1 && nspid[len(nspid)-1] == "1" {
+			return pid, fields
+		}
+	}
+	t.Fatalf("no PID 1 in the pid namespace %s of pid %d", want, ctrPid)
+	return 0, nil
+}
+
+// TestPodPidHolder: the holder of a pod's shared PID namespace runs as the pod's run_as_user
+// and run_as_group, with no supplementary groups, no capabilities and no_new_privs, as the
+// kernel reports it on the host and inside the pod; without them it is root, still without
+// capabilities. The pod's containers run beside it as before.
+func TestPodPidHolder(t *testing.T) {
+	framework.RequirePeapod(t)
+	for _, tc := range []struct {
+		name     string
+		uid, gid *runtimeapi.Int64Value
+		ids      string
+	}{
+		{"run_as_user and run_as_group", i64(1000), i64(2000), "1000:2000"},
+		{"run_as_user alone", i64(1001), nil, "1001:0"},
+		{"no identity", nil, nil, "0:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := newTestPod(t, "pid-holder", func(c *runtimeapi.PodSandboxConfig) {
+				c.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{
+					NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD},
+					RunAsUser:        tc.uid, RunAsGroup: tc.gid,
+				}
+			})
+			id := pod.run(t, sleeper("a", framework.ImageBusybox, &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}}))
+			uid, gid, _ := strings.Cut(tc.ids, ":")
+			want := map[string]string{
+				"Uid": strings.Repeat(uid+" ", 3) + uid, "Gid": strings.Repeat(gid+" ", 3) + gid, "Groups": "",
+				"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
+				"CapBnd": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1",
+			}
+			pid, got := holderStatus(t, pod.pid(t, id))
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("holder %d on the host: %s %q, want %q", pid, k, got[k], v)
+				}
+			}
+			inside := map[string]string{}
+			for line := range strings.Lines(pod.sh(t, id, "cat /proc/1/status")) {
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					inside[k] = strings.Join(strings.Fields(v), " ")
+				}
+			}
+			if inside["Uid"] != want["Uid"] || inside["CapEff"] != want["CapEff"] || inside["NoNewPrivs"] != "1" {
+				t.Errorf("PID 1 seen in the pod: Uid %q CapEff %q NoNewPrivs %q, want %q %q 1", inside["Uid"], inside["CapEff"], inside["NoNewPrivs"], want["Uid"], want["CapEff"])
+			}
+			if got := pod.sh(t, id, "ps -o pid,comm | grep -c sleep"); got != "1" {
+				t.Errorf("the container sees %s sleep processes, want its own", got)
+			}
+		})
+	}
+}
