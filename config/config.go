@@ -47,7 +47,20 @@ type Config struct {
 	Debug        Debug               `toml:"debug" json:"debug"`
 	Registries   map[string]Registry `toml:"registries" json:"registries"`
 	Runtime      Runtime             `toml:"runtime" json:"runtime"`
+	CDI          CDI                 `toml:"cdi" json:"cdi"`
 }
+
+// CDI configures Container Device Interface devices (a container's CDI_devices).
+type CDI struct {
+	// SpecDirs are read for CDI spec files, in rising priority (a later dir's device wins).
+	SpecDirs []string `toml:"spec_dirs" json:"spec_dirs"`
+}
+
+// The CDI specification's static and generated spec dirs, the default cdi.spec_dirs.
+const (
+	DefaultCDIStaticDir  = "/etc/cdi"
+	DefaultCDIDynamicDir = "/var/run/cdi"
+)
 
 // Network configures CNI.
 type Network struct {
@@ -102,6 +115,7 @@ func Default() Config {
 		Streaming:    Streaming{Address: DefaultStreamAddr},
 		Registries:   map[string]Registry{},
 		Runtime:      Runtime{TolerateMissingHugetlbController: true},
+		CDI:          CDI{SpecDirs: []string{DefaultCDIStaticDir, DefaultCDIDynamicDir}},
 	}
 }
 
@@ -173,6 +187,11 @@ func (c Config) Validate() error {
 	for key, dir := range map[string]string{"root": c.Root, "state": c.State, "listen": c.Listen, "network.conf_dir": c.Network.ConfDir} {
 		if dir == "" || !filepath.IsAbs(dir) {
 			return fmt.Errorf("key %q: %q must be an absolute path: %w", key, dir, errdefs.ErrInvalidArgument)
+		}
+	}
+	for _, dir := range c.CDI.SpecDirs {
+		if !filepath.IsAbs(dir) {
+			return fmt.Errorf("key \"cdi.spec_dirs\": %q must be an absolute path: %w", dir, errdefs.ErrInvalidArgument)
 		}
 	}
 	for _, dir := range c.Network.BinDirs {

@@ -78,6 +78,7 @@ var exclusive = []struct {
 	// client-go is only the client side of the streaming protocols, in tests.
 	{"k8s.io/client-go", []string{"critest"}},
 	{"github.com/google/go-containerregistry", []string{"images", "critest"}},
+	{"tags.cncf.io/container-device-interface", []string{"container/spec"}},
 }
 
 // leaves never import each other (they exchange OCI runtime-spec types).
