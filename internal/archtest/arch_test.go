@@ -78,6 +78,11 @@ var exclusive = []struct {
 	// client-go is only the client side of the streaming protocols, in tests.
 	{"k8s.io/client-go", []string{"critest"}},
 	{"github.com/google/go-containerregistry", []string{"images", "critest"}},
+	// The Prometheus client and the gRPC ecosystem's interceptors: metrics reports for
+	// everyone else through hooks; critest parses scrapes.
+	{"github.com/prometheus/client_golang", []string{"metrics"}},
+	{"github.com/grpc-ecosystem/go-grpc-middleware", []string{"metrics"}},
+	{"github.com/prometheus/", []string{"metrics", "critest"}},
 	{"tags.cncf.io/container-device-interface", []string{"container/spec"}},
 }
 
