@@ -53,7 +53,20 @@ type Config struct {
 	Registries   map[string]Registry `toml:"registries" json:"registries" comment:"Per registry host, as written in image references (docker.io, registry.k8s.io, 127.0.0.1:5000):\n[registries.\"registry.k8s.io\"]\nmirrors = [\"http://127.0.0.1:5000\"]\n[registries.\"127.0.0.1:5000\"]\ninsecure = true"`
 	Runtime      Runtime             `toml:"runtime" json:"runtime" comment:"Container runtime knobs."`
 	Images       Images              `toml:"images" json:"images" comment:"Bounds on what a pull may unpack."`
+	CDI          CDI                 `toml:"cdi" json:"cdi" comment:"Container Device Interface: where the devices a container asks for by name (CDI_devices) are described."`
 }
+
+// CDI configures Container Device Interface devices (a container's CDI_devices).
+type CDI struct {
+	// SpecDirs are read for CDI spec files, in rising priority (a later dir's device wins).
+	SpecDirs []string `toml:"spec_dirs" json:"spec_dirs" comment:"Directories of CDI spec files, read at each create that names a device; a later directory's device wins. Absolute paths."`
+}
+
+// The CDI specification's static and generated spec dirs, the default cdi.spec_dirs.
+const (
+	DefaultCDIStaticDir  = "/etc/cdi"
+	DefaultCDIDynamicDir = "/var/run/cdi"
+)
 
 // Images bounds what a pull may unpack.
 type Images struct {
@@ -125,6 +138,7 @@ func Default() Config {
 		Streaming:    Streaming{Address: DefaultStreamAddr},
 		Registries:   map[string]Registry{},
 		Runtime:      Runtime{TolerateMissingHugetlbController: true},
+		CDI:          CDI{SpecDirs: []string{DefaultCDIStaticDir, DefaultCDIDynamicDir}},
 	}
 }
 
@@ -180,6 +194,11 @@ func (c Config) problems() []Problem {
 	for _, p := range []struct{ key, path string }{{"root", c.Root}, {"state", c.State}, {"listen", c.Listen}, {"network.conf_dir", c.Network.ConfDir}} {
 		if !filepath.IsAbs(p.path) {
 			add(p.key, "%q must be an absolute path", p.path)
+		}
+	}
+	for _, dir := range c.CDI.SpecDirs {
+		if !filepath.IsAbs(dir) {
+			add("cdi.spec_dirs", "%q must be an absolute path", dir)
 		}
 	}
 	for _, dir := range c.Network.BinDirs {

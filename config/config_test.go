@@ -61,6 +61,9 @@ func TestEmptyFileIsDefaults(t *testing.T) {
 	if err := d.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
+	if got := c.CDI.SpecDirs; len(got) != 2 || got[0] != "/etc/cdi" || got[1] != "/var/run/cdi" {
+		t.Errorf("cdi.spec_dirs %q, want the CDI specification's /etc/cdi and /var/run/cdi", got)
+	}
 }
 
 func TestBadFilesNameKeyAndLine(t *testing.T) {
@@ -74,6 +77,7 @@ func TestBadFilesNameKeyAndLine(t *testing.T) {
 		{"syntax", "root = \n", []string{"x.toml:1"}},
 		{"bad driver", "cgroup_driver = \"docker\"\n", []string{"cgroup_driver"}},
 		{"relative root", "root = \"var\"\n", []string{`"root"`}},
+		{"relative cdi spec dir", "[cdi]\nspec_dirs = [\"cdi\"]\n", []string{`"cdi.spec_dirs"`}},
 		{"bad mirror", "[registries.\"a.io\"]\nmirrors = [\"127.0.0.1:5000\"]\n", []string{"registries.a.io.mirrors"}},
 		{"bad level", "log_level = \"loud\"\n", []string{"log_level"}},
 		{"listen socket too long", "listen = \"/" + strings.Repeat("l", 107) + "\"\n", []string{`"listen"`, "107-byte limit", "108 bytes", "/" + strings.Repeat("l", 107)}},

@@ -103,6 +103,7 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 		c, err = shim.Start(ctx, shim.StartOptions{
 			Binary: s.binary, PodID: pod.ID, StateDir: p.stateDir,
 			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,
+			HolderUser:   pod.Config.HolderUser(),
 			Logger:       s.log,
 		})
 		switch {

@@ -78,6 +78,12 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	for _, d := range c.GetDevices() {
 		in.Devices = append(in.Devices, spec.Device{ContainerPath: d.GetContainerPath(), HostPath: d.GetHostPath(), Permissions: d.GetPermissions()})
 	}
+	for _, d := range c.GetCDIDevices() {
+		if d.GetName() == "" {
+			return container.Config{}, fmt.Errorf("config.CDI_devices: a device without a name: %w", errdefs.ErrInvalidArgument)
+		}
+		in.CDIDevices = append(in.CDIDevices, d.GetName())
+	}
 	ns := sc.GetNamespaceOptions()
 	in.Namespaces.PID = spec.Namespace{Mode: spec.NamespaceMode(ns.GetPid())}
 	if ns.GetPid() == runtimeapi.NamespaceMode_TARGET {

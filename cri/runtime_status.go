@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-runtime/peapod/volumes"
 )
 
 // Status reports RuntimeReady and NetworkReady; verbose adds the effective config.
@@ -20,6 +22,18 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	resp := &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{
 		Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond},
 	}}
+	// What the kubelet and critest read to decide which fields they may send: one entry per
+	// handler peapod answers to, all the same runtime.
+	rro := volumes.RecursiveReadOnlySupported()
+	for _, name := range handlerNames {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
+			Name:     name,
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro},
+		})
+	}
+	// Merge and Strict are both honoured, and ContainerStatus reports the groups in effect.
+	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
+
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.opts.Config)
 		if err != nil {

@@ -19,6 +19,9 @@ import (
 // name and under the name kubelets and RuntimeClasses commonly use for it.
 var knownHandlers = map[string]bool{"": true, "peapod": true, "runc": true}
 
+// handlerNames are knownHandlers in the order Status lists them.
+var handlerNames = []string{"", "peapod", "runc"}
+
 func namespaceMode(m runtimeapi.NamespaceMode) sandbox.NamespaceMode {
 	switch m {
 	case runtimeapi.NamespaceMode_CONTAINER:
@@ -107,6 +110,9 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 		RuntimeHandler: req.GetRuntimeHandler(),
 		Hash:           hash,
 	}
+	if out.RunAsUser, out.RunAsGroup, err = podUser(sc); err != nil {
+		return sandbox.Config{}, err
+	}
 	if d := c.GetDnsConfig(); d != nil {
 		out.DNS = &sandbox.DNSConfig{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
 	}
@@ -184,4 +190,28 @@ func criSandboxStatus(sb sandbox.Sandbox, verbose bool) (*runtimeapi.PodSandboxS
 		resp.Info = map[string]string{"info": string(raw)}
 	}
 	return resp, nil
+}
+
+// podUser validates the sandbox security context's run_as_user and run_as_group.
+func podUser(sc *runtimeapi.LinuxSandboxSecurityContext) (uid, gid *uint32, err error) {
+	id := func(field string, v *runtimeapi.Int64Value) (*uint32, error) {
+		if v == nil {
+			return nil, nil
+		}
+		if v.GetValue() < 0 || v.GetValue() > 1<<32-2 {
+			return nil, fmt.Errorf("config.linux.security_context.%s %d is outside 0..%d: %w", field, v.GetValue(), uint32(1<<32-2), errdefs.ErrInvalidArgument)
+		}
+		n := uint32(v.GetValue())
+		return &n, nil
+	}
+	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil {
+		return nil, nil, fmt.Errorf("config.linux.security_context.run_as_group needs run_as_user: %w", errdefs.ErrInvalidArgument)
+	}
+	if uid, err = id("run_as_user", sc.GetRunAsUser()); err != nil {
+		return nil, nil, err
+	}
+	if gid, err = id("run_as_group", sc.GetRunAsGroup()); err != nil {
+		return nil, nil, err
+	}
+	return uid, gid, nil
 }

@@ -319,6 +319,23 @@ func TestContainerMounts(t *testing.T) {
 		}
 	})
 
+	t.Run("recursive read-only", func(t *testing.T) {
+		// The tmpfs below the rro bind is read-only in the container (mount_setattr with
+		// AT_RECURSIVE), not merely hidden: a write fails with EROFS.
+		if got := pod.sh(t, id, "touch /rro/sub/x 2>&1; touch /rro/x 2>&1; true"); got != "touch: /rro/sub/x: Read-only file system\ntouch: /rro/x: Read-only file system" {
+			t.Errorf("writes below the rro bind: %q, want EROFS for both", got)
+		}
+		prop := runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER
+		for name, mount := range map[string]*runtimeapi.Mount{
+			"rro-writable": {ContainerPath: "/rro", HostPath: dirs["rro"], RecursiveReadOnly: true},
+			"rro-slave":    {ContainerPath: "/rro", HostPath: dirs["slave"], Readonly: true, RecursiveReadOnly: true, Propagation: prop},
+		} {
+			cfg := sleeper(name, framework.ImageBusybox, nil)
+			cfg.Mounts = []*runtimeapi.Mount{mount}
+			pod.refused(t, cfg, codes.InvalidArgument, "recursive read-only")
+		}
+	})
+
 	t.Run("rootfs is an overlay", func(t *testing.T) {
 		root := mt["/"]
 		info := pod.ctrInfo(t, id)

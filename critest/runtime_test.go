@@ -3,6 +3,7 @@ package critest
 import (
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,6 +71,30 @@ func TestStatus(t *testing.T) {
 	}
 	if len(resp.Info) != 0 {
 		t.Errorf("non-verbose Status carries info: %v", resp.Info)
+	}
+}
+
+// TestStatusFeatures: Status advertises what peapod does, per runtime handler and runtime-wide.
+func TestStatusFeatures(t *testing.T) {
+	framework.RequirePeapod(t)
+	resp, err := framework.Shared(t).Runtime.Status(framework.Context(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// critest and the kubelet send recursive read-only mounts only to a handler that
+	// advertises them; every handler peapod answers to is the same runtime.
+	var names []string
+	for _, h := range resp.GetRuntimeHandlers() {
+		names = append(names, h.GetName())
+		if !h.GetFeatures().GetRecursiveReadOnlyMounts() {
+			t.Errorf("handler %q does not advertise recursive read-only mounts (kernel has mount_setattr)", h.GetName())
+		}
+	}
+	if !slices.Contains(names, "") {
+		t.Errorf("runtime handlers %q lack the default handler \"\"", names)
+	}
+	if !resp.GetFeatures().GetSupplementalGroupsPolicy() {
+		t.Error("Status does not advertise the supplemental groups policy")
 	}
 }
 

@@ -42,6 +42,12 @@ func TestSandboxValidation(t *testing.T) {
 		{"no name", func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Name = "" }, "", codes.InvalidArgument, []string{"name"}},
 		{"no namespace", func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Namespace = "" }, "", codes.InvalidArgument, []string{"namespace"}},
 		{"no uid", func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Uid = "" }, "", codes.InvalidArgument, []string{"uid"}},
+		{"run_as_group without run_as_user", func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{RunAsGroup: &runtimeapi.Int64Value{Value: 2000}}}
+		}, "", codes.InvalidArgument, []string{"run_as_group"}},
+		{"negative run_as_user", func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{RunAsUser: &runtimeapi.Int64Value{Value: -1}}}
+		}, "", codes.InvalidArgument, []string{"run_as_user"}},
 		{"unknown runtime handler", nil, "no-such-handler-" + randomSuffix(), codes.OK, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -249,6 +249,30 @@ func (p *testPod) refused(t *testing.T, cfg *runtimeapi.ContainerConfig, code co
 
 func i64(v int64) *runtimeapi.Int64Value { return &runtimeapi.Int64Value{Value: v} }
 
+// hostProcIDs reads the effective uid and gid and the sorted groups of pid from the host's
+// /proc/<pid>/status.
+func hostProcIDs(t *testing.T, pid int) (uid, gid string, groups []string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read the ids of pid %d: %v", pid, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		switch {
+		case k == "Uid" && len(f) == 4:
+			uid = f[1]
+		case k == "Gid" && len(f) == 4:
+			gid = f[1]
+		case k == "Groups":
+			groups = f
+		}
+	}
+	slices.Sort(groups)
+	return uid, gid, groups
+}
+
 // idsOf parses `id -u; id -g; id -G` output.
 func idsOf(t *testing.T, out string) (uid, gid string, groups []string) {
 	t.Helper()
@@ -310,6 +334,10 @@ func TestSecurityIdentity(t *testing.T) {
 			if uid != tc.uid || gid != tc.gid || !slices.Equal(groups, want) {
 				t.Errorf("inside: uid %s gid %s groups %v, want %s %s %v", uid, gid, groups, tc.uid, tc.gid, want)
 			}
+			// The kernel's view of the container's own process, from the host.
+			if uid, gid, groups := hostProcIDs(t, pod.pid(t, id)); uid != tc.uid || gid != tc.gid || !slices.Equal(groups, want) {
+				t.Errorf("/proc/<pid>/status: uid %s gid %s groups %v, want %s %s %v", uid, gid, groups, tc.uid, tc.gid, want)
+			}
 			st, err := pod.rt.ContainerStatus(framework.Context(t), id, false)
 			if err != nil {
 				t.Fatalf("ContainerStatus: %v", err)
@@ -325,6 +353,25 @@ func TestSecurityIdentity(t *testing.T) {
 			}
 		})
 	}
+	t.Run("status follows the process", func(t *testing.T) {
+		// Started as root, the process makes itself www-data: ContainerStatus reports who it
+		// is now, as /proc says, not who it was started as.
+		cfg := sleeper("becomes-www-data", framework.ImageBusybox, nil)
+		cfg.Command = []string{"start-stop-daemon", "-S", "-q", "-c", "www-data", "-n", "no-such-process", "-a", "/bin/sleep", "--", "3600"}
+		id := pod.run(t, cfg)
+		pid := pod.pid(t, id)
+		deadline := time.Now().Add(10 * time.Second)
+		for uid, _, _ := hostProcIDs(t, pid); uid != "33"; uid, _, _ = hostProcIDs(t, pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the container's process is still uid %s, want 33", uid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		u := pod.status(t, id).GetUser().GetLinux()
+		if u.GetUid() != 33 || u.GetGid() != 33 || !slices.Equal(u.GetSupplementalGroups(), []int64{33}) {
+			t.Errorf("status user %v, want uid 33 gid 33 groups [33] as /proc says", u)
+		}
+	})
 	t.Run("refused", func(t *testing.T) {
 		pod.refused(t, sleeper("no-such-user", framework.ImageBusybox,
 			&runtimeapi.LinuxContainerSecurityContext{RunAsUsername: "nosuchuser"}), codes.InvalidArgument, "nosuchuser")
@@ -693,5 +740,92 @@ func TestSecuritySandbox(t *testing.T) {
 	}
 	if n := pod.sh(t, id, "wc -c < /proc/timer_list"); n != "0" {
 		t.Errorf("unprivileged container of a privileged pod: /proc/timer_list not masked")
+	}
+}
+
+// holderStatus finds the PID namespace holder of the container whose host pid is ctrPid (the
+// process that is PID 1 of its PID namespace) and returns its /proc/<pid>/status fields.
+func holderStatus(t *testing.T, ctrPid int) (int, map[string]string) {
+	t.Helper()
+	want := nsLink(t, ctrPid, "pid")
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || l != want {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		fields := map[string]string{}
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				fields[k] = strings.Join(strings.Fields(v), " ")
+			}
+		}
+		if nspid := strings.Fields(fields["NSpid"]); len(nspid) > 1 && nspid[len(nspid)-1] == "1" {
+			return pid, fields
+		}
+	}
+	t.Fatalf("no PID 1 in the pid namespace %s of pid %d", want, ctrPid)
+	return 0, nil
+}
+
+// TestPodPidHolder: the holder of a pod's shared PID namespace runs as the pod's run_as_user
+// and run_as_group, with no supplementary groups, no capabilities and no_new_privs, as the
+// kernel reports it on the host and inside the pod; without them it is root, still without
+// capabilities. The pod's containers run beside it as before.
+func TestPodPidHolder(t *testing.T) {
+	framework.RequirePeapod(t)
+	for _, tc := range []struct {
+		name     string
+		uid, gid *runtimeapi.Int64Value
+		ids      string
+	}{
+		{"run_as_user and run_as_group", i64(1000), i64(2000), "1000:2000"},
+		{"run_as_user alone", i64(1001), nil, "1001:0"},
+		{"no identity", nil, nil, "0:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := newTestPod(t, "pid-holder", func(c *runtimeapi.PodSandboxConfig) {
+				c.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{
+					NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD},
+					RunAsUser:        tc.uid, RunAsGroup: tc.gid,
+				}
+			})
+			id := pod.run(t, sleeper("a", framework.ImageBusybox, &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}}))
+			uid, gid, _ := strings.Cut(tc.ids, ":")
+			want := map[string]string{
+				"Uid": strings.Repeat(uid+" ", 3) + uid, "Gid": strings.Repeat(gid+" ", 3) + gid, "Groups": "",
+				"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
+				"CapBnd": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1",
+			}
+			pid, got := holderStatus(t, pod.pid(t, id))
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("holder %d on the host: %s %q, want %q", pid, k, got[k], v)
+				}
+			}
+			inside := map[string]string{}
+			for line := range strings.Lines(pod.sh(t, id, "cat /proc/1/status")) {
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					inside[k] = strings.Join(strings.Fields(v), " ")
+				}
+			}
+			if inside["Uid"] != want["Uid"] || inside["CapEff"] != want["CapEff"] || inside["NoNewPrivs"] != "1" {
+				t.Errorf("PID 1 seen in the pod: Uid %q CapEff %q NoNewPrivs %q, want %q %q 1", inside["Uid"], inside["CapEff"], inside["NoNewPrivs"], want["Uid"], want["CapEff"])
+			}
+			if got := pod.sh(t, id, "ps -o pid,comm | grep -c sleep"); got != "1" {
+				t.Errorf("the container sees %s sleep processes, want its own", got)
+			}
+		})
 	}
 }

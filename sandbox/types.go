@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -84,6 +85,11 @@ type Config struct {
 	// Hash identifies the exact request, so that a kubelet's retry of the same config is
 	// recognised and a different config under the same name is refused.
 	Hash string `json:"hash"`
+
+	// RunAsUser and RunAsGroup are the pod's own identity (the sandbox security context),
+	// which its PID namespace holder runs as; RunAsGroup needs RunAsUser.
+	RunAsUser  *uint32 `json:"run_as_user,omitempty"`
+	RunAsGroup *uint32 `json:"run_as_group,omitempty"`
 }
 
 // Sandbox is a pod as peapod keeps it. Values are copies: changing one changes nothing.
@@ -121,4 +127,18 @@ type Filter struct {
 	ID            string
 	State         State
 	LabelSelector map[string]string
+}
+
+// HolderUser is "UID:GID" for the pod's PID namespace holder, "" when the pod sets no
+// run_as_user (the holder then stays root, still without capabilities). A pod with a
+// run_as_user but no run_as_group gets group 0, as a pause image without /etc/passwd would.
+func (c Config) HolderUser() string {
+	if c.RunAsUser == nil {
+		return ""
+	}
+	gid := uint32(0)
+	if c.RunAsGroup != nil {
+		gid = *c.RunAsGroup
+	}
+	return fmt.Sprintf("%d:%d", *c.RunAsUser, gid)
 }

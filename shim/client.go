@@ -32,7 +32,9 @@ type StartOptions struct {
 	StateDir string
 	// PidNamespace makes the shim hold a PID namespace for the whole pod (Info.PidNamespace).
 	PidNamespace bool
-	Logger       *zap.Logger
+	// HolderUser is "UID:GID" for the PID namespace holder; "" keeps root.
+	HolderUser string
+	Logger     *zap.Logger
 }
 
 // Client is the daemon's connection to one pod's shim. Its methods are safe for concurrent
@@ -70,6 +72,9 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	args := []string{"serve", "--pod-id", o.PodID, "--state-dir", o.StateDir, "--ready-fd", "3"}
 	if o.PidNamespace {
 		args = append(args, "--pid-namespace")
+		if o.HolderUser != "" {
+			args = append(args, "--holder-user", o.HolderUser)
+		}
 	}
 	cmd := exec.Command(o.Binary, args...)
 	cmd.Dir = "/"

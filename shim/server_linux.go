@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,9 @@ type ServerOptions struct {
 	PidNamespace bool
 	// HolderCommand is the holder's argv; the default is /proc/self/exe pause.
 	HolderCommand []string
+	// HolderUser is "UID:GID", who the holder runs as (the pod's run_as_user and
+	// run_as_group); "" keeps root. Either way it has no capabilities and no_new_privs.
+	HolderUser string
 	// ExecDrain is how long ExecSync keeps reading a command's output after the command
 	// exited, for what its background children still write; default 250ms.
 	ExecDrain time.Duration
@@ -276,6 +280,9 @@ func listen(path string) (net.Listener, error) {
 // which containers join through Info.PidNamespace.
 func (s *Server) startHolder() error {
 	argv := s.opts.HolderCommand
+	if s.opts.HolderUser != "" {
+		argv = append(slices.Clone(argv), s.opts.HolderUser)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Args[0] = "peapod-shim"
 	// Its working directory is the pod's state dir, so that whoever cleans that dir up (a

@@ -3,9 +3,10 @@
 // session, and outlives the daemon. The same binary answers two re-executions:
 //
 //	peapod-shim init    libcontainer's container init (nsenter's constructor, then Go)
-//	peapod-shim pause   PID 1 of a pod's shared PID namespace: reaps and sleeps; it is
-//	                    handled in C before the Go runtime starts (pause.go), so it costs
-//	                    almost no memory
+//	peapod-shim pause [UID:GID]
+//	                    PID 1 of a pod's shared PID namespace: reaps and sleeps, as the
+//	                    pod's user when given, without capabilities; it is handled in C
+//	                    before the Go runtime starts (pause.go), so it costs almost no memory
 //
 // Build: cgo and Debian's libseccomp-dev; -tags seccomp enables seccomp profiles. `make build`
 // links it statically (see SHIM_TAGS in the Makefile); a plain dynamic build works the same:

@@ -1,25 +1,70 @@
 package main
 
-// The pod PID namespace holder runs as `peapod-shim pause`. A constructor catches that before
-// the Go runtime starts (as nsenter's does for init), so the holder is a few pages of C: it
-// blocks every signal, reaps whatever orphan the namespace hands it, and exits on SIGTERM or
-// SIGINT. As PID 1 of its namespace it gets no signal it has no handler for, except SIGKILL
-// from the shim.
+// The pod PID namespace holder runs as `peapod-shim pause [UID:GID]`. A constructor catches
+// that before the Go runtime starts (as nsenter's does for init), so the holder is a few pages
+// of C: it drops every capability (bounding set included) and sets no_new_privs, becomes
+// UID:GID with no supplementary groups when given (the pod's run_as_user and run_as_group, as
+// a pause container would run), blocks every signal, reaps whatever orphan the namespace hands
+// it, and exits on SIGTERM or SIGINT. As PID 1 of its namespace it gets no signal it has no
+// handler for, except SIGKILL from the shim. A step that fails exits 1: a holder never runs
+// with more privilege than asked.
 
 /*
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+// peapod_pause_drop becomes uid:gid when user is not NULL and leaves the process without
+// capabilities and with no_new_privs; it returns -1 on any failure.
+static int peapod_pause_drop(const char *user)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	unsigned long uid = 0, gid = 0;
+	char *end;
+	int cap;
+
+	if (user != NULL) {
+		errno = 0;
+		uid = strtoul(user, &end, 10);
+		if (errno != 0 || end == user || *end != ':' || uid > 4294967294UL)
+			return -1;
+		user = end + 1;
+		gid = strtoul(user, &end, 10);
+		if (errno != 0 || end == user || *end != '\0' || gid > 4294967294UL)
+			return -1;
+	}
+	// The bounding set needs CAP_SETPCAP to shrink: before the ids change.
+	for (cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			return -1;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -1;
+	if (user != NULL) {
+		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+			return -1;
+	}
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return -1;
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
 
 __attribute__((constructor)) static void peapod_pause(void)
 {
 	char buf[4096];
 	ssize_t n;
 	size_t first;
+	const char *user;
 	int fd;
 	sigset_t all;
 
@@ -37,8 +82,12 @@ __attribute__((constructor)) static void peapod_pause(void)
 	first = strlen(buf);
 	if ((ssize_t)first + 1 >= n || strcmp(buf + first + 1, "pause") != 0)
 		return;
+	// The optional UID:GID argument follows "pause".
+	user = buf + first + 1 + strlen("pause") + 1;
+	if (user >= buf + n || *user == '\0')
+		user = NULL;
 
-	if (chdir("/") < 0)
+	if (chdir("/") < 0 || peapod_pause_drop(user) < 0)
 		_exit(1);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, NULL);

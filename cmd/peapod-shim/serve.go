@@ -51,6 +51,7 @@ func serve(args []string) int {
 	podID := fs.String("pod-id", "", "the pod this shim serves")
 	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")
 	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
+	holderUser := fs.String("holder-user", "", "UID:GID the PID namespace holder runs as (default root); it has no capabilities either way")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim.Start)")
 	level := zap.InfoLevel
 	fs.Var(&level, "log-level", "log level (debug, info, warn, error)")
@@ -109,6 +110,7 @@ func serve(args []string) int {
 		Runtime:      runtimeAdapter{rt},
 		Logger:       log,
 		PidNamespace: *pidNS,
+		HolderUser:   *holderUser,
 		// A shim is idle most of its life: give the memory of a burst of calls (a create, a
 		// large exec) back at once rather than when the scavenger gets to it.
 		OnIdle:  func() { releaseMemory(log) },

@@ -128,6 +128,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	if c := cfg.Runtime.ClampOOMScoreAdj; c != nil && !*c {
 		host.OOMScoreAdjFloor = nil
 	}
+	host.CDISpecDirs = cfg.CDI.SpecDirs
 	containers, err := container.New(ctx, container.Options{
 		DB: db, Logger: logger, RootDir: cfg.Root, ShimBinary: shimBinary(cfg.Runtime.ShimBinary),
 		Images: imageService, Sandboxes: sandboxes, Cgroups: cgroupManager, Host: host,

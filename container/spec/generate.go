@@ -66,6 +66,8 @@ type Input struct {
 	// Mounts are the CRI mounts; Devices the CRI devices.
 	Mounts  []volumes.Mount
 	Devices []Device
+	// CDIDevices are fully-qualified CDI device names, resolved against Host.CDISpecDirs.
+	CDIDevices []string
 	// PodFiles are the pod's hostname, resolv.conf, hosts and shm (from volumes.WritePodFiles
 	// and MountPodShm); each is skipped when Mounts covers its path.
 	PodFiles volumes.PodFilePaths
@@ -168,6 +170,10 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 	if err != nil {
 		return nil, Resolved{}, err
 	}
+	cdiEdits, err := CDIDevices(in.Host.CDISpecDirs, in.CDIDevices)
+	if err != nil {
+		return nil, Resolved{}, err
+	}
 	var hostDevices []specs.LinuxDevice
 	if sec.Privileged {
 		dir := in.Host.DevDir
@@ -240,6 +246,9 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 
 	s, err := Build(Default(), opts...)
 	if err != nil {
+		return nil, Resolved{}, fmt.Errorf("container %s spec: %w", in.ID, err)
+	}
+	if err := cdiEdits.Inject(s); err != nil {
 		return nil, Resolved{}, fmt.Errorf("container %s spec: %w", in.ID, err)
 	}
 	return s, Resolved{User: u}, nil

@@ -43,6 +43,8 @@ type Host struct {
 	Platform Platform
 	// MountLookup finds a host path's mount for propagation checks (nil: the real table).
 	MountLookup volumes.MountLookup
+	// CDISpecDirs are where CDI device specs are read from (nil: DefaultCDISpecDirs).
+	CDISpecDirs []string
 }
 
 // ProbeHost reads the facts about this node and this process.

@@ -54,6 +54,9 @@ func run(critest, peapod string, args []string) error {
 	if err := pushWebServers(ctx, reg); err != nil {
 		return err
 	}
+	if err := pushPredefinedGroup(ctx, reg); err != nil {
+		return err
+	}
 	opts := []framework.DaemonOption{framework.WithRegistry(reg), framework.WithLogLevel("info")}
 	if peapod != "" {
 		opts = append(opts, framework.WithBinary(peapod))
@@ -97,6 +100,31 @@ func pushWebServers(ctx context.Context, reg *framework.Registry) error {
 		if err := reg.Push(ctx, ref, img); err != nil {
 			return fmt.Errorf("push %s: %w", ref, err)
 		}
+	}
+	return nil
+}
+
+// predefinedGroupImage is upstream's SupplementalGroupsPolicy image: user default-user (uid
+// 1000, group 1000) is a member of group-defined-in-image (gid 50000) in /etc/group, and is
+// the image's USER.
+const predefinedGroupImage = "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest"
+
+func pushPredefinedGroup(ctx context.Context, reg *framework.Registry) error {
+	etc, err := framework.NewLayer([]framework.TarEntry{
+		framework.File("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\ndefault-user:x:1000:1000::/home/default-user:/bin/sh\n"),
+		framework.File("etc/group", 0o644, "root:x:0:\ndefault-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n"),
+	})
+	if err != nil {
+		return err
+	}
+	img, err := framework.BuildImage(framework.ImageSpec{
+		Busybox: true, Layers: []v1.Layer{etc}, Config: v1.Config{User: "1000", Cmd: []string{"sh"}},
+	})
+	if err != nil {
+		return fmt.Errorf("image %s: %w", predefinedGroupImage, err)
+	}
+	if err := reg.Push(ctx, predefinedGroupImage, img); err != nil {
+		return fmt.Errorf("push %s: %w", predefinedGroupImage, err)
 	}
 	return nil
 }

@@ -83,6 +83,7 @@ var exclusive = []struct {
 	{"github.com/prometheus/client_golang", []string{"metrics"}},
 	{"github.com/grpc-ecosystem/go-grpc-middleware", []string{"metrics"}},
 	{"github.com/prometheus/", []string{"metrics", "critest"}},
+	{"tags.cncf.io/container-device-interface", []string{"container/spec"}},
 }
 
 // leaves never import each other (they exchange OCI runtime-spec types).
