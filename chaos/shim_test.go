@@ -47,7 +47,8 @@ func shimOf(t *testing.T, podID string) (shim, holder int) {
 	}
 	for _, k := range kids {
 		raw, err := os.ReadFile("/proc/" + strconv.Itoa(k) + "/cmdline")
-		if err == nil && strings.HasSuffix(string(raw), "\x00pause\x00") {
+		// `peapod-shim pause`, or `peapod-shim pause UID:GID` for a pod with a user.
+		if args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00"); err == nil && len(args) >= 2 && args[1] == "pause" {
 			holder = k
 		}
 	}
