@@ -1,7 +1,9 @@
 # peapod: make help lists the targets.
 GO      ?= go
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+# The version is internal/version's Base with this commit as semver build metadata
+# (0.2.0-dev+ffd3b42, or +ffd3b42.dirty with uncommitted changes).
+COMMIT  ?= $(shell git describe --always --dirty=.dirty --abbrev=7 --exclude='*' 2>/dev/null)
+LDFLAGS := -X github.com/peapod-runtime/peapod/internal/version.commit=$(COMMIT)
 BIN     := bin
 # The shim runs once per pod and is re-executed for every container and exec: it is linked
 # statically (glibc and libseccomp from libc6-dev and libseccomp-dev, as runc's releases are),

@@ -36,6 +36,9 @@ type Manager struct {
 	drain time.Duration
 	// readers caches what Stats needs to read a cgroup again (see stats_linux.go).
 	readers *statReaders
+	// tolerateNoHugetlb drops hugepage limits on a host without a hugetlb controller
+	// instead of refusing them (CheckResources).
+	tolerateNoHugetlb bool
 }
 
 // Option configures a Manager.
@@ -44,6 +47,12 @@ type Option func(*Manager)
 // WithTierRoot replaces DefaultTierRoot, so that tests get a tier tree of their own. With the
 // systemd driver the name must not contain "-", systemd's slice separator.
 func WithTierRoot(name string) Option { return func(m *Manager) { m.root = name } }
+
+// WithTolerateMissingHugetlb sets whether CheckResources drops hugepage limits on a host
+// without a hugetlb controller (true, the default) or refuses them (false).
+func WithTolerateMissingHugetlb(tolerate bool) Option {
+	return func(m *Manager) { m.tolerateNoHugetlb = tolerate }
+}
 
 // NewManager returns a Manager for driver "cgroupfs" (also "") or "systemd". The systemd driver
 // needs systemd running as the init system; without it the error wraps
@@ -61,7 +70,7 @@ func NewManager(driver string, logger *zap.Logger, opts ...Option) (*Manager, er
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	m := &Manager{driver: driver, v2: IsV2(), root: DefaultTierRoot, logger: logger, drain: time.Second, readers: newStatReaders()}
+	m := &Manager{driver: driver, v2: IsV2(), root: DefaultTierRoot, logger: logger, drain: time.Second, readers: newStatReaders(), tolerateNoHugetlb: true}
 	for _, o := range opts {
 		o(m)
 	}

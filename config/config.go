@@ -83,6 +83,10 @@ type Runtime struct {
 	PidsLimit int64 `toml:"pids_limit" json:"pids_limit"`
 	// ShimBinary is the peapod-shim to start; empty means next to the daemon's binary.
 	ShimBinary string `toml:"shim_binary" json:"shim_binary"`
+	// TolerateMissingHugetlbController drops the hugepage limits of pods and containers on a
+	// host without a hugetlb cgroup controller (a kubelet sends one for every page size the
+	// node has); false refuses them with FailedPrecondition.
+	TolerateMissingHugetlbController bool `toml:"tolerate_missing_hugetlb_controller" json:"tolerate_missing_hugetlb_controller"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -97,6 +101,7 @@ func Default() Config {
 		Network:      Network{ConfDir: DefaultCNIConfDir, BinDirs: []string{DefaultCNIBinDir}},
 		Streaming:    Streaming{Address: DefaultStreamAddr},
 		Registries:   map[string]Registry{},
+		Runtime:      Runtime{TolerateMissingHugetlbController: true},
 	}
 }
 

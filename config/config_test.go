@@ -86,3 +86,22 @@ func TestBadFilesNameKeyAndLine(t *testing.T) {
 		})
 	}
 }
+
+func TestTolerateMissingHugetlbController(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want bool
+	}{
+		{"", true},
+		{"[runtime]\ntolerate_missing_hugetlb_controller = false\n", false},
+		{"[runtime]\ntolerate_missing_hugetlb_controller = true\n", true},
+	} {
+		c, err := Parse("peapod.toml", []byte(tc.file))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.file, err)
+		}
+		if c.Runtime.TolerateMissingHugetlbController != tc.want {
+			t.Errorf("%q: tolerate_missing_hugetlb_controller = %v, want %v", tc.file, c.Runtime.TolerateMissingHugetlbController, tc.want)
+		}
+	}
+}

@@ -381,7 +381,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 		podPidNS = r.info.PidNamespace
 		shimc = readyShim(r)
 	}
-	in, err := m.specInput(pod, c, img, rootfs, podPidNS)
+	in, err := m.specInput(ctx, pod, c, img, rootfs, podPidNS)
 	if err != nil {
 		return Container{}, err
 	}

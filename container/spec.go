@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/container/spec"
 	"github.com/peapod-runtime/peapod/images"
+	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/volumes"
@@ -24,7 +26,7 @@ import (
 
 // specInput completes the request's spec input with what the pod, the image and the node
 // decide.
-func (m *Manager) specInput(pod sandbox.Sandbox, c Container, img *images.Image, rootfs, podPidNS string) (spec.Input, error) {
+func (m *Manager) specInput(ctx context.Context, pod sandbox.Sandbox, c Container, img *images.Image, rootfs, podPidNS string) (spec.Input, error) {
 	in := c.Config.Spec
 	in.ID = c.ID
 	in.RootfsPath = rootfs
@@ -86,7 +88,8 @@ func (m *Manager) specInput(pod sandbox.Sandbox, c Container, img *images.Image,
 	}
 	// The node's pids limit applies to every container, whatever it asks for.
 	res.PidsLimit = m.opts.PidsLimit
-	if err := m.opts.Cgroups.CheckResources(res); err != nil {
+	res, err := m.opts.Cgroups.CheckResources(log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID)), res)
+	if err != nil {
 		return spec.Input{}, err
 	}
 	in.Resources = res.ToSpec(m.opts.Cgroups.IsV2())

@@ -39,7 +39,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *cgroups.R
 		return fmt.Errorf("container %s is %s: only a created or running container's resources can change: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
 	merged := mergeResources(c.Config.Resources, res)
-	if err := m.opts.Cgroups.CheckResources(merged); err != nil {
+	if _, err := m.opts.Cgroups.CheckResources(ctx, merged); err != nil {
 		return fmt.Errorf("update container %s resources: %w", c.ID, err)
 	}
 	if c.CgroupPath == "" {
@@ -48,7 +48,10 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *cgroups.R
 	// Write only what the request sets, so that an untouched setting is never rewritten; but
 	// memory and memory+swap go together, which lets the cgroup library order the two writes
 	// (v1 refuses a memory limit above memory+swap at every step).
-	apply := *res
+	apply, err := m.opts.Cgroups.CheckResources(ctx, *res)
+	if err != nil {
+		return fmt.Errorf("update container %s resources: %w", c.ID, err)
+	}
 	apply.OomScoreAdj = 0
 	if apply.MemoryLimitInBytes != 0 || apply.MemorySwapLimitInBytes != 0 {
 		apply.MemoryLimitInBytes, apply.MemorySwapLimitInBytes = merged.MemoryLimitInBytes, merged.MemorySwapLimitInBytes

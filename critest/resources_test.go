@@ -188,19 +188,13 @@ func TestResourcesLimitsAndUpdate(t *testing.T) {
 }
 
 // TestResourcesRefused: invalid resources at creation are a clear error that leaves nothing
-// behind; hugepage limits are FailedPrecondition on a host without a hugetlb hierarchy.
+// behind (hugepage limits on a host without hugetlb: hugetlb_test.go).
 func TestResourcesRefused(t *testing.T) {
 	pod := newTestPod(t, "resources-refused", nil)
 	pod.refused(t, withResources("negative-quota", &runtimeapi.LinuxContainerResources{CpuQuota: -5}), codes.InvalidArgument, "cpu_quota")
 	pod.refused(t, withResources("tiny-memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 * mib}), codes.InvalidArgument, "memory_limit_in_bytes")
 	pod.refused(t, withResources("bad-shares", &runtimeapi.LinuxContainerResources{CpuShares: 1 << 20}), codes.InvalidArgument, "cpu_shares")
 	pod.refused(t, withResources("bad-oom", &runtimeapi.LinuxContainerResources{OomScoreAdj: 5000}), codes.InvalidArgument, "oom_score_adj")
-	if _, err := os.Stat("/sys/fs/cgroup/hugetlb"); err == nil || framework.External() {
-		t.Log("this host has a hugetlb hierarchy (or the runtime is not ours): hugepage refusal not checked")
-	} else if _, err := os.Stat("/sys/kernel/mm/hugepages/hugepages-2048kB"); err == nil {
-		pod.refused(t, withResources("hugepages", &runtimeapi.LinuxContainerResources{
-			HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 4 * mib}}}), codes.FailedPrecondition, "hugetlb")
-	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
 		// cgroup v1: a cgroup v2 setting cannot be honoured.
 		pod.refused(t, withResources("unified-on-v1", &runtimeapi.LinuxContainerResources{

@@ -2,10 +2,13 @@ package critest
 
 import (
 	"encoding/json"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
@@ -23,8 +26,16 @@ func TestVersion(t *testing.T) {
 	if v.Version != "0.1.0" {
 		t.Errorf("Version (the kubelet API version) = %q, want 0.1.0", v.Version)
 	}
-	if v.RuntimeVersion == "" {
-		t.Errorf("RuntimeVersion is empty")
+	// A kubelet parses RuntimeVersion as a semantic version; the node shows
+	// "<name>://Unknown" when it is not one.
+	if _, err := utilversion.ParseSemantic(v.RuntimeVersion); err != nil {
+		t.Errorf("RuntimeVersion %q is not a semantic version: %v", v.RuntimeVersion, err)
+	}
+	if d := env.Daemon; d != nil && !framework.External() {
+		out, err := exec.Command(d.Binary(), "--version").CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != "peapod "+v.RuntimeVersion {
+			t.Errorf("peapod --version printed %q (%v), want %q", got, err, "peapod "+v.RuntimeVersion)
+		}
 	}
 	if !framework.External() && v.RuntimeName != "peapod" {
 		t.Errorf("RuntimeName = %q, want peapod", v.RuntimeName)

@@ -156,7 +156,9 @@ func (k *kernel) setup(ctx context.Context, sb *Sandbox) (retErr error) {
 	}
 	var res cgroups.Resources
 	if c.Resources != nil {
-		res = *c.Resources
+		if res, err = k.cgroups.CheckResources(ctx, *c.Resources); err != nil {
+			return err
+		}
 	}
 	if err := k.cgroups.CreatePod(ctx, parent, class, res.ToSpec(k.cgroups.IsV2())); err != nil {
 		return fmt.Errorf("create pod cgroup %s: %w", parent, err)

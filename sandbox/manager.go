@@ -282,10 +282,12 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res cgroups.Re
 		return fmt.Errorf("pod %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
 	}
 	cg := m.kernel.cgroups
-	if err := cg.CheckResources(res); err != nil {
+	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
+	applied, err := cg.CheckResources(ctx, res)
+	if err != nil {
 		return err
 	}
-	if err := cg.Update(ctx, sb.CgroupParent, res.ToSpec(cg.IsV2())); err != nil {
+	if err := cg.Update(ctx, sb.CgroupParent, applied.ToSpec(cg.IsV2())); err != nil {
 		return fmt.Errorf("resize pod cgroup %s: %w", sb.CgroupParent, err)
 	}
 	sb.Config.Resources = &res

@@ -23,9 +23,6 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // init is libcontainer's re-exec hook, the one init() peapod allows: `peapod-shim init` has
 // already been through nsenter's C constructor and must become the container's init before
 // main runs.

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	plog "github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/internal/version"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/libct"
 )
@@ -33,7 +34,7 @@ func run(args []string) int {
 	case "serve":
 		return serve(args[1:])
 	case "version", "--version":
-		fmt.Println("peapod-shim", version)
+		fmt.Println("peapod-shim", version.String())
 		return 0
 	case "pause":
 		// pause.go's constructor runs the holder before Go starts; getting here means the
@@ -111,7 +112,7 @@ func serve(args []string) int {
 		// A shim is idle most of its life: give the memory of a burst of calls (a create, a
 		// large exec) back at once rather than when the scavenger gets to it.
 		OnIdle:  func() { releaseMemory(log) },
-		Version: version,
+		Version: version.String(),
 		Seccomp: seccomp.Enabled,
 	})
 	if err != nil {

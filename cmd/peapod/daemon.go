@@ -20,6 +20,7 @@ import (
 	"github.com/peapod-runtime/peapod/container/spec"
 	"github.com/peapod-runtime/peapod/cri"
 	"github.com/peapod-runtime/peapod/images"
+	"github.com/peapod-runtime/peapod/internal/version"
 	"github.com/peapod-runtime/peapod/netns/cni"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/stats"
@@ -78,7 +79,8 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
-	cgroupManager, err := cgroups.NewManager(cfg.CgroupDriver, logger.Named("cgroups"))
+	cgroupManager, err := cgroups.NewManager(cfg.CgroupDriver, logger.Named("cgroups"),
+		cgroups.WithTolerateMissingHugetlb(cfg.Runtime.TolerateMissingHugetlbController))
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
@@ -133,7 +135,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	defer streams.Close()
 	srv := cri.New(cri.Options{
-		Config: cfg, DB: db, Logger: logger, Version: version,
+		Config: cfg, DB: db, Logger: logger, Version: version.String(),
 		Network: network, Sandboxes: sandboxes, Images: imageService, Containers: containers,
 		Stats: collector, Streams: streams,
 	})
@@ -168,7 +170,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		srv.SetReady()
 	}()
 	logger.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
-		zap.String("state", cfg.State), zap.Stringer("streaming", streams.Addr()), zap.String("version", version))
+		zap.String("state", cfg.State), zap.Stringer("streaming", streams.Addr()), zap.String("version", version.String()))
 
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()

@@ -11,10 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/peapod-runtime/peapod/internal/version"
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -26,7 +25,7 @@ func run(args []string, stderr io.Writer) int {
 		args = args[1:]
 	}
 	if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
-		fmt.Fprintln(stderr, "peapod", version)
+		fmt.Fprintln(stderr, "peapod", version.String())
 		return 0
 	}
 	fs := flag.NewFlagSet("peapod", flag.ContinueOnError)

@@ -554,6 +554,9 @@ func (d *Daemon) PID() int {
 // Dir is the temporary directory holding everything the framework created for the daemon.
 func (d *Daemon) Dir() string { return d.dir }
 
+// Binary is the peapod binary the daemon runs.
+func (d *Daemon) Binary() string { return d.opts.bin }
+
 // Root is the daemon's --root.
 func (d *Daemon) Root() string { return d.root }
 

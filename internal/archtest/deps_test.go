@@ -35,7 +35,7 @@ func TestTransitiveDependencies(t *testing.T) {
 		// gRPC status codes, so grpc/status and grpc/codes are linked, gRPC itself is not.
 		{
 			pkg: "cmd/peapod-shim", tags: "seccomp",
-			own: []string{"internal/log", "shim", "shim/api", "shim/libct"},
+			own: []string{"internal/log", "internal/version", "shim", "shim/api", "shim/libct"},
 			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
 				"github.com/containernetworking", "google.golang.org/grpc/internal/transport"},
 			bannedExact: []string{"google.golang.org/grpc"},
