@@ -12,7 +12,7 @@ BIN     := bin
 # binary cannot load) out.
 SHIM_TAGS := seccomp netgo osusergo
 
-.PHONY: help build run test bench lint clean deps upstream-critest
+.PHONY: help build run test bench bench-cluster lint clean deps upstream-critest cluster cluster-down k8s-binaries
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,11 +28,24 @@ build: ## build bin/peapod, bin/peapod-shim and the CNI plugins in bin/cni
 run: deps build ## build, then run the daemon on defaults in the foreground
 	$(BIN)/peapod
 
-test: deps build ## unit and integration tests (needs root); lists every skip and its reason
+test: deps build k8s-binaries ## unit, integration and e2e tests (needs root); lists every skip and its reason
 	@hack/test.sh
 
-bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS
+bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS; the cluster's: make bench-cluster
 	$(GO) run ./critest/bench $(BENCH_ARGS)
+	@echo "(a real kubelet's figures, on a one-node cluster: make bench-cluster)"
+
+bench-cluster: deps build ## pod start-up through a real one-node cluster (static pod, kubectl apply, Deployment)
+	@hack/cluster-bench.sh
+
+k8s-binaries: ## build the pinned Kubernetes binaries and etcd into their cache (hack/k8s-build.sh)
+	@hack/k8s-build.sh
+
+cluster: deps build ## a one-node Kubernetes on peapod on this machine (admin kubeconfig in /var/lib/peapod-cluster)
+	@hack/cluster.sh up
+
+cluster-down: ## stop the one-node cluster and remove everything it made
+	@hack/cluster.sh down
 
 upstream-critest: build ## cri-tools' own conformance suite against peapod: CRITEST=/path/to/critest [CRITEST_ARGS=...]
 	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }
