@@ -51,6 +51,16 @@ PIDS=$CLUSTER_RUN/pids
 SOCKET=$CLUSTER_RUN/peapod.sock
 ADMIN=$CLUSTER_DIR/admin.kubeconfig
 NODE=$(hostname | tr '[:upper:]' '[:lower:]')
+# The node's address: the kubelet serves on it (not on 127.0.0.1, because the apiserver's node
+# proxy, behind /api/v1/nodes/<node>/proxy/stats/summary, refuses loopback addresses) and
+# reports it as the node's InternalIP. The source address of the default route, else the
+# first IPv4 address of the machine.
+node_ip() {
+  local ip
+  ip=$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}' | head -n 1)
+  [ -n "$ip" ] || ip=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | head -n 1)
+  echo "$ip"
+}
 
 # The node-wide settings a kubelet changes (its kernel tunables) and the one the bridge plugin
 # may change: noted at up, restored at down.
@@ -346,7 +356,7 @@ EOF
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI/ca.crt" \
-    --kubelet-preferred-address-types=Hostname,InternalIP,InternalDNS,ExternalDNS,ExternalIP \
+    --kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
@@ -373,10 +383,14 @@ EOF
     --authorization-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
     --profiling=false
 
+  local nodeip
+  nodeip=$(node_ip)
+  [ -n "$nodeip" ] || die "this machine has no IPv4 address besides loopback: the kubelet needs one"
+  echo "$nodeip" >"$CLUSTER_RUN/node-ip"
   cat >"$CLUSTER_DIR/kubelet-base.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: $nodeip
 port: $KUBELET_PORT
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -430,10 +444,16 @@ EOF
 # waits until it is healthy and the node Ready.
 start_kubelet() {
   local k8s=$1
-  { cat "$CLUSTER_DIR/kubelet-base.yaml"; printf '%s\n' "${PEAPOD_CLUSTER_KUBELET_EXTRA:-}"; } >"$CLUSTER_DIR/kubelet.yaml"
+  local extra=${PEAPOD_CLUSTER_KUBELET_EXTRA:-} keys
+  # A top-level key of the extra lines replaces the base's (YAML keys must be unique).
+  keys=$(printf '%s\n' "$extra" | sed -n 's/^\([A-Za-z]*\):.*/\1/p' | paste -sd' ' -)
+  {
+    awk -v keys=" $keys " '/^[^ #]/ { k = $0; sub(/:.*/, "", k); skip = index(keys, " " k " ") > 0 } !skip' "$CLUSTER_DIR/kubelet-base.yaml"
+    printf '%s\n' "$extra"
+  } >"$CLUSTER_DIR/kubelet.yaml"
   start kubelet "$k8s/kubelet" --config="$CLUSTER_DIR/kubelet.yaml" \
     --kubeconfig="$CLUSTER_DIR/kubelet.kubeconfig" --root-dir="$KUBELET_DIR" \
-    --cert-dir="$KUBELET_DIR/pki" --hostname-override="$NODE"
+    --cert-dir="$KUBELET_DIR/pki" --hostname-override="$NODE" --node-ip="$(cat "$CLUSTER_RUN/node-ip")"
   wait_for "the kubelet" 120 kubelet curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
   wait_for "node $NODE to be Ready" 120 kubelet "$k8s/kubectl" --kubeconfig "$ADMIN" wait --for=condition=Ready "node/$NODE" --timeout=2s
 }
