@@ -188,7 +188,7 @@ func (b *bench) staticPod(ctx context.Context, name string) (time.Duration, erro
 		return 0, err
 	}
 	filter := &runtimeapi.ContainerFilter{
-		State:         &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
+		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
 		// The kubelet names a static pod <name>-<node>.
 		LabelSelector: map[string]string{"io.kubernetes.pod.name": name + "-" + b.node, "io.kubernetes.pod.namespace": b.ns},
 	}
