@@ -205,6 +205,9 @@ EOF
 save_node_state() {
   local s
   mkdir -p "$CLUSTER_RUN/saved"
+  # The kubelet's device manager makes /var/lib/kubelet/device-plugins/kubelet.sock whatever
+  # its --root-dir.
+  [ -e /var/lib/kubelet ] || touch "$CLUSTER_RUN/saved/no-var-lib-kubelet"
   for s in "${SYSCTLS[@]}"; do
     sysctl -n "$s" >"$CLUSTER_RUN/saved/$s" 2>/dev/null || true
   done
@@ -217,10 +220,14 @@ save_node_state() {
 
 restore_node_state() {
   local s v f
+  if [ -e "$CLUSTER_RUN/saved/no-var-lib-kubelet" ]; then
+    rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+    rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet 2>/dev/null || true
+  fi
   for f in "$CLUSTER_RUN"/saved/*.*; do
     [ -e "$f" ] || continue
     s=${f##*/}
-    case $s in *.chains) continue ;; esac
+    case $s in *.chains | no-*) continue ;; esac
     v=$(cat "$f")
     [ -n "$v" ] && [ "$(sysctl -n "$s" 2>/dev/null)" != "$v" ] && sysctl -q -w "$s=$v" >/dev/null 2>&1 || true
   done
