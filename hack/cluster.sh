@@ -271,6 +271,8 @@ up() {
     die "a cluster runs already (hack/cluster.sh status; hack/cluster.sh down to stop it)"
   fi
   local t0=$SECONDS
+  # A failed up takes down what it started (the logs stay).
+  trap 'rc=$?; if [ $rc -ne 0 ]; then say "up failed: taking down what started (logs: $CLUSTER_LOGS)"; down quiet; fi' EXIT
   build
   local k8s
   k8s=$("$repo/hack/k8s-build.sh" --bindir)
@@ -348,6 +350,7 @@ EOF
   start peapod "$bin/peapod" --config "$CLUSTER_DIR/peapod.toml"
   wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
 
+  # A throwaway etcd: no fsync (a cluster for tests and trials, brought up afresh each time).
   start etcd "$k8s/etcd" --name peapod --data-dir "$CLUSTER_DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -433,6 +436,7 @@ evictionHard:
 EOF
   start_kubelet "$k8s"
   wait_for "the default service account" 60 kube-controller-manager "$k8s/kubectl" --kubeconfig "$ADMIN" get serviceaccount default
+  trap - EXIT
   say "up in $((SECONDS - t0))s: node $NODE Ready on peapod ($SOCKET)"
   cat <<EOF
 
