@@ -289,6 +289,7 @@ up() {
   # Leftovers of a cluster that was not brought down cleanly.
   [ -d "$CLUSTER_RUN" ] && down quiet
   mkdir -p "$CLUSTER_DIR" "$CLUSTER_RUN" "$PIDS" "$CLUSTER_LOGS" "$MANIFESTS" "$KUBELET_DIR" "$POD_LOGS"
+  rm -f "$CLUSTER_LOGS"/kubelet.log.* # the previous cluster's restarted kubelets
   save_node_state
 
   # Binaries copied, so a `make build` while the cluster runs does not change its peapod.
