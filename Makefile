@@ -22,7 +22,7 @@ CONFDIR ?= /etc/peapod
 UNITDIR ?= /etc/systemd/system
 CNI_PLUGINS := bridge host-local loopback portmap
 
-.PHONY: help build run test fuzz bench lint clean deps upstream-critest install uninstall
+.PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,14 +65,27 @@ uninstall: ## remove what install added: the config file only if it is still the
 run: deps build ## build, then run the daemon on defaults in the foreground
 	$(BIN)/peapod
 
-test: deps build ## unit and integration tests (needs root); lists every skip and its reason
+test: deps build k8s-binaries ## unit, integration and e2e tests (needs root); lists every skip and its reason
 	@hack/test.sh
 
 fuzz: ## every Go fuzz target for FUZZTIME each (default 10s); crashers land in testdata/fuzz
 	@FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
-bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS
+bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS; the cluster's: make bench-cluster
 	$(GO) run ./critest/bench $(BENCH_ARGS)
+	@echo "(a real kubelet's figures, on a one-node cluster: make bench-cluster)"
+
+bench-cluster: deps build ## pod start-up through a real one-node cluster (static pod, kubectl apply, Deployment)
+	@hack/cluster-bench.sh
+
+k8s-binaries: ## build the pinned Kubernetes binaries and etcd into their cache (hack/k8s-build.sh)
+	@hack/k8s-build.sh
+
+cluster: deps build ## a one-node Kubernetes on peapod on this machine (admin kubeconfig in /var/lib/peapod-cluster)
+	@hack/cluster.sh up
+
+cluster-down: ## stop the one-node cluster and remove everything it made
+	@hack/cluster.sh down
 
 upstream-critest: build ## cri-tools' own conformance suite against peapod: CRITEST=/path/to/critest [CRITEST_ARGS=...]
 	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }

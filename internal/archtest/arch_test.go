@@ -75,8 +75,9 @@ var exclusive = []struct {
 	{"k8s.io/cri-api", []string{"cri", "critest"}},
 	{"k8s.io/cri-streaming", []string{"stream"}},
 	{"k8s.io/streaming", []string{"stream"}},
-	// client-go is only the client side of the streaming protocols, in tests.
-	{"k8s.io/client-go", []string{"critest"}},
+	// client-go is only the client side of the streaming protocols, in tests, and the e2e
+	// suite's client of the cluster's apiserver.
+	{"k8s.io/client-go", []string{"critest", "e2e"}},
 	{"github.com/google/go-containerregistry", []string{"images", "critest"}},
 	// The Prometheus client and the gRPC ecosystem's interceptors: metrics reports for
 	// everyone else through hooks; critest parses scrapes.
