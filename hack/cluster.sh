@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-node Kubernetes on peapod, on this machine, everything on 127.0.0.1 (make cluster,
+# A one-node Kubernetes on peapod, on this machine, on 127.0.0.1 and a dummy link of its own (make cluster,
 # make cluster-down, and the e2e suite's TestMain).
 #
 #   hack/cluster.sh up      builds what is missing (peapod; the Kubernetes binaries through
@@ -53,13 +53,18 @@ ADMIN=$CLUSTER_DIR/admin.kubeconfig
 NODE=$(hostname | tr '[:upper:]' '[:lower:]')
 # The node's address: the kubelet serves on it (not on 127.0.0.1, because the apiserver's node
 # proxy, behind /api/v1/nodes/<node>/proxy/stats/summary, refuses loopback addresses) and
-# reports it as the node's InternalIP. The source address of the default route, else the
-# first IPv4 address of the machine.
+# reports it as the node's InternalIP. It is an address of the cluster's own, on a dummy link
+# up makes and down removes, so that no traffic of the cluster goes to an address of the
+# machine's real interfaces.
+NODE_LINK=ppk8snode0
+NODE_IP=10.87.0.1
 node_ip() {
-  local ip
-  ip=$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}' | head -n 1)
-  [ -n "$ip" ] || ip=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | head -n 1)
-  echo "$ip"
+  if [ ! -e "/sys/class/net/$NODE_LINK" ]; then
+    ip link add "$NODE_LINK" type dummy || die "cannot create the node's dummy link $NODE_LINK"
+  fi
+  ip addr replace "$NODE_IP/32" dev "$NODE_LINK"
+  ip link set "$NODE_LINK" up
+  echo "$NODE_IP"
 }
 
 # The node-wide settings a kubelet changes (its kernel tunables) and the one the bridge plugin
@@ -170,7 +175,7 @@ gen_pki() {
   ca ca "peapod-cluster-ca"
   ca front-proxy-ca "peapod-cluster-front-proxy-ca"
   local ips
-  ips=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | sed 's/^/IP:/' | paste -sd, -)
+  ips=IP:$(node_ip)
   cert apiserver ca "/CN=kube-apiserver" serverAuth \
     "DNS:localhost,DNS:$NODE,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$SERVICE_IP${ips:+,$ips}"
   cert apiserver-kubelet-client ca "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
@@ -406,7 +411,6 @@ EOF
 
   local nodeip
   nodeip=$(node_ip)
-  [ -n "$nodeip" ] || die "this machine has no IPv4 address besides loopback: the kubelet needs one"
   echo "$nodeip" >"$CLUSTER_RUN/node-ip"
   cat >"$CLUSTER_DIR/kubelet-base.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -530,6 +534,9 @@ down() {
   # The network: the bridge (its veths went with the pods' namespaces).
   if [ -e "/sys/class/net/$BRIDGE" ]; then
     ip link del "$BRIDGE" 2>/dev/null || say "cannot delete bridge $BRIDGE"
+  fi
+  if [ -e "/sys/class/net/$NODE_LINK" ]; then
+    ip link del "$NODE_LINK" 2>/dev/null || say "cannot delete the node's dummy link $NODE_LINK"
   fi
   restore_node_state
   # The kubelet's links to container logs, into the cluster's pod log dir.
