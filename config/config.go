@@ -153,6 +153,21 @@ func describe(path string, err error) error {
 	return fmt.Errorf("%s: %v: %w", path, err, errdefs.ErrInvalidArgument)
 }
 
+// MaxSocketPath is the longest path a unix socket can be bound or reached at: sun_path is
+// 108 bytes, one of them the terminating NUL. A longer path fails only when a socket is
+// used (EINVAL), so peapod checks its socket paths before it starts.
+const MaxSocketPath = 107
+
+// CheckSocketPath fails when path is too long for a unix socket, naming key (the setting
+// it comes from), the path, its length and the limit.
+func CheckSocketPath(key, path string) error {
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("key %q: socket path %s is %d bytes, over the %d-byte limit of unix socket paths: choose a shorter path: %w",
+			key, path, len(path), MaxSocketPath, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // Validate checks values the types alone do not.
 func (c Config) Validate() error {
 	for key, dir := range map[string]string{"root": c.Root, "state": c.State, "listen": c.Listen, "network.conf_dir": c.Network.ConfDir} {
@@ -176,6 +191,14 @@ func (c Config) Validate() error {
 	}
 	if c.Debug.Address != "" && !filepath.IsAbs(c.Debug.Address) {
 		return fmt.Errorf("key \"debug.address\": %q must be an absolute socket path: %w", c.Debug.Address, errdefs.ErrInvalidArgument)
+	}
+	if err := CheckSocketPath("listen", c.Listen); err != nil {
+		return err
+	}
+	if c.Debug.Address != "" {
+		if err := CheckSocketPath("debug.address", c.Debug.Address); err != nil {
+			return err
+		}
 	}
 	for host, r := range c.Registries {
 		if host == "" || strings.ContainsAny(host, "/ ") {

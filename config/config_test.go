@@ -68,6 +68,8 @@ func TestBadFilesNameKeyAndLine(t *testing.T) {
 		{"relative root", "root = \"var\"\n", []string{`"root"`}},
 		{"bad mirror", "[registries.\"a.io\"]\nmirrors = [\"127.0.0.1:5000\"]\n", []string{"registries.a.io.mirrors"}},
 		{"bad level", "log_level = \"loud\"\n", []string{"log_level"}},
+		{"listen socket too long", "listen = \"/" + strings.Repeat("l", 107) + "\"\n", []string{`"listen"`, "107-byte limit", "108 bytes", "/" + strings.Repeat("l", 107)}},
+		{"debug socket too long", "[debug]\naddress = \"/" + strings.Repeat("d", 107) + "\"\n", []string{"debug.address", "107-byte limit"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +104,19 @@ func TestTolerateMissingHugetlbController(t *testing.T) {
 		}
 		if c.Runtime.TolerateMissingHugetlbController != tc.want {
 			t.Errorf("%q: tolerate_missing_hugetlb_controller = %v, want %v", tc.file, c.Runtime.TolerateMissingHugetlbController, tc.want)
+		}
+	}
+}
+
+func TestSocketPathLimit(t *testing.T) {
+	for n, ok := range map[int]bool{MaxSocketPath: true, MaxSocketPath + 1: false} {
+		p := "/" + strings.Repeat("s", n-1)
+		err := CheckSocketPath("listen", p)
+		if (err == nil) != ok {
+			t.Errorf("%d-byte path: %v", n, err)
+		}
+		if !ok && (!errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), p)) {
+			t.Errorf("%d-byte path: %v; want InvalidArgument naming it", n, err)
 		}
 	}
 }

@@ -368,6 +368,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 		if c.LogPath, err = logPath(pod.Config.LogDirectory, cfg.LogPath); err != nil {
 			return Container{}, err
 		}
+		c.LogDirectory = pod.Config.LogDirectory
 	}
 
 	// Only a container in the pod's shared PID namespace needs the shim now: the shim holds
@@ -481,18 +482,18 @@ func shimCreate(ctx context.Context, client *shim.Client, o shim.CreateOptions) 
 	}
 }
 
-// logPath joins the kubelet's relative log path onto the pod's log directory, refusing any
-// escape, and makes the parent directory.
+// logPath joins the kubelet's relative log path onto the pod's log directory and creates
+// the file there, refusing (InvalidArgument) any path that leaves the directory, through
+// ".." or through a symlink found in it. The shim opens the file the same way.
 func logPath(dir, rel string) (string, error) {
-	if filepath.IsAbs(rel) {
-		rel = strings.TrimPrefix(rel, "/")
+	rel = strings.TrimPrefix(rel, "/")
+	f, err := shim.OpenLogFile(dir, rel)
+	if err != nil {
+		return "", fmt.Errorf("container log: %w", err)
 	}
-	p := filepath.Join(dir, rel)
-	if r, err := filepath.Rel(dir, p); err != nil || r == "." || strings.HasPrefix(r, "..") {
-		return "", fmt.Errorf("log path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return "", fmt.Errorf("create log directory: %w", err)
+	p := f.Name()
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("container log %s: %w", p, err)
 	}
 	return p, nil
 }

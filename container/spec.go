@@ -117,7 +117,7 @@ func shimCreateOptions(c Container, s *specs.Spec, rootfs string) shim.CreateOpt
 	return shim.CreateOptions{
 		ID: c.ID, Spec: s, Rootfs: rootfs,
 		Stdin: c.Config.Stdin, StdinOnce: c.Config.StdinOnce, Tty: c.Config.TTY,
-		LogPath: c.LogPath,
+		LogPath: c.LogPath, LogRoot: c.LogDirectory,
 	}
 }
 

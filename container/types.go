@@ -87,6 +87,9 @@ type Container struct {
 	Pid        int       `json:"pid,omitempty"`
 	// LogPath is the absolute log file path ("" when the kubelet gave none).
 	LogPath string `json:"log_path_abs,omitempty"`
+	// LogDirectory is the pod's log directory, which LogPath lies beneath: the shim opens
+	// the log relative to it, never through a symlink.
+	LogDirectory string `json:"log_directory,omitempty"`
 	// User is who the process runs as.
 	User spec.User `json:"user"`
 	// StopSignal is the resolved stop signal name.

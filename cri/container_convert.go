@@ -32,6 +32,9 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	if c.GetImage().GetImage() == "" {
 		return container.Config{}, fmt.Errorf("config.image.image is required: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := checkMetadataSize("container config", c.GetLabels(), c.GetAnnotations()); err != nil {
+		return container.Config{}, err
+	}
 	hash, err := configHash(req)
 	if err != nil {
 		return container.Config{}, err

@@ -28,17 +28,27 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 }
 
 // maxExecResponse is the most output one ExecSync answer carries: the kubelet's CRI client
-// refuses messages over 16 MiB, so the two streams (each already capped at 16 MiB by the
-// shim) share that, less room for the message's framing and exit code.
+// (and crictl, which uses it) refuses messages over 16 MiB, so the two streams (each already
+// capped at 16 MiB by the shim) share that, less room for the message's framing and exit
+// code. Raising the server's send limit would not help: the client would refuse the answer.
 const maxExecResponse = 16<<20 - 64
 
-// fitExecOutput cuts stdout, then stderr, so that together they fit maxExecResponse.
+// fitExecOutput cuts the streams so that together they fit maxExecResponse, each stream
+// bounded on its own: neither can crowd the other out. A stream within half the room keeps
+// all of it and the other takes what is left; when both are larger, each keeps its first
+// half of the room. Only the end of a stream is ever cut.
 func fitExecOutput(stdout, stderr []byte) ([]byte, []byte) {
-	if len(stderr) > maxExecResponse {
-		stderr = stderr[:maxExecResponse]
+	if len(stdout)+len(stderr) <= maxExecResponse {
+		return stdout, stderr
 	}
-	if room := maxExecResponse - len(stderr); len(stdout) > room {
-		stdout = stdout[:room]
+	const half = maxExecResponse / 2
+	switch {
+	case len(stdout) <= half:
+		stderr = stderr[:maxExecResponse-len(stdout)]
+	case len(stderr) <= half:
+		stdout = stdout[:maxExecResponse-len(stderr)]
+	default:
+		stdout, stderr = stdout[:half], stderr[:maxExecResponse-half]
 	}
 	return stdout, stderr
 }

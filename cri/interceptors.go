@@ -72,6 +72,11 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		return nil, err
 	}
 	resp, err := handler(ctx, req)
+	if err == nil {
+		if err = checkReplySize(method, resp); err != nil {
+			resp = nil
+		}
+	}
 	return resp, s.end(ctx, method, start, err)
 }
 

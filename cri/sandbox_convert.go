@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -69,6 +70,13 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 	}
 	if !knownHandlers[req.GetRuntimeHandler()] {
 		return sandbox.Config{}, fmt.Errorf("runtime handler %q is not configured (peapod answers to \"\", \"peapod\" and \"runc\"): %w", req.GetRuntimeHandler(), errdefs.ErrInvalidArgument)
+	}
+	// Container logs are opened beneath it, by the daemon and by the pod's shim alike.
+	if d := c.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {
+		return sandbox.Config{}, fmt.Errorf("config.log_directory %q must be an absolute path: %w", d, errdefs.ErrInvalidArgument)
+	}
+	if err := checkMetadataSize("pod sandbox config", c.GetLabels(), c.GetAnnotations()); err != nil {
+		return sandbox.Config{}, err
 	}
 	hash, err := configHash(req)
 	if err != nil {

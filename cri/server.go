@@ -81,6 +81,9 @@ func (s *Server) Register(g *grpc.Server) {
 // ServerOptions returns the interceptors every CRI server must run with.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		// No answer goes out larger than the clients take; the unary interceptor refuses
+		// one with a clear error before it gets here.
+		grpc.MaxSendMsgSize(maxReplySize),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}

@@ -45,7 +45,7 @@ func newKernel(opts Options) (*kernel, error) {
 		return nil, fmt.Errorf("sandbox manager needs a store, a cgroup manager and a state dir: %w", errdefs.ErrInvalidArgument)
 	}
 	k := &kernel{
-		podsDir: filepath.Join(opts.StateDir, "pods"),
+		podsDir: filepath.Join(opts.StateDir, podsDirName),
 		nsDir:   filepath.Join(opts.StateDir, "ns"),
 		network: opts.Network,
 		cgroups: opts.Cgroups,
@@ -57,6 +57,13 @@ func newKernel(opts Options) (*kernel, error) {
 	}
 	return k, nil
 }
+
+// podsDirName is the directory of the state dir that holds one directory per pod.
+const podsDirName = "pods"
+
+// PodDir is the directory of pod id's volatile files, its shim's sockets among them, under
+// the daemon's state dir stateDir.
+func PodDir(stateDir, id string) string { return filepath.Join(stateDir, podsDirName, id) }
 
 func hostNetwork(c Config) bool { return c.Namespaces.Network == ModeNode }
 func hostIPC(c Config) bool     { return c.Namespaces.IPC == ModeNode }
@@ -103,7 +110,7 @@ func (k *kernel) networkOptions(c Config) cni.SetupOptions {
 // setup makes the pod real. On failure it undoes everything it did.
 func (k *kernel) setup(ctx context.Context, sb *Sandbox) (retErr error) {
 	c := sb.Config
-	sb.Dir = filepath.Join(k.podsDir, sb.ID)
+	sb.Dir = filepath.Join(k.podsDir, sb.ID) // PodDir
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)

@@ -76,8 +76,11 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// IDLength is the length of every pod id: the hex of 32 random bytes.
+const IDLength = 64
+
 func newID() string {
-	var b [32]byte
+	var b [IDLength / 2]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }

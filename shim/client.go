@@ -142,12 +142,17 @@ func readReady(b []byte) error {
 }
 
 // Connect connects to the shim serving socketPath (SocketPath of the pod's state dir).
-// A missing or dead shim gives an error wrapping errdefs.ErrUnavailable.
+// A shim that cannot be reached, for whatever reason the dial fails (missing, dead, a
+// socket path the kernel refuses), gives an error wrapping errdefs.ErrUnavailable: the
+// caller then cleans up after it as after a dead shim. Only ctx's end is not Unavailable.
 func Connect(ctx context.Context, socketPath string) (*Client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socketPath)
 	if err != nil {
-		return nil, fromWire("connect", socketPath, err)
+		if ctx.Err() != nil {
+			return nil, fromWire("connect", socketPath, err)
+		}
+		return nil, fmt.Errorf("shim connect at %s: %w: %w", socketPath, errdefs.ErrUnavailable, err)
 	}
 	done := make(chan struct{})
 	tc := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(done) }))
@@ -200,6 +205,7 @@ func (c *Client) Create(ctx context.Context, o CreateOptions) (int, error) {
 		StdinOnce: o.StdinOnce,
 		Tty:       o.Tty,
 		LogPath:   o.LogPath,
+		LogRoot:   o.LogRoot,
 	})
 	if err != nil {
 		return 0, c.err("create", err)

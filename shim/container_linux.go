@@ -136,7 +136,11 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 		hub:       newOutputHub(maxAttachBacklog),
 	}
 	if req.LogPath != "" {
-		w, err := OpenLogWriter(req.LogPath, c.log)
+		root, rel, err := splitLogPath(req.LogRoot, req.LogPath)
+		if err != nil {
+			return 0, fmt.Errorf("container %s: %w", id, err)
+		}
+		w, err := OpenLogWriter(root, rel, c.log)
 		if err != nil {
 			return 0, fmt.Errorf("container %s: %w", id, err)
 		}

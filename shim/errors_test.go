@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -53,5 +56,37 @@ func TestExecStartExitCode(t *testing.T) {
 		if code != tc.code || ok != tc.ok {
 			t.Errorf("%q: got %d %v, want %d %v", tc.msg, code, ok, tc.code, tc.ok)
 		}
+	}
+}
+
+// TestUnreachableShimIsUnavailable: any failure to dial the shim's socket means the shim
+// cannot be reached, and its callers clean up as after a dead shim. A socket path longer
+// than sun_path fails with EINVAL, not a "connection gone" errno.
+func TestUnreachableShimIsUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	loop := filepath.Join(dir, "loop.sock")
+	if err := os.Symlink(loop, loop); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]string{
+		"missing":         filepath.Join(dir, "none.sock"),
+		"too long":        "/" + strings.Repeat("x", 120) + "/shim.sock",
+		"symlink loop":    loop,
+		"not a directory": filepath.Join("/dev/null", "shim.sock"),
+	} {
+		c, err := Connect(t.Context(), p)
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: connected", name)
+			continue
+		}
+		if !errors.Is(err, errdefs.ErrUnavailable) {
+			t.Errorf("%s: %v; want ErrUnavailable", name, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := Connect(ctx, filepath.Join(dir, "none.sock")); errors.Is(err, errdefs.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v; want Canceled", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -35,6 +34,8 @@ const (
 // loses or repeats nothing.
 type LogWriter struct {
 	mu     sync.Mutex
+	root   string // the log directory, which rel never leaves
+	rel    string
 	path   string
 	f      *os.File
 	line   []byte
@@ -43,38 +44,27 @@ type LogWriter struct {
 	failed bool
 }
 
-// OpenLogWriter opens (creating it and its directory if needed) the log file at path for appending.
-func OpenLogWriter(path string, l *zap.Logger) (*LogWriter, error) {
-	w := &LogWriter{path: path, now: time.Now, log: l}
-	f, err := openLog(path)
+// OpenLogWriter opens the log file rel beneath the log directory root for appending
+// (creating it and its directories if needed), never through a symlink (see OpenLogFile).
+func OpenLogWriter(root, rel string, l *zap.Logger) (*LogWriter, error) {
+	f, err := OpenLogFile(root, rel)
 	if err != nil {
 		return nil, err
 	}
-	w.f = f
-	return w, nil
+	return &LogWriter{root: root, rel: rel, path: f.Name(), f: f, now: time.Now, log: l}, nil
 }
 
-func openLog(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create log directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open container log: %w", err)
-	}
-	return f, nil
-}
-
-// Reopen closes the file and opens path again: the kubelet has renamed the old file away.
+// Reopen closes the file and opens its path again: the kubelet has renamed the old file
+// away. The path is resolved afresh, with the same refusals as at open.
 func (w *LogWriter) Reopen() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
 		return fmt.Errorf("reopen log %s: writer is closed", w.path)
 	}
-	f, err := openLog(w.path)
+	f, err := OpenLogFile(w.root, w.rel)
 	if err != nil {
-		return err
+		return fmt.Errorf("reopen log: %w", err)
 	}
 	old := w.f
 	w.f = f

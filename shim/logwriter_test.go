@@ -27,8 +27,9 @@ func TestLogWriterFormat(t *testing.T) {
 		{name: "long line split", stream: StreamStdout, in: []string{long + "yz\n"}, want: []string{"stdout P " + long, "stdout F yz"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "sub", "0.log")
-			w, err := OpenLogWriter(path, zaptest.NewLogger(t))
+			dir := t.TempDir()
+			path := filepath.Join(dir, "sub", "0.log")
+			w, err := OpenLogWriter(dir, "sub/0.log", zaptest.NewLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +64,7 @@ func TestLogWriterFormat(t *testing.T) {
 func TestLogWriterReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "0.log")
-	w, err := OpenLogWriter(path, zaptest.NewLogger(t))
+	w, err := OpenLogWriter(dir, "0.log", zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

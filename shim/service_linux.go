@@ -37,6 +37,7 @@ func (v *service) Create(ctx context.Context, r *api.CreateRequest) (*api.Create
 			StdinOnce: r.GetStdinOnce(),
 			Tty:       r.GetTty(),
 			LogPath:   r.GetLogPath(),
+			LogRoot:   r.GetLogRoot(),
 		},
 		specJSON: r.GetSpec(),
 	})

@@ -70,8 +70,11 @@ type CreateOptions struct {
 	Stdin     bool
 	StdinOnce bool
 	Tty       bool
-	// LogPath is the CRI log file; empty discards the output.
+	// LogPath is the CRI log file's absolute path; empty discards the output.
 	LogPath string
+	// LogRoot is the pod's log directory, which LogPath lies beneath: the shim opens the
+	// file relative to it without following any symlink (OpenLogFile).
+	LogRoot string
 }
 
 // ExecSyncOptions describe a command to run in a running container. The container's process

@@ -3,7 +3,6 @@ package volumes
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,7 +96,9 @@ type MountOptions struct {
 //     the path: the CRI says the runtime errors (it does not create it, unlike containerd's
 //     CRI plugin, which makes a missing directory), and NotFound tells the caller exactly
 //     what is absent. The kubelet creates hostPath and emptyDir directories itself.
-//   - A host path that is a symlink is followed to its target.
+//   - A host path that is a symlink is followed to its target, but never through the
+//     daemon's own /proc entries (/proc/self, /proc/thread-self, /proc/<its pid or a tid>,
+//     so neither /dev/fd): ErrInvalidArgument (see ResolveHostPath).
 //   - Options are rbind, the propagation (rprivate, rslave, rshared) and ro or rw.
 //   - Bidirectional needs the host path's mount to be shared, HostToContainer needs it shared
 //     or slave; otherwise ErrFailedPrecondition naming the mount point. The caller (the
@@ -124,12 +125,12 @@ func ToOCI(mounts []Mount, opts MountOptions) ([]specs.Mount, error) {
 		if !filepath.IsAbs(m.HostPath) {
 			return nil, fmt.Errorf("mount host path %q for %s is not absolute: %w", m.HostPath, dst, errdefs.ErrInvalidArgument)
 		}
-		src, err := filepath.EvalSymlinks(m.HostPath)
+		src, err := ResolveHostPath(m.HostPath)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, errdefs.ErrNotFound) {
 				return nil, fmt.Errorf("mount host path %s for %s does not exist: %w", m.HostPath, dst, errdefs.ErrNotFound)
 			}
-			return nil, fmt.Errorf("resolve mount host path %s: %w", m.HostPath, err)
+			return nil, fmt.Errorf("mount %s: %w", dst, err)
 		}
 		if _, err := os.Stat(src); err != nil {
 			return nil, fmt.Errorf("stat mount host path %s: %w", src, err)

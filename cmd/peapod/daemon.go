@@ -8,8 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -23,6 +25,7 @@ import (
 	"github.com/peapod-runtime/peapod/internal/version"
 	"github.com/peapod-runtime/peapod/netns/cni"
 	"github.com/peapod-runtime/peapod/sandbox"
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/stats"
 	"github.com/peapod-runtime/peapod/store"
 	"github.com/peapod-runtime/peapod/stream"
@@ -52,6 +55,9 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	defer func() { _ = logger.Sync() }()
 	routeKlog(logger)
 
+	if err := checkSocketPaths(cfg); err != nil {
+		return err
+	}
 	for _, dir := range []string{cfg.Root, cfg.State} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
@@ -191,6 +197,28 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		g.Stop()
 	}
 	logger.Info("peapod stopped")
+	return nil
+}
+
+// checkSocketPaths refuses a configuration whose unix sockets would not fit sun_path: the
+// CRI and debug sockets (config.Validate checks those) and the two sockets of every pod's
+// shim, <state>/pods/<64-hex pod id>/{shim,stream}.sock, whose length grows with the state
+// directory. Found only when a pod's shim first binds or is dialled, a too long path
+// would break every pod; here it stops the daemon before anything is created.
+func checkSocketPaths(cfg config.Config) error {
+	if err := cfg.Validate(); err != nil { // the CRI and debug sockets among the rest
+		return err
+	}
+	// The longest of a pod's sockets, for the longest pod id.
+	pod := sandbox.PodDir(cfg.State, strings.Repeat("f", sandbox.IDLength))
+	p := shim.SocketPath(pod)
+	if s := shim.StreamSocketPath(pod); len(s) > len(p) {
+		p = s
+	}
+	if over := len(p) - config.MaxSocketPath; over > 0 {
+		return fmt.Errorf("key \"state\": state directory %s is too long: a pod's shim socket, such as %s, would be %d bytes, over the %d-byte limit of unix socket paths; choose a state directory of at most %d bytes: %w",
+			cfg.State, p, len(p), config.MaxSocketPath, len(filepath.Clean(cfg.State))-over, errdefs.ErrInvalidArgument)
+	}
 	return nil
 }
 

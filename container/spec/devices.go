@@ -11,6 +11,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/volumes"
 )
 
 // Device is one CRI device request: the host node (or a directory of nodes) to expose at
@@ -97,7 +99,8 @@ func walkDevices(dir, containerDir string) ([]specs.LinuxDevice, error) {
 }
 
 // ResolveDevices turns CRI device requests into device nodes and their cgroup allow rules.
-// A host path is followed if it is a symlink; a directory exposes every node below it at the
+// A host path is followed if it is a symlink (never into the daemon's own /proc entries:
+// ErrInvalidArgument); a directory exposes every node below it at the
 // same relative path under ContainerPath. A missing host path is ErrNotFound, a path that is
 // not a device (or a directory of them) or bad permissions ErrInvalidArgument.
 func ResolveDevices(reqs []Device) ([]specs.LinuxDevice, []specs.LinuxDeviceCgroup, error) {
@@ -114,9 +117,10 @@ func ResolveDevices(reqs []Device) ([]specs.LinuxDevice, []specs.LinuxDeviceCgro
 		if !filepath.IsAbs(r.ContainerPath) {
 			return nil, nil, fmt.Errorf("device container path %q is not absolute: %w", r.ContainerPath, errdefs.ErrInvalidArgument)
 		}
-		host, err := filepath.EvalSymlinks(r.HostPath)
+		// Resolved as a mount's host path is: never through the daemon's own /proc entries.
+		host, err := volumes.ResolveHostPath(r.HostPath)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, errdefs.ErrNotFound) {
 				return nil, nil, fmt.Errorf("device %s does not exist: %w", r.HostPath, errdefs.ErrNotFound)
 			}
 			return nil, nil, fmt.Errorf("resolve device %s: %w", r.HostPath, err)

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,6 +92,12 @@ func TestResolveDevices(t *testing.T) {
 func TestResolveDevicesErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "regular"), "")
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	ownFd := fmt.Sprintf("/proc/self/fd/%d", null.Fd())
 	for _, tc := range []struct {
 		name string
 		dev  Device
@@ -100,6 +107,7 @@ func TestResolveDevicesErrors(t *testing.T) {
 		{"not a device", Device{ContainerPath: "/dev/x", HostPath: filepath.Join(dir, "regular")}, errdefs.ErrInvalidArgument},
 		{"bad permissions", Device{ContainerPath: "/dev/x", HostPath: "/dev/null", Permissions: "rwx"}, errdefs.ErrInvalidArgument},
 		{"relative container path", Device{ContainerPath: "dev/x", HostPath: "/dev/null"}, errdefs.ErrInvalidArgument},
+		{"the runtime's own fd", Device{ContainerPath: "/dev/x", HostPath: ownFd}, errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := ResolveDevices([]Device{tc.dev}); !errors.Is(err, tc.want) {

@@ -213,12 +213,17 @@ type CreateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// spec is the OCI runtime spec, JSON encoded; root.path is replaced by rootfs.
-	Spec          []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	Rootfs        string `protobuf:"bytes,3,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
-	Stdin         bool   `protobuf:"varint,4,opt,name=stdin,proto3" json:"stdin,omitempty"`
-	StdinOnce     bool   `protobuf:"varint,5,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
-	Tty           bool   `protobuf:"varint,6,opt,name=tty,proto3" json:"tty,omitempty"`
-	LogPath       string `protobuf:"bytes,7,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	Spec      []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	Rootfs    string `protobuf:"bytes,3,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Stdin     bool   `protobuf:"varint,4,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	StdinOnce bool   `protobuf:"varint,5,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
+	Tty       bool   `protobuf:"varint,6,opt,name=tty,proto3" json:"tty,omitempty"`
+	// log_path is the CRI log file's absolute path; "" discards the output.
+	LogPath string `protobuf:"bytes,7,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	// log_root is the pod's log directory, which log_path lies beneath: the file is opened
+	// relative to it without following any symlink ("" from an older daemon: only the
+	// file itself is opened without following a symlink).
+	LogRoot       string `protobuf:"bytes,8,opt,name=log_root,json=logRoot,proto3" json:"log_root,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -298,6 +303,13 @@ func (x *CreateRequest) GetTty() bool {
 func (x *CreateRequest) GetLogPath() string {
 	if x != nil {
 		return x.LogPath
+	}
+	return ""
+}
+
+func (x *CreateRequest) GetLogRoot() string {
+	if x != nil {
+		return x.LogRoot
 	}
 	return ""
 }
@@ -1303,7 +1315,7 @@ const file_shim_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1e\n" +
 	"\n" +
 	"goroutines\x18\a \x01(\rR\n" +
-	"goroutines\"\xad\x01\n" +
+	"goroutines\"\xc8\x01\n" +
 	"\rCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12\x16\n" +
@@ -1312,7 +1324,8 @@ const file_shim_proto_rawDesc = "" +
 	"\n" +
 	"stdin_once\x18\x05 \x01(\bR\tstdinOnce\x12\x10\n" +
 	"\x03tty\x18\x06 \x01(\bR\x03tty\x12\x19\n" +
-	"\blog_path\x18\a \x01(\tR\alogPath\"\"\n" +
+	"\blog_path\x18\a \x01(\tR\alogPath\x12\x19\n" +
+	"\blog_root\x18\b \x01(\tR\alogRoot\"\"\n" +
 	"\x0eCreateResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\"\x1e\n" +
 	"\fStartRequest\x12\x0e\n" +
