@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -23,15 +24,27 @@ func TestRestartPolicyNever(t *testing.T) {
 		code   int32
 		reason string
 		phase  corev1.PodPhase
+		// script replaces "echo bye; exit <code>".
+		script   string
+		memLimit string
 	}{
 		{name: "exit0", code: 0, reason: "Completed", phase: corev1.PodSucceeded},
 		{name: "exit3", code: 3, reason: "Error", phase: corev1.PodFailed},
+		// tail keeps a line that never ends in memory, past the 32 MiB limit.
+		{name: "oom", code: 137, reason: "OOMKilled", phase: corev1.PodFailed, script: "echo bye; tail /dev/zero", memLimit: "32Mi"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ns := newNamespace(t)
-			pod := bbPod("never", "echo bye; exit "+strconv.Itoa(int(tc.code)))
+			script := tc.script
+			if script == "" {
+				script = "echo bye; exit " + strconv.Itoa(int(tc.code))
+			}
+			pod := bbPod("never", script)
 			pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+			if tc.memLimit != "" {
+				pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(tc.memLimit)}
+			}
 			createPod(t, ns, pod)
 			p := waitPod(t, ns, "never", 2*time.Minute, func(p *corev1.Pod) bool {
 				return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
@@ -193,6 +206,38 @@ sleep 3600 & wait`)
 		if term := ctrStatusOf(final, "c").State.Terminated; term.ExitCode != 0 {
 			t.Errorf("exit code after the TERM trap = %d, want 0", term.ExitCode)
 		}
+	}
+}
+
+// TestPostStartHookFailure: a failing postStart hook gets the container killed (and, with
+// restartPolicy Never, not started again), and the kubelet reports FailedPostStartHook.
+func TestPostStartHookFailure(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	pod := bbPod("badhook", "sleep 3600")
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	pod.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{
+		PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo hook-failed >&2; exit 5"}}},
+	}
+	createPod(t, ns, pod)
+	p := waitPod(t, ns, "badhook", 2*time.Minute, func(p *corev1.Pod) bool {
+		s := ctrStatusOf(p, "c")
+		return s != nil && s.State.Terminated != nil
+	})
+	if s := ctrStatusOf(p, "c"); s.RestartCount != 0 || s.State.Terminated.ExitCode == 0 {
+		t.Errorf("want the container killed once, not restarted: %s", statusString(p))
+	}
+	var evs *corev1.EventList
+	waitFor(t, 30*time.Second, func() bool {
+		var err error
+		evs, err = clusterClient.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
+			FieldSelector: "involvedObject.name=badhook,reason=FailedPostStartHook",
+		})
+		return err == nil && len(evs.Items) > 0
+	}, func() string { return "no FailedPostStartHook event" })
+	// The kubelet keeps the hook's output out of the event (it may hold secrets).
+	if msg := evs.Items[0].Message; msg != "PostStartHook failed" {
+		t.Errorf("FailedPostStartHook event %q", msg)
 	}
 }
 
