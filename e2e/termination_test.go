@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,39 @@ func TestGracefulTermination(t *testing.T) {
 			t.Errorf("container ran only %v in all", ran)
 		}
 	})
+}
+
+// TestPreStopHookCutOff: a preStop hook that hangs is cut off when the grace period ends; the
+// container is then killed and the pod goes without waiting for the hook.
+func TestPreStopHookCutOff(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	dir := hostDir(t)
+	const grace = 4 * time.Second
+	pod := bbPod("hangstop", `trap 'echo term >> /host/log; exit 0' TERM; echo up; sleep 3600 & wait`)
+	pod.Spec.TerminationGracePeriodSeconds = ptrTo(int64(grace / time.Second))
+	pod.Spec.Volumes = []corev1.Volume{hostPathVolume("host", dir)}
+	c := &pod.Spec.Containers[0]
+	c.VolumeMounts = []corev1.VolumeMount{{Name: "host", MountPath: "/host"}}
+	c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+		Command: []string{"sh", "-c", "echo prestop-begin >> /host/log; sleep 60; echo prestop-end >> /host/log"},
+	}}}
+	createPod(t, ns, pod)
+	waitLogged(t, ns, "hangstop", "up\n")
+	took, _ := deletePodAndWatch(t, ns, "hangstop", time.Minute)
+	t.Logf("pod with a hanging preStop hook (grace period %v) gone %v after its deletion", grace, took.Round(10*time.Millisecond))
+	if took < grace-500*time.Millisecond || took > grace+8*time.Second {
+		t.Errorf("pod with a hanging preStop hook removed %v after its deletion, want about its grace period %v", took, grace)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet gives the stop signal a minimum of 2 s after the hook has used up the grace
+	// period, so the TERM handler may or may not have run; the hook must not have finished.
+	if got := string(b); !strings.HasPrefix(got, "prestop-begin\n") || strings.Contains(got, "prestop-end") {
+		t.Errorf("host log = %q: want the hook started and never finished", got)
+	}
 }
 
 // waitLogged waits until container c of the pod has logged exactly want.
