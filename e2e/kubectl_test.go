@@ -79,6 +79,21 @@ func TestKubectlLogs(t *testing.T) {
 		t.Fatalf("kubectl logs -f stopped (%v) before 5 new lines; stderr %q", sc.Err(), stderr.String())
 	})
 
+	t.Run("follow-until-exit", func(t *testing.T) {
+		// kubectl logs -f returns by itself once the container has exited.
+		ns := newNamespace(t)
+		pod := bbPod("shortlived", "for i in 1 2 3; do echo line $i; sleep 1; done")
+		pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+		runningPod(t, ns, pod)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		out, err := kubectlCommand(ctx, "logs", "-f", "-n", ns, "shortlived").Output()
+		if err != nil || string(out) != "line 1\nline 2\nline 3\n" {
+			t.Fatalf("kubectl logs -f of a container that exits: %v after %v, %q", err, time.Since(start), out)
+		}
+	})
+
 	t.Run("previous", func(t *testing.T) {
 		ns := newNamespace(t)
 		pod := bbPod("restarter", `n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; echo "attempt $n"; if [ $n -eq 1 ]; then exit 1; fi; sleep 3600`)
@@ -105,6 +120,49 @@ func TestKubectlLogs(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+}
+
+// TestContainerLogLines: what a container writes reaches kubectl logs byte for byte: a line
+// written in two parts, a line longer than the runtime's log line buffer, a last line with no
+// newline (written to the log when the container exits, as containerd does); --timestamps
+// prefixes every line with its time and --tail keeps the last lines.
+func TestContainerLogLines(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	long := strings.Repeat("x", 40000)
+	pod := bbPod("loglines", `printf 'first half'; sleep 1; echo ' second half'; head -c 40000 /dev/zero | tr '\0' x; echo; echo 'tab	here'; printf 'no newline'`)
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	createPod(t, ns, pod)
+	waitPod(t, ns, "loglines", 2*time.Minute, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	want := "first half second half\n" + long + "\ntab\there\nno newline"
+	got, err := kubectl(t, "logs", "-n", ns, "loglines")
+	if err != nil || got != want {
+		t.Fatalf("kubectl logs: %v, %.200q... (%d bytes), want %d bytes", err, got, len(got), len(want))
+	}
+
+	out, err := kubectl(t, "logs", "-n", ns, "loglines", "--tail=2")
+	if err != nil || out != "tab\there\nno newline" {
+		t.Errorf("kubectl logs --tail=2: %v, %q", err, out)
+	}
+	out, err = kubectl(t, "logs", "-n", ns, "loglines", "--timestamps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) != 4 {
+		t.Fatalf("kubectl logs --timestamps: %d lines, want 4: %.300q", len(lines), out)
+	}
+	start := time.Now().Add(-5 * time.Minute)
+	for i, line := range lines {
+		ts, rest, _ := strings.Cut(line, " ")
+		when, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || when.Before(start) || when.After(time.Now().Add(time.Minute)) {
+			t.Errorf("line %d of kubectl logs --timestamps: timestamp %q (%v)", i, ts, err)
+		}
+		if wantRest := strings.Split(want, "\n")[i]; rest != wantRest {
+			t.Errorf("line %d after its timestamp: %.100q, want %.100q", i, rest, wantRest)
+		}
+	}
 }
 
 // TestKubectlExec: kubectl exec passes stdin (-i) and the exit code, and -it gives the command
@@ -137,7 +195,10 @@ func TestKubectlExec(t *testing.T) {
 		ptm, pts := openPTY(t, 33, 77)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cmd := kubectlCommand(ctx, "exec", "-it", "-n", ns, "execpod", "--", "sh", "-c", "tty; stty size; read x; echo got-$x; exit 3")
+		// After the first line, the client's terminal grows to 40x100: kubectl sends the new
+		// size (on SIGWINCH) and the container's terminal follows.
+		script := `tty; stty size; read x; i=0; while [ "$(stty size)" != "40 100" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; echo "size $(stty size)"; echo got-$x; exit 3`
+		cmd := kubectlCommand(ctx, "exec", "-it", "-n", ns, "execpod", "--", "sh", "-c", script)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 		if err := cmd.Start(); err != nil {
@@ -148,6 +209,9 @@ func TestKubectlExec(t *testing.T) {
 		done := make(chan struct{})
 		go func() { _, _ = io.Copy(out, ptm); close(done) }()
 		waitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), "33 77") }, func() string { return out.String() })
+		if err := unix.IoctlSetWinsize(int(ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100}); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := ptm.Write([]byte("hello\r")); err != nil {
 			t.Fatal(err)
 		}
@@ -160,6 +224,9 @@ func TestKubectlExec(t *testing.T) {
 		}
 		if !regexp.MustCompile(`/dev/pts/\d+`).MatchString(got) || !strings.Contains(got, "got-hello") {
 			t.Errorf("kubectl exec -it output %q: want a /dev/pts tty, the size 33 77 and got-hello", got)
+		}
+		if !strings.Contains(got, "size 40 100") {
+			t.Errorf("the container's terminal did not follow the client's resize to 40x100: %q", got)
 		}
 	})
 }
@@ -259,6 +326,42 @@ func TestKubectlAttach(t *testing.T) {
 	// What went through attach is the container's own output: it is in its log too.
 	if logs := podLogs(t, ns, "attachpod", "c", false); !strings.Contains(logs, "echo:ping0\n") {
 		t.Errorf("container log %q lacks the echo of the first line sent through attach", logs)
+	}
+}
+
+// TestKubectlAttachTTY: kubectl attach -it reaches a container's shell on its terminal, of the
+// client's size.
+func TestKubectlAttachTTY(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	pod := bbPod("ttypod", "exec sh")
+	pod.Spec.Containers[0].Stdin = true
+	pod.Spec.Containers[0].TTY = true
+	runningPod(t, ns, pod)
+
+	ptm, pts := openPTY(t, 33, 77)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := kubectlCommand(ctx, "attach", "-it", "-n", ns, "ttypod", "-c", "c")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	_ = pts.Close()
+	out := &lockedBuffer{}
+	go func() { _, _ = io.Copy(out, ptm) }()
+	// Typed until the shell answers: keys sent before kubectl has attached may be lost.
+	want := regexp.MustCompile(`marker-42 33 77`)
+	for i := 0; !want.MatchString(out.String()); i++ {
+		if i > 50 {
+			t.Fatalf("no answer from the shell through kubectl attach -it; output %q", out.String())
+		}
+		if _, err := ptm.Write([]byte("echo marker-$((6*7)) $(stty size)\r")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }
 
