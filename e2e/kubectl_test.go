@@ -372,35 +372,11 @@ func TestKubectlPortForward(t *testing.T) {
 	ns := newNamespace(t)
 	runningPod(t, ns, bbPod("pfpod", "mkdir -p /www; echo hello-through-port-forward > /www/index.html; exec httpd -f -p 8080 -h /www"))
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := kubectlCommand(ctx, "port-forward", "-n", ns, "pod/pfpod", "--address", "127.0.0.1", ":8080")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
-	sc := bufio.NewScanner(stdout)
-	re := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`)
-	var port string
-	for port == "" && sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			port = m[1]
-		}
-	}
-	if port == "" {
-		t.Fatalf("kubectl port-forward printed no local port; stderr %q", stderr.String())
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	port := portForward(t, ns, "pfpod", 8080)
 	for i := range 3 {
 		resp, err := http.Get("http://127.0.0.1:" + port + "/index.html")
 		if err != nil {
-			t.Fatalf("request %d through port-forward: %v; stderr %q", i, err, stderr.String())
+			t.Fatalf("request %d through port-forward: %v", i, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
