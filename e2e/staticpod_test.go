@@ -45,11 +45,13 @@ func TestStaticPod(t *testing.T) {
 	ns := newNamespace(t)
 	name := "static-" + ns[len(ns)-5:]
 	file := filepath.Join(staticPodDir, ns+".yaml")
-	if err := os.WriteFile(file+".tmp", []byte(staticPodManifest(name, ns)), 0o644); err != nil {
+	// Written aside (the kubelet skips dot files) and renamed into place, so that the kubelet
+	// never reads half a file.
+	tmp := filepath.Join(staticPodDir, "."+ns+".yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(staticPodManifest(name, ns)), 0o644); err != nil {
 		t.Fatalf("write manifest: %v", err)
 	}
-	// Renamed into place, so that the kubelet never reads half a file.
-	if err := os.Rename(file+".tmp", file); err != nil {
+	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
 	mirror := name + "-" + nodeName

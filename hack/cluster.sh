@@ -205,6 +205,9 @@ EOF
 save_node_state() {
   local s
   mkdir -p "$CLUSTER_RUN/saved"
+  # The kubelet's device manager makes /var/lib/kubelet/device-plugins/kubelet.sock whatever
+  # its --root-dir.
+  [ -e /var/lib/kubelet ] || touch "$CLUSTER_RUN/saved/no-var-lib-kubelet"
   for s in "${SYSCTLS[@]}"; do
     sysctl -n "$s" >"$CLUSTER_RUN/saved/$s" 2>/dev/null || true
   done
@@ -217,10 +220,14 @@ save_node_state() {
 
 restore_node_state() {
   local s v f
+  if [ -e "$CLUSTER_RUN/saved/no-var-lib-kubelet" ]; then
+    rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+    rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet 2>/dev/null || true
+  fi
   for f in "$CLUSTER_RUN"/saved/*.*; do
     [ -e "$f" ] || continue
     s=${f##*/}
-    case $s in *.chains) continue ;; esac
+    case $s in *.chains | no-*) continue ;; esac
     v=$(cat "$f")
     [ -n "$v" ] && [ "$(sysctl -n "$s" 2>/dev/null)" != "$v" ] && sysctl -q -w "$s=$v" >/dev/null 2>&1 || true
   done
@@ -264,6 +271,8 @@ up() {
     die "a cluster runs already (hack/cluster.sh status; hack/cluster.sh down to stop it)"
   fi
   local t0=$SECONDS
+  # A failed up takes down what it started (the logs stay).
+  trap 'rc=$?; if [ $rc -ne 0 ]; then say "up failed: taking down what started (logs: $CLUSTER_LOGS)"; down quiet; fi' EXIT
   build
   local k8s
   k8s=$("$repo/hack/k8s-build.sh" --bindir)
@@ -341,6 +350,7 @@ EOF
   start peapod "$bin/peapod" --config "$CLUSTER_DIR/peapod.toml"
   wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
 
+  # A throwaway etcd: no fsync (a cluster for tests and trials, brought up afresh each time).
   start etcd "$k8s/etcd" --name peapod --data-dir "$CLUSTER_DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -426,6 +436,7 @@ evictionHard:
 EOF
   start_kubelet "$k8s"
   wait_for "the default service account" 60 kube-controller-manager "$k8s/kubectl" --kubeconfig "$ADMIN" get serviceaccount default
+  trap - EXIT
   say "up in $((SECONDS - t0))s: node $NODE Ready on peapod ($SOCKET)"
   cat <<EOF
 
