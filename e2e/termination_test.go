@@ -99,6 +99,27 @@ func TestPreStopHookCutOff(t *testing.T) {
 	}
 }
 
+// TestActiveDeadline: a pod past its activeDeadlineSeconds is failed (DeadlineExceeded) and its
+// containers are stopped.
+func TestActiveDeadline(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	pod := bbPod("deadline", "trap 'exit 0' TERM; sleep 3600 & wait")
+	pod.Spec.ActiveDeadlineSeconds = ptrTo(int64(3))
+	createPod(t, ns, pod)
+	p := waitPod(t, ns, "deadline", time.Minute, func(p *corev1.Pod) bool {
+		s := ctrStatusOf(p, "c")
+		return p.Status.Phase == corev1.PodFailed && s != nil && s.State.Terminated != nil
+	})
+	if p.Status.Reason != "DeadlineExceeded" {
+		t.Errorf("reason of a pod past its deadline = %q, want DeadlineExceeded", p.Status.Reason)
+	}
+	term := ctrStatusOf(p, "c").State.Terminated
+	if ran := term.FinishedAt.Sub(p.Status.StartTime.Time); ran < 3*time.Second || ran > 20*time.Second {
+		t.Errorf("container stopped %v after the pod started, want soon after its 3 s deadline", ran)
+	}
+}
+
 // waitLogged waits until container c of the pod has logged exactly want.
 func waitLogged(t *testing.T, ns, pod, want string) {
 	t.Helper()
