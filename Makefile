@@ -5,14 +5,24 @@ GO      ?= go
 COMMIT  ?= $(shell git describe --always --dirty=.dirty --abbrev=7 --exclude='*' 2>/dev/null)
 LDFLAGS := -X github.com/peapod-runtime/peapod/internal/version.commit=$(COMMIT)
 BIN     := bin
+FUZZTIME ?= 10s
 # The shim runs once per pod and is re-executed for every container and exec: it is linked
 # statically (glibc and libseccomp from libc6-dev and libseccomp-dev, as runc's releases are),
 # which saves every shim the mapped pages of libc.so and ld.so (about 1 MiB of RSS) and every
 # re-execution the dynamic loader. netgo and osusergo keep glibc's NSS (which a static
 # binary cannot load) out.
 SHIM_TAGS := seccomp netgo osusergo
+# make install: DESTDIR stages the files (for packaging); PREFIX is where they run from. The
+# CNI plugins go to $(PREFIX)/lib/peapod/cni, where the daemon looks for them (beside
+# the configured bin_dirs); the config and the unit stay in /etc whatever the PREFIX.
+PREFIX  ?= /usr/local
+BINDIR  := $(PREFIX)/bin
+CNIDIR  := $(PREFIX)/lib/peapod/cni
+CONFDIR ?= /etc/peapod
+UNITDIR ?= /etc/systemd/system
+CNI_PLUGINS := bridge host-local loopback portmap
 
-.PHONY: help build run test bench bench-cluster lint clean deps upstream-critest cluster cluster-down k8s-binaries
+.PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,11 +35,41 @@ build: ## build bin/peapod, bin/peapod-shim and the CNI plugins in bin/cni
 	$(GO) build -tags "$(SHIM_TAGS)" -ldflags "-s -w -linkmode external -extldflags -static $(LDFLAGS)" -o $(BIN)/peapod-shim ./cmd/peapod-shim
 	@if [ -x hack/build-cni.sh ]; then hack/build-cni.sh $(BIN)/cni; fi
 
+install: build ## install the binaries, CNI plugins, peapod.service and (if none) /etc/peapod/config.toml; DESTDIR, PREFIX
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNIDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BIN)/peapod $(BIN)/peapod-shim $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(addprefix $(BIN)/cni/,$(CNI_PLUGINS)) $(DESTDIR)$(CNIDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' hack/peapod.service >$(DESTDIR)$(UNITDIR)/peapod.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/peapod.service
+	@if [ -e $(DESTDIR)$(CONFDIR)/config.toml ]; then \
+		echo "keeping the existing $(DESTDIR)$(CONFDIR)/config.toml"; \
+	else \
+		$(BIN)/peapod config default >$(DESTDIR)$(CONFDIR)/config.toml.new && \
+		mv $(DESTDIR)$(CONFDIR)/config.toml.new $(DESTDIR)$(CONFDIR)/config.toml && \
+		echo "wrote the default $(DESTDIR)$(CONFDIR)/config.toml"; \
+	fi
+	@echo "start it: systemctl daemon-reload && systemctl enable --now peapod"
+
+uninstall: ## remove what install added: the config file only if it is still the default
+	@conf=$(DESTDIR)$(CONFDIR)/config.toml; \
+	if [ -e $$conf ] && [ -x $(DESTDIR)$(BINDIR)/peapod ] && \
+		$(DESTDIR)$(BINDIR)/peapod config default | cmp -s - $$conf; then \
+		rm -f $$conf; \
+	elif [ -e $$conf ]; then \
+		echo "keeping $$conf: it is not the default config"; \
+	fi
+	rm -f $(DESTDIR)$(BINDIR)/peapod $(DESTDIR)$(BINDIR)/peapod-shim $(DESTDIR)$(UNITDIR)/peapod.service
+	rm -f $(addprefix $(DESTDIR)$(CNIDIR)/,$(CNI_PLUGINS))
+	rmdir $(DESTDIR)$(CNIDIR) $(DESTDIR)$(PREFIX)/lib/peapod $(DESTDIR)$(CONFDIR) 2>/dev/null || true
+
 run: deps build ## build, then run the daemon on defaults in the foreground
 	$(BIN)/peapod
 
 test: deps build k8s-binaries ## unit, integration and e2e tests (needs root); lists every skip and its reason
 	@hack/test.sh
+
+fuzz: ## every Go fuzz target for FUZZTIME each (default 10s); crashers land in testdata/fuzz
+	@FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS; the cluster's: make bench-cluster
 	$(GO) run ./critest/bench $(BENCH_ARGS)
@@ -50,6 +90,13 @@ cluster-down: ## stop the one-node cluster and remove everything it made
 upstream-critest: build ## cri-tools' own conformance suite against peapod: CRITEST=/path/to/critest [CRITEST_ARGS=...]
 	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }
 	$(GO) run ./critest/upstream -critest $(CRITEST) -- $(CRITEST_ARGS)
+
+.PHONY: chaos
+CHAOS_KILLS    ?= 100
+CHAOS_CYCLES   ?= 1000
+CHAOS_FUZZTIME ?= 60s
+chaos: deps build ## reliability suite, long: CHAOS_KILLS daemon kills, CHAOS_CYCLES soak cycles, then every fuzz target for CHAOS_FUZZTIME
+	@CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_CYCLES=$(CHAOS_CYCLES) FUZZTIME=$(CHAOS_FUZZTIME) hack/chaos.sh
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

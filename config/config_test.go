@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -23,6 +25,9 @@ address = "127.0.0.1:0"           # 0 = a free port
 mirrors = ["http://127.0.0.1:5000"]
 [registries."127.0.0.1:5000"]
 insecure = true                   # plain HTTP allowed
+[images]
+max_layer_size = 1073741824
+max_image_size = 2147483648
 `
 
 func TestParseDocumentedFile(t *testing.T) {
@@ -35,6 +40,9 @@ func TestParseDocumentedFile(t *testing.T) {
 	}
 	if !c.Registries["127.0.0.1:5000"].Insecure {
 		t.Error("insecure not set")
+	}
+	if c.Images.MaxLayerSize != 1<<30 || c.Images.MaxImageSize != 2<<30 {
+		t.Errorf("images = %+v", c.Images)
 	}
 	if c.Streaming.Address != "127.0.0.1:0" || c.CgroupDriver != "cgroupfs" {
 		t.Errorf("got %+v", c)
@@ -70,6 +78,8 @@ func TestBadFilesNameKeyAndLine(t *testing.T) {
 		{"bad level", "log_level = \"loud\"\n", []string{"log_level"}},
 		{"listen socket too long", "listen = \"/" + strings.Repeat("l", 107) + "\"\n", []string{`"listen"`, "107-byte limit", "108 bytes", "/" + strings.Repeat("l", 107)}},
 		{"debug socket too long", "[debug]\naddress = \"/" + strings.Repeat("d", 107) + "\"\n", []string{"debug.address", "107-byte limit"}},
+		{"negative layer size", "[images]\nmax_layer_size = -1\n", []string{"images.max_layer_size"}},
+		{"negative image size", "[images]\nmax_image_size = -5\n", []string{"images.max_image_size"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,15 +118,140 @@ func TestTolerateMissingHugetlbController(t *testing.T) {
 	}
 }
 
-func TestSocketPathLimit(t *testing.T) {
-	for n, ok := range map[int]bool{MaxSocketPath: true, MaxSocketPath + 1: false} {
-		p := "/" + strings.Repeat("s", n-1)
-		err := CheckSocketPath("listen", p)
-		if (err == nil) != ok {
-			t.Errorf("%d-byte path: %v", n, err)
+func TestDefaultTOMLParsesBackToDefaults(t *testing.T) {
+	text, err := DefaultTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, problems := Check(text)
+	if len(problems) > 0 {
+		t.Fatalf("config default has problems: %v\n%s", problems, text)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("config default parses to\n%+v\nwant\n%+v", c, Default())
+	}
+}
+
+// TestEveryKeyHasAComment: config default prints every key with its comment, so a key added
+// without one fails here.
+func TestEveryKeyHasAComment(t *testing.T) {
+	text, err := DefaultTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(rt reflect.Type, path string)
+	walk = func(rt reflect.Type, path string) {
+		for i := 0; i < rt.NumField(); i++ {
+			f := rt.Field(i)
+			name := tomlName(f)
+			if name == "" {
+				continue
+			}
+			key := strings.TrimPrefix(path+"."+name, ".")
+			comment := f.Tag.Get("comment")
+			if strings.TrimSpace(comment) == "" {
+				t.Errorf("key %s has no comment tag", key)
+			} else if first, _, _ := strings.Cut(comment, "\n"); !strings.Contains(string(text), strings.Fields(first)[0]) {
+				t.Errorf("key %s: its comment is not in config default", key)
+			}
+			ft := f.Type
+			switch ft.Kind() {
+			case reflect.Struct:
+				if !strings.Contains(string(text), "\n["+key+"]\n") {
+					t.Errorf("table [%s] is not in config default", key)
+				}
+				walk(ft, key)
+				continue
+			case reflect.Map:
+				walk(ft.Elem(), key+".HOST")
+				continue
+			}
+			if !regexp.MustCompile(`(?m)^(#   |# )?` + regexp.QuoteMeta(name) + ` = `).Match(text) {
+				t.Errorf("key %s is not in config default", key)
+			}
 		}
-		if !ok && (!errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), p)) {
-			t.Errorf("%d-byte path: %v; want InvalidArgument naming it", n, err)
+	}
+	walk(reflect.TypeOf(Config{}), "")
+}
+
+// TestCheckListsEveryProblem: one pass reports every unknown key, wrong type and impossible
+// value, each with its key and line, sorted by line.
+func TestCheckListsEveryProblem(t *testing.T) {
+	file := `root = "var/lib/peapod"
+state = "/run/peapod"
+listen = "/run/` + strings.Repeat("x", 120) + `.sock"
+log_level = 3
+bogus = true
+
+[network]
+conf_dir = "/etc/cni/net.d"
+bin_dir = ["/opt/cni/bin"]
+
+[metrics]
+address = "127.0.0.1"
+
+[runtime]
+pids_limit = -1
+shim_binary = ["a"]
+`
+	c, problems := Check([]byte(file))
+	want := []struct {
+		key  string
+		line int
+		msg  string
+	}{
+		{"root", 1, "must be an absolute path"},
+		{"listen", 3, "over the kernel's 107-byte limit"},
+		{"log_level", 4, "must be a string, not an integer"},
+		{"bogus", 5, "unknown key"},
+		{"network.bin_dir", 9, "unknown key"},
+		{"metrics.address", 12, "missing port"},
+		{"runtime.pids_limit", 15, "must not be negative"},
+		{"runtime.shim_binary", 16, "must be a string, not an array"},
+	}
+	if len(problems) != len(want) {
+		t.Fatalf("got %d problems, want %d: %v", len(problems), len(want), problems)
+	}
+	for i, w := range want {
+		p := problems[i]
+		if p.Key != w.key || p.Line != w.line || !strings.Contains(p.Msg, w.msg) {
+			t.Errorf("problem %d = %+v, want key %s line %d with %q", i, p, w.key, w.line, w.msg)
+		}
+	}
+	if c.State != "/run/peapod" || c.Network.ConfDir != "/etc/cni/net.d" {
+		t.Errorf("the good keys were not decoded: %+v", c)
+	}
+	_, err := Parse("x.toml", []byte(file))
+	if err == nil || !strings.Contains(err.Error(), `x.toml:9: key "network.bin_dir": unknown key`) {
+		t.Errorf("Parse error: %v", err)
+	}
+}
+
+func TestSocketPathLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, key string
+	}{
+		{"listen at 108 bytes", `listen = "/` + strings.Repeat("l", 107) + `"`, "listen"},
+		{"debug socket at 108 bytes", "[debug]\naddress = \"/" + strings.Repeat("d", 107) + `"`, "debug.address"},
+		// 26 bytes + /pods/<64>/stream.sock (82) = 108.
+		{"state too long for the pod sockets", `state = "/` + strings.Repeat("s", 25) + `"`, "state"},
+		{"pprof on metrics without metrics", "[debug]\npprof_on_metrics = true\n", "debug.pprof_on_metrics"},
+		{"relative shim", "[runtime]\nshim_binary = \"bin/peapod-shim\"\n", "runtime.shim_binary"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, problems := Check([]byte(tc.file + "\n"))
+			if len(problems) != 1 || problems[0].Key != tc.key || problems[0].Line == 0 {
+				t.Errorf("problems = %+v, want one for %s with its line", problems, tc.key)
+			}
+		})
+	}
+	// The limits themselves pass.
+	for _, file := range []string{
+		`listen = "/` + strings.Repeat("l", 106) + `"`,
+		`state = "/` + strings.Repeat("s", 24) + `"`,
+	} {
+		if _, problems := Check([]byte(file)); len(problems) != 0 {
+			t.Errorf("%s: %v", file, problems)
 		}
 	}
 }

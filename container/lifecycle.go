@@ -77,6 +77,12 @@ func exitFromShim(st shim.ContainerState) exit {
 // exitFromRecords is a container's fate when its shim is gone: what the shim persisted if it
 // recorded the exit, else "monitor lost".
 func (m *Manager) exitFromRecords(c Container) exit {
+	// Whatever the records say, the shim is gone: so must be the PID namespace it held.
+	defer func() {
+		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+		m.shims.lost(ctx, c.PodID)
+		cancel()
+	}()
 	if dir, err := m.shims.stateDir(c.PodID); err == nil {
 		if recs, err := shim.ReadRecords(dir); err == nil {
 			for _, r := range recs {
@@ -85,6 +91,9 @@ func (m *Manager) exitFromRecords(c Container) exit {
 				}
 			}
 		}
+	}
+	if m.shims.markLost(c.PodID) && m.opts.OnShimLost != nil {
+		m.opts.OnShimLost()
 	}
 	m.killOrphans(c)
 	return exit{code: 255, reason: ReasonError, message: monitorLost, at: time.Now()}
@@ -150,6 +159,9 @@ func (m *Manager) recordExit(e *entry, x exit) {
 	}
 	close(e.exited)
 	m.emit(EventStopped, c)
+	if m.opts.OnExit != nil {
+		m.opts.OnExit(c.Reason)
+	}
 	m.log.Info("container exited", log.ContainerID(c.ID), log.PodSandboxID(c.PodID),
 		zap.Int32("exit_code", c.ExitCode), zap.String("reason", c.Reason))
 }

@@ -55,6 +55,12 @@ type Options struct {
 	Host spec.Host
 	// PidsLimit is every container's pids.max (config runtime.pids_limit); 0 means none.
 	PidsLimit int64
+	// OnExit, if set, is told the reason (ReasonCompleted, ReasonError, ReasonOOMKilled,
+	// ReasonStartError) of every exit this daemon records: the metrics' exits by reason.
+	OnExit func(reason string)
+	// OnShimLost, if set, is called once for each pod shim found gone while it still held
+	// containers that had not exited (they are reported exited with the monitor lost).
+	OnShimLost func()
 }
 
 // Manager owns every container of this daemon.
@@ -142,6 +148,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	return m, nil
 }
+
+// ShimsRunning counts the pods' shims the daemon is connected to.
+func (m *Manager) ShimsRunning() int { return m.shims.running() }
 
 // Close stops the exit watchers and drops the shim connections; containers keep running.
 func (m *Manager) Close() {

@@ -33,6 +33,9 @@ type podShim struct {
 	stateDir string
 	client   *shim.Client
 	info     shim.Info
+	// lost is set once the shim was found gone with containers still running (counted once);
+	// a shim started for the pod afterwards clears it.
+	lost bool
 }
 
 func newShims(binary string, l *zap.Logger) *shims {
@@ -84,6 +87,15 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if alive(p.client) {
+		if p.info.PidNamespace == "" || pathExists(p.info.PidNamespace) {
+			return p.client, p.info, nil
+		}
+		// The holder died (its namespace with it): the shim says so in a fresh Info.
+		info, err := p.client.Info(ctx)
+		if err != nil {
+			return nil, shim.Info{}, fmt.Errorf("pod %s shim info: %w", pod.ID, err)
+		}
+		p.info = info
 		return p.client, p.info, nil
 	}
 	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
@@ -112,8 +124,80 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 		c.Close()
 		return nil, shim.Info{}, fmt.Errorf("pod %s shim info: %w", pod.ID, err)
 	}
-	p.client, p.info = c, info
+	p.client, p.info, p.lost = c, info, false
 	return c, info, nil
+}
+
+// markLost records that the pod's shim was found gone with containers still running; it
+// reports true the first time for that shim.
+func (s *shims) markLost(podID string) bool {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lost {
+		return false
+	}
+	p.lost = true
+	return true
+}
+
+// running counts the pod shims this daemon holds a live connection to.
+func (s *shims) running() int {
+	s.mu.Lock()
+	pods := make([]*podShim, 0, len(s.pods))
+	for _, p := range s.pods {
+		pods = append(pods, p)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, p := range pods {
+		// TryLock: a shim being started or connected is counted at the next scrape rather
+		// than making the scrape wait for it.
+		if p.mu.TryLock() {
+			if alive(p.client) {
+				n++
+			}
+			p.mu.Unlock()
+		}
+	}
+	return n
+}
+
+func pathExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// lost is called when a container's watch or Recover found the pod's shim gone. The PID
+// namespace holder that shim may have left would hold the pod's PID namespace (and any
+// process left in it) with nobody to watch it: it is killed, and with it whatever the
+// namespace still holds. A shim that serves again (one this daemon started since) keeps its
+// holder.
+func (s *shims) lost(ctx context.Context, podID string) {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	s.mu.Unlock()
+	if !ok || p.stateDir == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if alive(p.client) {
+		return
+	}
+	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
+	if err == nil {
+		c.Close()
+		return
+	}
+	if errors.Is(err, errdefs.ErrUnavailable) {
+		shim.KillStaleHolder(p.stateDir, s.log.With(log.PodSandboxID(podID)))
+	}
 }
 
 // shimServeTimeout bounds the wait for a shim that another start brought up.
@@ -179,7 +263,14 @@ func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) 
 	if err != nil {
 		return nil, fmt.Errorf("pod %s shim: %w", podID, err)
 	}
-	p.client = c
+	// get hands out the cached connection with its info (the pod's PID namespace): a
+	// connection is cached only together with the info of the shim behind it.
+	info, err := c.Info(ctx)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("pod %s shim info: %w", podID, err)
+	}
+	p.client, p.info = c, info
 	return c, nil
 }
 

@@ -76,10 +76,17 @@ die() {
 }
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+# running PID: the process exists and has not exited (this machine's PID 1 reaps orphans
+# only after about 2 s: a zombie counts as gone).
+running() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 alive() {
   local pid
   pid=$(pid_of "$1")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  [ -n "$pid" ] && running "$pid"
 }
 
 # start NAME CMD...: runs CMD detached (own session, no terminal, stdout and stderr to the
@@ -114,16 +121,19 @@ stop() {
   local name=$1 pid i
   pid=$(pid_of "$name")
   rm -f "$PIDS/$name.pid"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  [ -n "$pid" ] && running "$pid" || return 0
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    if ! running "$pid"; then
+      ((i < 20)) || say "$name took $((i / 10))s to stop"
+      return 0
+    fi
     sleep 0.1
   done
   say "$name ($pid) ignored SIGTERM for 15s: SIGKILL"
   kill -KILL "$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    running "$pid" || return 0
     sleep 0.1
   done
 }
@@ -279,6 +289,7 @@ up() {
   # Leftovers of a cluster that was not brought down cleanly.
   [ -d "$CLUSTER_RUN" ] && down quiet
   mkdir -p "$CLUSTER_DIR" "$CLUSTER_RUN" "$PIDS" "$CLUSTER_LOGS" "$MANIFESTS" "$KUBELET_DIR" "$POD_LOGS"
+  rm -f "$CLUSTER_LOGS"/kubelet.log.* # the previous cluster's restarted kubelets
   save_node_state
 
   # Binaries copied, so a `make build` while the cluster runs does not change its peapod.

@@ -48,11 +48,29 @@ func (c contentStore) init() error {
 			}
 		}
 	}
-	// The store's top directory must be traversable for overlay mounts made in other mount
-	// namespaces and user namespaces; layer contents carry their own permissions.
-	for _, d := range []string{c.root, c.layersDir()} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			return fmt.Errorf("chmod %s: %w", d, err)
+	return c.restrict()
+}
+
+// restrict makes every directory of the store root-only (0700), as containerd's are: an
+// unpacked layer holds the image's setuid binaries and device nodes with their own modes,
+// which a user who could reach them would run or open on the host. Containers see layers
+// only through their overlay mounts, whose lower directories the kernel reaches with the
+// mounter's credentials. Stores made by earlier versions (0711 parents, 0755 layers) are
+// fixed here, at every open.
+func (c contentStore) restrict() error {
+	dirs := []string{c.root, filepath.Join(c.root, "blobs"), c.blobsDir(), c.layersDir(), c.ingestDir(), c.tmpDir()}
+	layers, err := os.ReadDir(c.layersDir())
+	if err != nil {
+		return fmt.Errorf("read %s: %w", c.layersDir(), err)
+	}
+	for _, e := range layers {
+		if e.IsDir() {
+			dirs = append(dirs, filepath.Join(c.layersDir(), e.Name()))
+		}
+	}
+	for _, d := range dirs {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("restrict %s to root: %w", d, err)
 		}
 	}
 	return nil

@@ -29,3 +29,12 @@ func statOf(fi fs.FileInfo) (ino, blocks, nlink uint64) {
 	}
 	return 0, uint64(fi.Size()+511) / 512, 1
 }
+
+// fsSpace returns the bytes available to root and the size of the filesystem holding dir.
+func fsSpace(dir string) (free, size int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
+}

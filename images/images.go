@@ -12,6 +12,17 @@
 //	ingest/              blobs being downloaded (emptied at New)
 //	tmp/                 layers being unpacked and content being deleted (emptied at New)
 //
+// Every directory of the store, each unpacked layer's included, is root's alone (0700, as
+// containerd's are, fixed at New for stores made by earlier versions): layers hold the
+// images' setuid binaries and device nodes with their own modes, and containers see them only
+// through their overlay mounts, whose lower directories the kernel reaches with the
+// mounter's credentials.
+//
+// Layers are unpacked by this package's own unpacker (unpack.go): every path resolved inside
+// the layer through an os.Root, hostile entries refused with errdefs.ErrInvalidArgument,
+// files written with their holes left holes, the pull's context checked before every entry
+// and every 1 MiB chunk, and the uncompressed size bounded (Config.MaxLayerSize,
+// Config.MaxImageSize, the filesystem's free space) with errdefs.ErrResourceExhausted.
 // Layers are unpacked into tmp/ and renamed into layers/ only after both the compressed digest
 // and the uncompressed diff id are verified; the image record is written to the database only
 // after every layer is in place and the filesystem is synced. New deletes everything in
@@ -68,6 +79,16 @@ type Config struct {
 	// DiscardLayerBlobs keeps only the unpacked layers, not their compressed blobs, which
 	// halves the disk space and writes a pull costs. Manifests and configs are always kept.
 	DiscardLayerBlobs bool
+	// OnPull, if set, is told of every Pull when it ends: the image's size (Image.Size, 0
+	// when it failed), how long it took, and its error.
+	OnPull func(size uint64, took time.Duration, err error)
+	// MaxLayerSize and MaxImageSize bound the uncompressed size of one layer and of one
+	// image (entry headers plus file sizes, holes of sparse files included); 0 means
+	// DefaultMaxLayerSize and DefaultMaxImageSize. Whatever they say, a pull never writes
+	// more than the image filesystem has free, less a margin of 1/20 of its size (at most
+	// 1 GiB). A pull over a bound fails with errdefs.ErrResourceExhausted and stores nothing.
+	MaxLayerSize int64
+	MaxImageSize int64
 }
 
 // RegistryConfig configures one registry host.
@@ -216,6 +237,12 @@ func New(ctx context.Context, cfg Config, db *store.DB, logger *zap.Logger) (*Se
 	}
 	if s.maxDownloads <= 0 {
 		s.maxDownloads = DefaultMaxConcurrentDownloads
+	}
+	if s.cfg.MaxLayerSize <= 0 {
+		s.cfg.MaxLayerSize = DefaultMaxLayerSize
+	}
+	if s.cfg.MaxImageSize <= 0 {
+		s.cfg.MaxImageSize = DefaultMaxImageSize
 	}
 	for _, p := range cfg.Pinned {
 		if id, ok := parseID(p); ok {

@@ -78,7 +78,11 @@ func (s *Service) endpoints(r reference) []endpoint {
 // registry's message; an unknown repository, tag, digest or platform is errdefs.ErrNotFound;
 // content that does not match its digest is ErrDigestMismatch; a cancelled ctx is ctx.Err().
 // When every endpoint fails, the error names each one and matches each one's class.
-func (s *Service) Pull(ctx context.Context, ref string, auth Auth) (Image, error) {
+func (s *Service) Pull(ctx context.Context, ref string, auth Auth) (img Image, err error) {
+	if s.cfg.OnPull != nil {
+		start := time.Now()
+		defer func() { s.cfg.OnPull(img.Size, time.Since(start), err) }()
+	}
 	r, err := parseReference(ref)
 	if err != nil {
 		return Image{}, err
@@ -270,7 +274,11 @@ func (s *Service) pullFrom(ctx context.Context, r reference, ep endpoint, auth A
 		held.add("layer:"+chain, "blob:"+l.Digest.String())
 	}
 
-	if err := s.fetchLayers(ctx, client, ep.repo, rec.Layers); err != nil {
+	budget, err := s.newPullBudget()
+	if err != nil {
+		return Image{}, err
+	}
+	if err := s.fetchLayers(ctx, client, ep.repo, rec.Layers, budget); err != nil {
 		return Image{}, err
 	}
 	if !s.cfg.DiscardLayerBlobs {
@@ -435,7 +443,7 @@ func (s *Service) fetchConfig(ctx context.Context, client *http.Client, repo nam
 
 // fetchLayers makes sure every layer is unpacked, downloading at most
 // Config.MaxConcurrentDownloads at once; pulls sharing a layer share its download.
-func (s *Service) fetchLayers(ctx context.Context, client *http.Client, repo name.Repository, layers []layerRecord) error {
+func (s *Service) fetchLayers(ctx context.Context, client *http.Client, repo name.Repository, layers []layerRecord, budget *pullBudget) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, s.maxDownloads)
@@ -452,7 +460,7 @@ func (s *Service) fetchLayers(ctx context.Context, client *http.Client, repo nam
 			}
 			defer func() { <-sem }()
 			res, err := s.layerFlights.Do(ctx, l.ChainID, func(ctx context.Context) (layerResult, error) {
-				return s.ensureLayer(ctx, client, repo, *l)
+				return s.ensureLayer(ctx, client, repo, *l, budget)
 			})
 			if err != nil {
 				errs[i] = fmt.Errorf("layer %s: %w", l.Digest, err)
@@ -482,10 +490,13 @@ type layerResult struct{ bytes, inodes uint64 }
 // ensureLayer unpacks one layer into layers/<chain> unless it is there already: download,
 // verify and unpack in one pass (tee'd to the blob file), then rename into place once both
 // digests check out.
-func (s *Service) ensureLayer(ctx context.Context, client *http.Client, repo name.Repository, l layerRecord) (layerResult, error) {
+func (s *Service) ensureLayer(ctx context.Context, client *http.Client, repo name.Repository, l layerRecord, budget *pullBudget) (layerResult, error) {
 	dst := s.content.layerPath(l.ChainID)
 	if exists(dst) {
 		return s.layerUsage(l.ChainID, dst)
+	}
+	if l.Size > budget.maxLayer {
+		return layerResult{}, fmt.Errorf("compressed layer of %d bytes is larger than %d bytes (images.max_layer_size): %w", l.Size, budget.maxLayer, errdefs.ErrResourceExhausted)
 	}
 	start := time.Now()
 	tmp, err := os.MkdirTemp(s.content.tmpDir(), "layer-")
@@ -498,9 +509,6 @@ func (s *Service) ensureLayer(ctx context.Context, client *http.Client, repo nam
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return layerResult{}, err
-	}
 	body, err := openBlob(ctx, client, repo, l.Digest)
 	if err != nil {
 		return layerResult{}, err
@@ -522,7 +530,7 @@ func (s *Service) ensureLayer(ctx context.Context, client *http.Client, repo nam
 		}()
 		in = io.TeeReader(v, ingest)
 	}
-	diffID, err := unpackLayer(ctx, in, tmp)
+	diffID, err := unpackLayer(ctx, in, tmp, &layerBudget{pull: budget})
 	if err != nil {
 		if ctx.Err() != nil {
 			return layerResult{}, ctx.Err()
@@ -554,6 +562,9 @@ func (s *Service) ensureLayer(ctx context.Context, client *http.Client, repo nam
 			return layerResult{}, fmt.Errorf("store blob %s: %w", l.Digest, err)
 		}
 	}
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return layerResult{}, fmt.Errorf("restrict layer %s to root: %w", l.ChainID, err)
+	}
 	if err := os.Rename(tmp, dst); err != nil {
 		if !exists(dst) {
 			return layerResult{}, fmt.Errorf("commit layer %s: %w", l.ChainID, err)
@@ -566,4 +577,14 @@ func (s *Service) ensureLayer(ctx context.Context, client *http.Client, repo nam
 	log.From(ctx).Debug("layer unpacked", zap.String("digest", l.Digest), zap.String("chain_id", l.ChainID),
 		zap.Int64("size", l.Size), zap.Duration(log.KeyDuration, time.Since(start)))
 	return layerResult{bytes: bytes, inodes: inodes}, nil
+}
+
+// newPullBudget bounds one pull by the configured sizes and the image filesystem's free
+// space, less its margin, as it is now.
+func (s *Service) newPullBudget() (*pullBudget, error) {
+	free, size, err := fsSpace(s.content.root)
+	if err != nil {
+		return nil, err
+	}
+	return newPullBudget(s.cfg.MaxLayerSize, s.cfg.MaxImageSize, free-freeSpaceMargin(size)), nil
 }

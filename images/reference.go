@@ -45,6 +45,17 @@ func parseReference(s string) (reference, error) {
 	if err != nil {
 		return bad(err.Error())
 	}
+	if reg := ref.Context().RegistryStr(); reg != strings.ToLower(reg) {
+		// Host names are case-insensitive: "doCker.io/x" is docker.io/library/x, not a
+		// repository "x" that docker.io's normalised name would misname.
+		i := strings.Index(s, "/")
+		if i < 0 {
+			return bad("no registry host")
+		}
+		if ref, err = name.ParseReference(strings.ToLower(s[:i]) + s[i:]); err != nil {
+			return bad(err.Error())
+		}
+	}
 	r := reference{repo: ref.Context()}
 	switch v := ref.(type) {
 	case name.Digest:

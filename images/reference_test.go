@@ -33,6 +33,9 @@ func TestParseReference(t *testing.T) {
 		{"busybox@" + someDigest, "docker.io/library/busybox@" + someDigest, "docker.io"},
 		{"busybox:1.36@" + someDigest, "docker.io/library/busybox@" + someDigest, "docker.io"},
 		{"registry.k8s.io/pause:3.10@" + someDigest, "registry.k8s.io/pause@" + someDigest, "registry.k8s.io"},
+		{"doCker.io/0", "docker.io/library/0:latest", "docker.io"},
+		{"Registry.K8s.io/pause:3.10", "registry.k8s.io/pause:3.10", "registry.k8s.io"},
+		{"LocalHost:5000/x", "localhost:5000/x:latest", "localhost:5000"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

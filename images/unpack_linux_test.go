@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
@@ -131,8 +132,8 @@ func TestUnpackedLayersMountAsOverlay(t *testing.T) {
 	if err := unix.Lstat(filepath.Join(paths[1], "tmp"), &st); err != nil || st.Mode&0o7777 != 0o1777 {
 		t.Errorf("tmp mode %o, %v; want 1777", st.Mode&0o7777, err)
 	}
-	if err := unix.Lstat(paths[1], &st); err != nil || st.Mode&0o777 != 0o755 {
-		t.Errorf("layer root mode %o, %v; want 755", st.Mode&0o777, err)
+	if err := unix.Lstat(paths[1], &st); err != nil || st.Mode&0o777 != 0o700 {
+		t.Errorf("layer root mode %o, %v; want 700 (root only)", st.Mode&0o777, err)
 	}
 }
 
@@ -182,6 +183,14 @@ func TestHostileLayersStayContained(t *testing.T) {
 			{name: "evil", typ: tar.TypeSymlink, link: "/etc"},
 			{name: "stolen", typ: tar.TypeLink, link: "evil/passwd"},
 		}},
+		{"whiteout climbing out", []entry{{name: "../../../../../../../../.." + victim[:strings.LastIndex(victim, "/")] + "/.wh.victim"}}},
+		{"opaque marker climbing out", []entry{{name: "../.wh..wh..opq"}}},
+		{"whiteout of dot-dot", []entry{{name: "a/", typ: tar.TypeDir}, {name: "a/.wh..."}}},
+		{"relative symlink climbing out then a whiteout through it", []entry{
+			{name: "up", typ: tar.TypeSymlink, link: rel},
+			{name: "up/.wh.victim"},
+			{name: "up/.wh..wh..opq"},
+		}},
 		{"whiteout through a symlink", []entry{
 			{name: "evil", typ: tar.TypeSymlink, link: outside},
 			{name: "evil/.wh.victim"},
@@ -211,6 +220,9 @@ func TestHostileLayersStayContained(t *testing.T) {
 				t.Error("the layer set an xattr outside the store")
 			}
 			if err != nil {
+				if !errdefs.IsInvalidArgument(err) {
+					t.Errorf("a hostile layer was refused with %v; want InvalidArgument", err)
+				}
 				if list, _ := s.List(t.Context(), ref); len(list) != 0 {
 					t.Errorf("a failed pull stored %v", list)
 				}

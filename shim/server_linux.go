@@ -59,7 +59,10 @@ type Server struct {
 	stopping   bool
 
 	holderPid int
-	shutdown  chan struct{}
+	// holderGone says the holder exited (killed from outside): the pod's PID namespace went
+	// with it, and Info names none any more.
+	holderGone bool
+	shutdown   chan struct{}
 
 	idleMu    sync.Mutex
 	idleTimer *time.Timer
@@ -300,9 +303,12 @@ func (s *Server) startHolder() error {
 		code, _ := exitCode(ws)
 		s.mu.Lock()
 		stopping := s.stopping
+		s.holderGone = true
 		s.mu.Unlock()
 		if !stopping {
-			s.log.Error("pod pid namespace holder exited", zap.Int("pid", pid), zap.Int("exit_code", code))
+			// The kernel killed every process of the namespace with it: the containers in it
+			// are reaped and reported exited as usual.
+			s.log.Error("pod pid namespace holder exited; the pod's PID namespace is gone", zap.Int("pid", pid), zap.Int("exit_code", code))
 		}
 	}()
 	return nil
@@ -371,18 +377,25 @@ func processStartTime(pid int) (uint64, error) {
 }
 
 func (s *Server) pidNamespace() string {
-	if s.holderPid == 0 {
+	s.mu.Lock()
+	gone := s.holderGone
+	s.mu.Unlock()
+	if s.holderPid == 0 || gone {
 		return ""
 	}
 	return "/proc/" + strconv.Itoa(s.holderPid) + "/ns/pid"
 }
 
 func (s *Server) info() Info {
+	ns, holder := s.pidNamespace(), s.holderPid
+	if ns == "" {
+		holder = 0
+	}
 	return Info{
 		Pid:          os.Getpid(),
 		PodID:        s.opts.PodID,
-		PidNamespace: s.pidNamespace(),
-		PidHolderPid: s.holderPid,
+		PidNamespace: ns,
+		PidHolderPid: holder,
 		Seccomp:      s.opts.Seccomp,
 		Version:      s.opts.Version,
 		Goroutines:   runtime.NumGoroutine(),

@@ -105,9 +105,10 @@ type Info struct {
 	Pid   int
 	PodID string
 	// PidNamespace is the path of the pod's PID namespace when the shim holds one
-	// (StartOptions.PidNamespace): put it in the containers' specs.
+	// (StartOptions.PidNamespace): put it in the containers' specs. Empty once the holder
+	// died (killed from outside): the namespace died with it.
 	PidNamespace string
-	// PidHolderPid is the pid of the process that is PID 1 of that namespace.
+	// PidHolderPid is the pid of the process that is PID 1 of that namespace (0 once it died).
 	PidHolderPid int
 	// Seccomp says the shim was built with seccomp support (-tags seccomp).
 	Seccomp bool

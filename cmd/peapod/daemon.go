@@ -8,10 +8,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/containerd/errdefs"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -23,9 +22,9 @@ import (
 	"github.com/peapod-runtime/peapod/cri"
 	"github.com/peapod-runtime/peapod/images"
 	"github.com/peapod-runtime/peapod/internal/version"
+	"github.com/peapod-runtime/peapod/metrics"
 	"github.com/peapod-runtime/peapod/netns/cni"
 	"github.com/peapod-runtime/peapod/sandbox"
-	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/stats"
 	"github.com/peapod-runtime/peapod/store"
 	"github.com/peapod-runtime/peapod/stream"
@@ -34,30 +33,34 @@ import (
 // gracePeriod bounds how long in-flight RPCs may run after SIGTERM.
 const gracePeriod = 10 * time.Second
 
-func newLogger(level string, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
+func newLogger(level string, w io.Writer) (logging, error) {
+	lvl, err := zap.ParseAtomicLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("log level: %w", err)
+		return logging{}, fmt.Errorf("log level: %w", err)
 	}
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core), nil
+	out := zapcore.Lock(zapcore.AddSync(w))
+	return logging{
+		log:    zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, lvl)),
+		level:  lvl,
+		always: zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, zapcore.DebugLevel)),
+	}, nil
 }
 
 // runDaemon serves CRI until ctx is cancelled (SIGTERM/SIGINT). Pods and containers are never
-// touched on the way out: they belong to their shims and outlive the daemon.
-func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
-	logger, err := newLogger(cfg.LogLevel, stderr)
+// touched on the way out: they belong to their shims and outlive the daemon. configPath (may
+// be empty) is the file SIGHUP reloads the log level from.
+func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr io.Writer) error {
+	lg, err := newLogger(cfg.LogLevel, stderr)
 	if err != nil {
 		return err
 	}
+	logger := lg.log
 	defer func() { _ = logger.Sync() }()
 	routeKlog(logger)
+	handleSignals(ctx, lg, configPath)
 
-	if err := checkSocketPaths(cfg); err != nil {
-		return err
-	}
 	for _, dir := range []string{cfg.Root, cfg.State} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
@@ -68,6 +71,15 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer lock.release()
+
+	// Metrics are built first: the managers below report into them through hooks. A nil
+	// *metrics.Metrics (metrics off) records nothing.
+	var mets *metrics.Metrics
+	if cfg.Metrics.Address != "" {
+		if mets, err = metrics.New(); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 
 	db, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
 	if err != nil {
@@ -101,7 +113,10 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	for host, r := range cfg.Registries {
 		registries[host] = images.RegistryConfig{Mirrors: r.Mirrors, Insecure: r.Insecure}
 	}
-	imageService, err := images.New(ctx, images.Config{Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages}, db, logger.Named("images"))
+	imageService, err := images.New(ctx, images.Config{
+		Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages, OnPull: mets.ImagePulled,
+		MaxLayerSize: cfg.Images.MaxLayerSize, MaxImageSize: cfg.Images.MaxImageSize,
+	}, db, logger.Named("images"))
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
@@ -117,6 +132,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		DB: db, Logger: logger, RootDir: cfg.Root, ShimBinary: shimBinary(cfg.Runtime.ShimBinary),
 		Images: imageService, Sandboxes: sandboxes, Cgroups: cgroupManager, Host: host,
 		PidsLimit: cfg.Runtime.PidsLimit,
+		OnExit:    mets.ContainerExited, OnShimLost: mets.ShimLost,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
@@ -133,7 +149,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 
 	streams, err := stream.New(stream.Options{
 		Addr:    cfg.Streaming.Address,
-		Runtime: streamRuntime{containers: containers, sandboxes: sandboxes},
+		Runtime: streamRuntime{containers: containers, sandboxes: sandboxes, metrics: mets},
 		Logger:  logger.Named("stream"),
 	})
 	if err != nil {
@@ -158,8 +174,24 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		}
 		defer stopDebug()
 	}
-	g := grpc.NewServer(srv.ServerOptions()...)
+	// The metrics' interceptors come first: they count the codes the CRI server answers with.
+	g := grpc.NewServer(append(mets.ServerOptions(), srv.ServerOptions()...)...)
 	srv.Register(g)
+	if mets != nil {
+		mets.InitializeGRPC(g)
+		if err := mets.Watch(metrics.Sources{
+			Pods:         func() map[string]int { return podStates(sandboxes) },
+			Containers:   func() map[string]int { return containerStates(containers) },
+			ShimsRunning: containers.ShimsRunning,
+		}); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		stopMetrics, err := serveMetrics(cfg.Metrics.Address, mets.Handler(), cfg.Debug.PprofOnMetrics, logger)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	lis, err := listen(cfg.Listen)
 	if err != nil {
@@ -174,6 +206,8 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 			logger.Error("recover containers", zap.Error(err))
 		}
 		srv.SetReady()
+		logger.Info("recovered: serving every RPC")
+		notify(logger, daemon.SdNotifyReady)
 	}()
 	logger.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
 		zap.String("state", cfg.State), zap.Stringer("streaming", streams.Addr()), zap.String("version", version.String()))
@@ -185,6 +219,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	notify(logger, daemon.SdNotifyStopping)
 	logger.Info("stopping: finishing in-flight requests", zap.Duration("grace", gracePeriod))
 	srv.Close() // ends the event streams, which would otherwise hold GracefulStop for the grace period
 	streams.Close()
@@ -200,26 +235,22 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	return nil
 }
 
-// checkSocketPaths refuses a configuration whose unix sockets would not fit sun_path: the
-// CRI and debug sockets (config.Validate checks those) and the two sockets of every pod's
-// shim, <state>/pods/<64-hex pod id>/{shim,stream}.sock, whose length grows with the state
-// directory. Found only when a pod's shim first binds or is dialled, a too long path
-// would break every pod; here it stops the daemon before anything is created.
-func checkSocketPaths(cfg config.Config) error {
-	if err := cfg.Validate(); err != nil { // the CRI and debug sockets among the rest
-		return err
+// podStates counts the pods by state, for the metrics.
+func podStates(m *sandbox.Manager) map[string]int {
+	out := map[string]int{}
+	for _, p := range m.List(sandbox.Filter{}) {
+		out[string(p.State)]++
 	}
-	// The longest of a pod's sockets, for the longest pod id.
-	pod := sandbox.PodDir(cfg.State, strings.Repeat("f", sandbox.IDLength))
-	p := shim.SocketPath(pod)
-	if s := shim.StreamSocketPath(pod); len(s) > len(p) {
-		p = s
+	return out
+}
+
+// containerStates counts the containers by state, for the metrics.
+func containerStates(m *container.Manager) map[string]int {
+	out := map[string]int{}
+	for _, c := range m.List(container.Filter{}) {
+		out[string(c.State)]++
 	}
-	if over := len(p) - config.MaxSocketPath; over > 0 {
-		return fmt.Errorf("key \"state\": state directory %s is too long: a pod's shim socket, such as %s, would be %d bytes, over the %d-byte limit of unix socket paths; choose a state directory of at most %d bytes: %w",
-			cfg.State, p, len(p), config.MaxSocketPath, len(filepath.Clean(cfg.State))-over, errdefs.ErrInvalidArgument)
-	}
-	return nil
+	return out
 }
 
 // shimBinary is the configured peapod-shim, else the one beside the daemon's binary.
@@ -233,14 +264,18 @@ func shimBinary(configured string) string {
 	return "peapod-shim"
 }
 
-// cniBinDirs adds the plugins built with peapod (bin/cni beside the binary) after the
-// configured directories.
+// cniBinDirs adds the plugins built with peapod after the configured directories: bin/cni
+// beside the binary of a build, ../lib/peapod/cni beside an installed one (make install).
 func cniBinDirs(configured []string) []string {
 	dirs := append([]string(nil), configured...)
 	if exe, err := os.Executable(); err == nil {
-		own := filepath.Join(filepath.Dir(exe), "cni")
-		if fi, err := os.Stat(own); err == nil && fi.IsDir() {
-			dirs = append(dirs, own)
+		for _, own := range []string{
+			filepath.Join(filepath.Dir(exe), "cni"),
+			filepath.Join(filepath.Dir(exe), "..", "lib", "peapod", "cni"),
+		} {
+			if fi, err := os.Stat(own); err == nil && fi.IsDir() {
+				dirs = append(dirs, filepath.Clean(own))
+			}
 		}
 	}
 	return dirs

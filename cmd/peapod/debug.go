@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -23,11 +24,7 @@ func serveDebug(path string, l *zap.Logger) (stop func(), err error) {
 		return nil, fmt.Errorf("debug endpoint: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	handlePprof(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -39,4 +36,36 @@ func serveDebug(path string, l *zap.Logger) (stop func(), err error) {
 		srv.Close()
 		os.Remove(path)
 	}, nil
+}
+
+// handlePprof adds Go's pprof handlers under /debug/pprof/.
+func handlePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
+// serveMetrics serves Prometheus text at /metrics on the TCP address addr (config
+// metrics.address), and pprof under /debug/pprof/ when withPprof (debug.pprof_on_metrics).
+// stop closes it.
+func serveMetrics(addr string, metrics http.Handler, withPprof bool, l *zap.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
+	if withPprof {
+		handlePprof(mux)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.Warn("metrics endpoint stopped", zap.Error(err))
+		}
+	}()
+	l.Info("metrics endpoint serving", zap.Stringer("address", lis.Addr()), zap.Bool("pprof", withPprof))
+	return func() { srv.Close() }, nil
 }

@@ -16,11 +16,14 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run is main without the exit, so that every deferred cleanup runs.
-func run(args []string, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		return configCommand(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "daemon" {
 		args = args[1:]
 	}
@@ -39,7 +42,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "peapod: unexpected argument %q (usage: peapod [daemon] [flags])\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "peapod: unexpected argument %q (usage: peapod [daemon] [flags] | peapod config default | peapod config check FILE)\n", fs.Arg(0))
 		return 2
 	}
 	cfg, err := f.config(fs)
@@ -49,7 +52,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := runDaemon(ctx, cfg, stderr); err != nil {
+	if err := runDaemon(ctx, cfg, f.configPath, stderr); err != nil {
 		fmt.Fprintf(stderr, "peapod: %v\n", err)
 		return 1
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/peapod-runtime/peapod/container"
+	"github.com/peapod-runtime/peapod/metrics"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/stream"
 )
@@ -13,21 +14,26 @@ import (
 type streamRuntime struct {
 	containers *container.Manager
 	sandboxes  *sandbox.Manager
+	// metrics counts the open sessions (nil: metrics off).
+	metrics *metrics.Metrics
 }
 
 func (r streamRuntime) Exec(ctx context.Context, id string, cmd []string, s stream.Streams) (int, error) {
+	defer r.metrics.StreamSession("exec")()
 	cs, done := containerStreams(s)
 	defer done()
 	return r.containers.Exec(ctx, id, cmd, cs)
 }
 
 func (r streamRuntime) Attach(ctx context.Context, id string, s stream.Streams) error {
+	defer r.metrics.StreamSession("attach")()
 	cs, done := containerStreams(s)
 	defer done()
 	return r.containers.Attach(ctx, id, cs)
 }
 
 func (r streamRuntime) PortForward(ctx context.Context, podID string, port int32, rw io.ReadWriteCloser) error {
+	defer r.metrics.StreamSession("portforward")()
 	return r.sandboxes.PortForward(ctx, podID, port, rw)
 }
 

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	toml "github.com/pelletier/go-toml/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -244,16 +244,16 @@ func (d *Daemon) generateConfig(cniBin string) ([]byte, error) {
 	}
 	for _, doc := range docs {
 		var extra map[string]any
-		if _, err := toml.Decode(doc, &extra); err != nil {
+		if err := toml.Unmarshal([]byte(doc), &extra); err != nil {
 			return nil, fmt.Errorf("extra daemon config: %w", err)
 		}
 		mergeTOML(cfg, extra)
 	}
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
+	out, err := toml.Marshal(cfg)
+	if err != nil {
 		return nil, fmt.Errorf("encode daemon config: %w", err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }
 
 // mergeTOML merges src into dst: tables recursively, anything else replaced.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	toml "github.com/pelletier/go-toml/v2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -208,10 +208,13 @@ func TestDaemonConfig(t *testing.T) {
 			Insecure bool
 		}
 	}
-	if _, err := toml.DecodeFile(d.ConfigPath(), &cfg); err != nil {
+	raw, err := os.ReadFile(d.ConfigPath())
+	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := os.ReadFile(d.ConfigPath())
+	if err := toml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
 	if cfg.Network.ConfDir != "/elsewhere" || len(cfg.Network.BinDirs) != 1 || !strings.HasSuffix(cfg.Network.BinDirs[0], "/bin/cni") {
 		t.Errorf("network = %+v\n%s", cfg.Network, raw)
 	}

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	toml "github.com/pelletier/go-toml/v2"
 )
 
 func TestClassify(t *testing.T) {
@@ -252,12 +252,9 @@ func TestMirrorConfig(t *testing.T) {
 			Insecure bool
 		}
 	}
-	md, err := toml.Decode(r.MirrorConfig(), &cfg)
-	if err != nil {
+	// Strict: a key the struct lacks is an error.
+	if err := toml.NewDecoder(strings.NewReader(r.MirrorConfig())).DisallowUnknownFields().Decode(&cfg); err != nil {
 		t.Fatal(err)
-	}
-	if u := md.Undecoded(); len(u) > 0 {
-		t.Errorf("undecoded keys %v", u)
 	}
 	for _, h := range MirroredRegistries() {
 		if m := cfg.Registries[h].Mirrors; len(m) != 1 || m[0] != "http://127.0.0.1:5000" {
