@@ -33,11 +33,13 @@ func TestShareProcessNamespace(t *testing.T) {
 		t.Fatalf("no shell of container other found from c:\n%s", ps)
 	}
 	mustExec(t, ns, "sharedpid", "c", "kill", "-USR1", pid)
-	p := waitPod(t, ns, "sharedpid", 30*time.Second, func(p *corev1.Pod) bool {
-		s := ctrStatusOf(p, "other")
-		return s.RestartCount > 0 || s.State.Terminated != nil
+	// The pod restarts the container at once (restartPolicy Always): wait for that and read
+	// the previous attempt's log. (Reading the current log once the status says Terminated
+	// races the restart: the kubelet may answer with the new attempt's empty log.)
+	waitPod(t, ns, "sharedpid", 30*time.Second, func(p *corev1.Pod) bool {
+		return ctrStatusOf(p, "other").RestartCount > 0
 	})
-	if logs := podLogs(t, ns, "sharedpid", "other", ctrStatusOf(p, "other").RestartCount > 0); logs != "got-usr1\n" {
+	if logs := podLogs(t, ns, "sharedpid", "other", true); logs != "got-usr1\n" {
 		t.Errorf("other container's log after c signalled it: %q", logs)
 	}
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-node Kubernetes on peapod, on this machine, on 127.0.0.1 and a dummy link of its own (make cluster,
+# A one-node Kubernetes on peapod, on this machine, on 127.0.0.1 and a link of its own (make cluster,
 # make cluster-down, and the e2e suite's TestMain).
 #
 #   hack/cluster.sh up      builds what is missing (peapod; the Kubernetes binaries through
@@ -53,14 +53,15 @@ ADMIN=$CLUSTER_DIR/admin.kubeconfig
 NODE=$(hostname | tr '[:upper:]' '[:lower:]')
 # The node's address: the kubelet serves on it (not on 127.0.0.1, because the apiserver's node
 # proxy, behind /api/v1/nodes/<node>/proxy/stats/summary, refuses loopback addresses) and
-# reports it as the node's InternalIP. It is an address of the cluster's own, on a dummy link
-# up makes and down removes, so that no traffic of the cluster goes to an address of the
-# machine's real interfaces.
+# reports it as the node's InternalIP. It is an address of the cluster's own, on a link up
+# makes and down removes, so that no traffic of the cluster goes to an address of the
+# machine's real interfaces. The link is an empty bridge: kernels without the dummy driver
+# (this VM's among them) all have bridges, which CNI needs anyway.
 NODE_LINK=ppk8snode0
 NODE_IP=10.87.0.1
 node_ip() {
   if [ ! -e "/sys/class/net/$NODE_LINK" ]; then
-    ip link add "$NODE_LINK" type dummy || die "cannot create the node's dummy link $NODE_LINK"
+    ip link add "$NODE_LINK" type bridge || die "cannot create the node's link $NODE_LINK"
   fi
   ip addr replace "$NODE_IP/32" dev "$NODE_LINK"
   ip link set "$NODE_LINK" up
@@ -536,7 +537,7 @@ down() {
     ip link del "$BRIDGE" 2>/dev/null || say "cannot delete bridge $BRIDGE"
   fi
   if [ -e "/sys/class/net/$NODE_LINK" ]; then
-    ip link del "$NODE_LINK" 2>/dev/null || say "cannot delete the node's dummy link $NODE_LINK"
+    ip link del "$NODE_LINK" 2>/dev/null || say "cannot delete the node's link $NODE_LINK"
   fi
   restore_node_state
   # The kubelet's links to container logs, into the cluster's pod log dir.
