@@ -167,6 +167,15 @@ func TestMetricsPod(t *testing.T) {
 		if n, _ := value(v, oom, "container_oom_events_total"); n == 0 {
 			return fmt.Errorf("no OOM kill counted for oom yet")
 		}
+		// The OOM-killed tail may be counted until sh, once it is reaped, execs sleep.
+		if n, _ := value(v, oom, "container_processes"); n != 1 {
+			return fmt.Errorf("oom has %d processes, not yet only its sleep", n)
+		}
+		// The writable layer's usage is sampled in the background: wait for a pass that
+		// follows the exec's writes.
+		if n, _ := value(v, busy, "container_fs_usage_bytes"); n < 10*4096 {
+			return fmt.Errorf("busy's writable layer usage %d does not count the exec's files yet", n)
+		}
 		return nil
 	})
 	for _, tc := range []struct {
