@@ -109,11 +109,11 @@ func portmapChainsExist() bool {
 }
 
 // removePortmapChains removes the portmap chains once no hostPort uses them (the DNAT chain
-// holds no rule).
+// holds no rule, or is gone while the others stay: another remover may have got half way).
 func removePortmapChains() {
 	out, err := exec.Command("iptables", "-t", "nat", "-S", portmapChains[0]).Output()
-	if err != nil || strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
-		return // gone already, or a hostPort still has a rule
+	if err == nil && strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+		return // a hostPort still has a rule
 	}
 	for _, j := range portmapJumps {
 		_ = exec.Command("iptables", append([]string{"-t", "nat", "-D"}, j...)...).Run()
