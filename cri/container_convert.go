@@ -85,6 +85,9 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 		in.CDIDevices = append(in.CDIDevices, d.GetName())
 	}
 	ns := sc.GetNamespaceOptions()
+	if err := checkUserNamespace(ns); err != nil {
+		return container.Config{}, err
+	}
 	in.Namespaces.PID = spec.Namespace{Mode: spec.NamespaceMode(ns.GetPid())}
 	if ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
 		if ns.GetTargetId() == "" {

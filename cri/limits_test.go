@@ -82,3 +82,39 @@ func TestReplySizeLimit(t *testing.T) {
 		t.Errorf("70 containers of 256 KiB: resp %T, %v; want ResourceExhausted naming the size and a filter", resp, err)
 	}
 }
+
+// TestUserNamespaceRefused: a user namespace other than the node's is Unimplemented, for
+// pods and containers alike, rather than ignored (the pod would run with the node's ids);
+// NODE, or no option at all, is what every pod without hostUsers: false sends.
+func TestUserNamespaceRefused(t *testing.T) {
+	s := New(Options{})
+	for _, tc := range []struct {
+		name string
+		ns   *runtimeapi.NamespaceOption
+		want codes.Code
+	}{
+		{"no option", nil, codes.OK},
+		{"no userns option", &runtimeapi.NamespaceOption{}, codes.OK},
+		{"node", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}}, codes.OK},
+		{"pod", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD,
+			Uids: []*runtimeapi.IDMapping{{HostId: 65536, ContainerId: 0, Length: 65536}},
+			Gids: []*runtimeapi.IDMapping{{HostId: 65536, ContainerId: 0, Length: 65536}}}}, codes.Unimplemented},
+		{"container", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}}, codes.Unimplemented},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, perr := s.sandboxConfig(&runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
+				Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "n", Uid: "u"},
+				Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: tc.ns}},
+			}})
+			_, cerr := s.containerConfig(&runtimeapi.CreateContainerRequest{PodSandboxId: "pod", Config: &runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+				Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: tc.ns}},
+			}})
+			for what, err := range map[string]error{"pod": perr, "container": cerr} {
+				if got := status.Code(toStatus(err)); got != tc.want {
+					t.Errorf("%s config: %v (code %v), want %v", what, err, got, tc.want)
+				}
+			}
+		})
+	}
+}

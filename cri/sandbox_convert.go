@@ -91,6 +91,9 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 	if ns.GetNetwork() == runtimeapi.NamespaceMode_TARGET || ns.GetIpc() == runtimeapi.NamespaceMode_TARGET {
 		return sandbox.Config{}, fmt.Errorf("namespace mode TARGET is only valid for a container's pid namespace: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := checkUserNamespace(ns); err != nil {
+		return sandbox.Config{}, err
+	}
 	out := sandbox.Config{
 		Metadata: sandbox.Metadata{
 			Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(), Attempt: md.GetAttempt(),
@@ -214,4 +217,14 @@ func podUser(sc *runtimeapi.LinuxSandboxSecurityContext) (uid, gid *uint32, err 
 		return nil, nil, err
 	}
 	return uid, gid, nil
+}
+
+// checkUserNamespace refuses a user namespace other than the node's: peapod does not create
+// user namespaces yet (Status advertises none), and running the pod with the node's ids
+// instead would silently drop the isolation the caller asked for.
+func checkUserNamespace(ns *runtimeapi.NamespaceOption) error {
+	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
+		return fmt.Errorf("userns_options mode %s: user namespaces are not supported yet (only NODE): %w", u.GetMode(), errdefs.ErrNotImplemented)
+	}
+	return nil
 }
