@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -120,6 +122,11 @@ func (k *kernel) setup(ctx context.Context, sb *Sandbox) (retErr error) {
 	}()
 	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
+	}
+	// What a daemon killed before the pod's record is stored needs to undo this setup: the
+	// next daemon finds the journal in a pod dir with no record (recoverUnfinished).
+	if err := writeSetupJournal(sb); err != nil {
+		return err
 	}
 
 	// Namespaces: a hostNetwork pod also keeps the node's UTS namespace (its hostname), as
@@ -260,4 +267,62 @@ func parseIPs(ips []net.IP) []string {
 		}
 	}
 	return out
+}
+
+// setupJournal is the file in a pod's dir that holds the pod while its setup runs: removed
+// once the pod's record is stored.
+const setupJournal = "setup.json"
+
+func writeSetupJournal(sb *Sandbox) error {
+	raw, err := json.Marshal(sb)
+	if err != nil {
+		return fmt.Errorf("encode pod setup journal: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(sb.Dir, setupJournal), raw, 0o600); err != nil {
+		return fmt.Errorf("write pod setup journal: %w", err)
+	}
+	return nil
+}
+
+// recoverUnfinished undoes every pod setup that a daemon kill cut off before the pod's record
+// was stored: a pod dir with no record. Its journal gives the config; what setup fills in
+// along the way (namespaces, /dev/shm, the cgroup) is derived again, and each undo step
+// copes with what was never made.
+func (k *kernel) recoverUnfinished(ctx context.Context, known func(id string) bool, l *zap.Logger) {
+	entries, err := os.ReadDir(k.podsDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		id := e.Name()
+		if !e.IsDir() || known(id) {
+			_ = os.Remove(filepath.Join(k.podsDir, id, setupJournal))
+			continue
+		}
+		sb := Sandbox{ID: id, Dir: filepath.Join(k.podsDir, id)}
+		if raw, err := os.ReadFile(filepath.Join(sb.Dir, setupJournal)); err == nil {
+			if err := json.Unmarshal(raw, &sb); err != nil {
+				l.Error("decode pod setup journal", log.PodSandboxID(id), zap.Error(err))
+				continue
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			l.Error("read pod setup journal", log.PodSandboxID(id), zap.Error(err))
+			continue
+		}
+		sb.ID, sb.Dir = id, filepath.Join(k.podsDir, id)
+		if !hostNetwork(sb.Config) {
+			sb.NetNSPath = filepath.Join(k.nsDir, id, "net")
+		}
+		if _, err := os.Stat(filepath.Join(sb.Dir, "shm")); err == nil {
+			sb.ShmPath = filepath.Join(sb.Dir, "shm")
+		}
+		if sb.Config.Metadata.UID != "" {
+			class := cgroups.PodQoSClass(sb.Config.Resources, nil)
+			if parent, err := k.cgroups.PodCgroupParent(sb.Config.CgroupParent, sb.Config.Metadata.UID, class); err == nil {
+				sb.CgroupParent = parent
+			}
+		}
+		l.Warn("undo a pod setup cut off by a daemon stop", log.PodSandboxID(id))
+		k.undo(log.With(ctx, log.PodSandboxID(id)), &sb)
+	}
 }

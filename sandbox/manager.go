@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -73,6 +75,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load pods: %w", err)
 	}
+	k.recoverUnfinished(ctx, func(id string) bool { _, ok := m.pods[id]; return ok }, m.log)
 	return m, nil
 }
 
@@ -131,6 +134,7 @@ func (m *Manager) run(ctx context.Context, cfg Config) (Sandbox, error) {
 		m.kernel.undo(cctx, &sb)
 		return Sandbox{}, fmt.Errorf("persist pod: %w", err)
 	}
+	_ = os.Remove(filepath.Join(sb.Dir, setupJournal))
 	m.mu.Lock()
 	m.pods[sb.ID] = &entry{sb: sb}
 	m.mu.Unlock()
