@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/peapod-runtime/peapod/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,7 +54,7 @@ func fuzzLayerSeeds(t testing.TB) [][]byte {
 			entry{name: "loop", typ: tar.TypeSymlink, link: "loop/x"},
 			entry{name: "loop/y", body: "z"},
 		),
-		sparseTar("sparse", 1<<20, map[int64]string{0: "a", 1<<19 + 3: "bc", 1<<20 - 1: "d"}),
+		testutil.SparseTar("sparse", 1<<20, map[int64]string{0: "a", 1<<19 + 3: "bc", 1<<20 - 1: "d"}),
 	}
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)

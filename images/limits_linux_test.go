@@ -71,7 +71,7 @@ func TestPullSparseFileStaysSparse(t *testing.T) {
 	testutil.RequireRoot(t)
 	const size = 2 << 30
 	data := map[int64]string{0: "head", 1 << 30: "middle", size - 4: "tail"}
-	tarStream := sparseTar("big", size, data)
+	tarStream := testutil.SparseTar("big", size, data)
 	t.Logf("layer tar: %d bytes for a %d-byte file", len(tarStream), int64(size))
 	tr := newTestRegistry(t)
 	tr.push(t, "sparse:1", imageOf(t, v1.Config{}, rawLayer(t, tarStream)))
@@ -127,7 +127,7 @@ func TestPullCancelledMidLayerStopsWriting(t *testing.T) {
 	dense, denseSize := bombLayer(t, 1, 512<<20, 0xab)
 	t.Logf("dense layer: 512 MiB in %d bytes of gzip", denseSize)
 	tr.push(t, "cancel:dense", imageOf(t, v1.Config{}, dense))
-	tr.push(t, "cancel:sparse", imageOf(t, v1.Config{}, rawLayer(t, sparseTar("big", 16<<30, map[int64]string{16<<30 - 4: "tail"}))))
+	tr.push(t, "cancel:sparse", imageOf(t, v1.Config{}, rawLayer(t, testutil.SparseTar("big", 16<<30, map[int64]string{16<<30 - 4: "tail"}))))
 
 	for _, tag := range []string{"dense", "sparse"} {
 		t.Run(tag, func(t *testing.T) {
