@@ -267,6 +267,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 			return fmt.Errorf("release image: %w", err)
 		}
 	}
+	if err := m.releaseImageVolumes(ctx, c); err != nil {
+		return fmt.Errorf("release image volumes: %w", err)
+	}
 	name := m.containerName(c.PodID, c.Config.Metadata)
 	if err := m.db.Update(func(tx *store.Tx) error {
 		if err := tx.Delete(bucket, c.ID); err != nil {
@@ -355,12 +358,16 @@ func (m *Manager) ReopenLog(ctx context.Context, id string) error {
 	return client.ReopenLog(ctx, c.ID)
 }
 
-// removeRootfs unmounts the container's rootfs and deletes its directory; repeating is fine.
+// removeRootfs unmounts the container's rootfs and image volumes and deletes its directory;
+// repeating is fine.
 func removeRootfs(dir string) error {
 	if dir == "" {
 		return nil
 	}
 	if err := unmountRootfs(dir); err != nil {
+		return err
+	}
+	if err := unmountImageVolumes(dir); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -327,6 +327,9 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	}
 	c.ImageID = img.ID
 	c.Dir = filepath.Join(m.dir, c.ID)
+	if c.ImageVolumes, err = m.resolveImageVolumes(ctx, cfg); err != nil {
+		return Container{}, err
+	}
 	// The name and the record in one transaction. The record is persisted (not yet
 	// published) from here on, so that a daemon killed mid-create finds it at restart and
 	// cleans up after it instead of leaking a rootfs or a hold.
@@ -372,6 +375,11 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	if err != nil {
 		return Container{}, err
 	}
+	undo.add(func(uctx context.Context) { _ = m.releaseImageVolumes(uctx, c) })
+	mounts, err := m.mountImageVolumes(ctx, c)
+	if err != nil {
+		return Container{}, err
+	}
 
 	if cfg.LogPath != "" && pod.Config.LogDirectory != "" {
 		if c.LogPath, err = logPath(pod.Config.LogDirectory, cfg.LogPath); err != nil {
@@ -395,6 +403,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	if err != nil {
 		return Container{}, err
 	}
+	in.Mounts = mounts
 	s, resolved, err := spec.Generate(ctx, in)
 	if err != nil {
 		return Container{}, err

@@ -138,6 +138,10 @@ func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shim.Clien
 			return false
 		}
 	}
+	if _, err := m.mountImageVolumes(ctx, c); err != nil {
+		l.Warn("remount the image volumes of a pending create", zap.Error(err))
+		return false
+	}
 	e.created = make(chan struct{})
 	go m.finishCreate(e, readyShim(shimResult{client: client}), shimCreateOptions(c, s, rootfs))
 	return true

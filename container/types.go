@@ -98,6 +98,16 @@ type Container struct {
 	Dir string `json:"dir"`
 	// CgroupPath is the container's cgroup (for updates and stats).
 	CgroupPath string `json:"cgroup_path"`
+	// ImageVolumes are the images the container mounts as image volumes, recorded before
+	// they are held and mounted, so that Remove releases them whatever a crash left.
+	ImageVolumes []ImageVolume `json:"image_volumes,omitempty"`
+}
+
+// ImageVolume is one image volume of a container: Config.Mounts[Index] shows image
+// ImageID.
+type ImageVolume struct {
+	Index   int    `json:"index"`
+	ImageID string `json:"image_id"`
 }
 
 // Filter selects containers in List; zero fields match everything.

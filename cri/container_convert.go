@@ -57,7 +57,12 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	}
 	for _, m := range c.GetMounts() {
 		if m.GetImage().GetImage() != "" {
-			return container.Config{}, fmt.Errorf("image volume mounts are not supported yet (mount %s): %w", m.GetContainerPath(), errdefs.ErrNotImplemented)
+			mnt, err := imageMount(m)
+			if err != nil {
+				return container.Config{}, err
+			}
+			out.Mounts = append(out.Mounts, mnt)
+			continue
 		}
 		out.Mounts = append(out.Mounts, volumes.Mount{
 			ContainerPath:     m.GetContainerPath(),
@@ -202,11 +207,15 @@ func criContainerStatus(c container.Container, verbose bool, spec json.RawMessag
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}
 	}
 	for _, m := range c.Config.Mounts {
-		st.Mounts = append(st.Mounts, &runtimeapi.Mount{
+		cm := &runtimeapi.Mount{
 			ContainerPath: m.ContainerPath, HostPath: m.HostPath, Readonly: m.Readonly,
 			Propagation: runtimeapi.MountPropagation(m.Propagation), RecursiveReadOnly: m.RecursiveReadOnly,
 			SelinuxRelabel: m.SelinuxRelabel,
-		})
+		}
+		if m.Image != "" {
+			cm.Image, cm.ImageSubPath = &runtimeapi.ImageSpec{Image: m.Image}, m.ImageSubPath
+		}
+		st.Mounts = append(st.Mounts, cm)
 	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: st}
 	if verbose {
@@ -229,4 +238,22 @@ func groups(g []uint32) []int64 {
 		out[i] = int64(v)
 	}
 	return out
+}
+
+// imageMount converts an image volume (Mount.image): the image the kubelet pulled, shown
+// read-only whatever the request says ("all image mounts are per feature definition
+// readonly"), with private propagation (the image's overlay is the runtime's own mount).
+func imageMount(m *runtimeapi.Mount) (volumes.Mount, error) {
+	if m.GetHostPath() != "" {
+		return volumes.Mount{}, fmt.Errorf("mount %s: host_path and image are mutually exclusive: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+	}
+	return volumes.Mount{
+		ContainerPath:     m.GetContainerPath(),
+		Readonly:          true,
+		Propagation:       volumes.PropagationPrivate,
+		RecursiveReadOnly: m.GetRecursiveReadOnly(),
+		SelinuxRelabel:    m.GetSelinuxRelabel(),
+		Image:             m.GetImage().GetImage(),
+		ImageSubPath:      m.GetImageSubPath(),
+	}, nil
 }
