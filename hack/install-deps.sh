@@ -23,6 +23,8 @@ declare -A need=(
   [kmod]=/usr/sbin/modprobe
   # systemd-analyze, for the test of the installed unit (works without systemd as PID 1).
   [systemd]=/usr/bin/systemd-analyze
+  # CheckpointContainer dumps containers with CRIU (through libcontainer).
+  [criu]=/usr/sbin/criu
 )
 missing=()
 for pkg in "${!need[@]}"; do
