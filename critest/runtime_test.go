@@ -160,9 +160,6 @@ func TestUnimplementedRPCs(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"CheckpointContainer", func() error {
-			return env.Runtime.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: "does-not-exist", Location: "/tmp/x.tar"})
-		}},
 		{"CheckpointPod", func() error {
 			return env.Runtime.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: "does-not-exist", OutputPath: "/tmp/does-not-exist"})
 		}},
