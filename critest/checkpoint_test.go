@@ -121,6 +121,7 @@ func checkCheckpointArchive(t *testing.T, location string) {
 		t.Fatal(err)
 	}
 	names, files := tarContents(t, b)
+	t.Logf("checkpoint archive: %d bytes, %d entries: %v", len(b), len(names), names)
 	for _, want := range []string{"checkpoint/inventory.img", "checkpoint/descriptors.json", "dump.log", "spec.dump", "config.dump", "rootfs-diff.tar", "deleted.files"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("checkpoint archive lacks %s (has %v)", want, names)
