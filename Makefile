@@ -87,9 +87,13 @@ cluster: deps build ## a one-node Kubernetes on peapod on this machine (admin ku
 cluster-down: ## stop the one-node cluster and remove everything it made
 	@hack/cluster.sh down
 
-upstream-critest: build ## cri-tools' own conformance suite against peapod: CRITEST=/path/to/critest [CRITEST_ARGS=...]
-	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }
-	$(GO) run ./critest/upstream -critest $(CRITEST) -- $(CRITEST_ARGS)
+# upstream-critest: CRI_TOOLS is a clone of kubernetes-sigs/cri-tools (checkout or bare); the
+# target builds critest at CRITEST_REF from it into bin/critest. CRITEST names a built one.
+CRITEST_REF ?= v1.36.0
+upstream-critest: build ## cri-tools' own critest against peapod: CRI_TOOLS=/path/to/cri-tools-clone or CRITEST=/path/to/critest [CRITEST_ARGS=...]
+	@if [ -z "$(CRITEST)" ] && [ -z "$(CRI_TOOLS)" ]; then echo "set CRI_TOOLS to a clone of https://github.com/kubernetes-sigs/cri-tools (critest $(CRITEST_REF) is built from it into $(BIN)/critest), or CRITEST to a critest binary"; exit 2; fi
+	@if [ -z "$(CRITEST)" ]; then GO=$(GO) hack/critest-build.sh "$(CRI_TOOLS)" $(BIN)/critest $(CRITEST_REF); fi
+	$(GO) run ./critest/upstream -go $(GO) -critest $(or $(CRITEST),$(BIN)/critest) -- $(CRITEST_ARGS)
 
 .PHONY: chaos
 CHAOS_KILLS    ?= 100

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -155,7 +156,7 @@ func serve(ln net.Listener, root string, logw *os.File) error {
 
 // ipcs writes the segments listed in shm (the format of /proc/sysvipc/shm) as util-linux's
 // "ipcs -m" does: key, shmid, owner, perms, bytes, nattch.
-func ipcs(w *os.File, shm string) error {
+func ipcs(w io.Writer, shm string) error {
 	f, err := os.Open(shm)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", shm, err)
