@@ -41,30 +41,34 @@ const (
 )
 
 // userImages are upstream's images/image-user builds: busybox with USER set.
-var userImages = map[string]string{
-	staging + "test-image-user-uid:latest":            "1002",
-	staging + "test-image-user-username:latest":       "www-data",
-	staging + "test-image-user-uid-group:latest":      "1003:1004",
-	staging + "test-image-user-username-group:latest": "www-data:1004",
+func userImages() map[string]string {
+	return map[string]string{
+		staging + "test-image-user-uid:latest":            "1002",
+		staging + "test-image-user-username:latest":       "www-data",
+		staging + "test-image-user-uid-group:latest":      "1003:1004",
+		staging + "test-image-user-username-group:latest": "www-data:1004",
+	}
 }
 
 // markerImages are upstream's images/image-test builds: busybox plus an empty file whose name
 // makes each image distinct. Names sharing a marker are tags of one image.
-var markerImages = map[string]string{
-	staging + "test-image-1:latest":      "test-image-1",
-	staging + "test-image-2:latest":      "test-image-2",
-	staging + "test-image-3:latest":      "test-image-3",
-	staging + "test-image-latest:latest": "test-image-latest",
-	staging + "test-image-tags:1":        "same-image",
-	staging + "test-image-tags:2":        "same-image",
-	staging + "test-image-tags:3":        "same-image",
-	staging + "test-image-tag:test":      "test",
-	staging + "test-image-tag:all":       "all",
+func markerImages() map[string]string {
+	return map[string]string{
+		staging + "test-image-1:latest":      "test-image-1",
+		staging + "test-image-2:latest":      "test-image-2",
+		staging + "test-image-3:latest":      "test-image-3",
+		staging + "test-image-latest:latest": "test-image-latest",
+		staging + "test-image-tags:1":        "same-image",
+		staging + "test-image-tags:2":        "same-image",
+		staging + "test-image-tags:3":        "same-image",
+		staging + "test-image-tag:test":      "test",
+		staging + "test-image-tag:all":       "all",
+	}
 }
 
 // extraMirrors are the registries upstream's specs pull from beyond
 // framework.MirroredRegistries.
-var extraMirrors = []string{"k8s.gcr.io"}
+func extraMirrors() []string { return []string{"k8s.gcr.io"} }
 
 // buildStandin compiles ./critest/upstream/standin statically into dir and returns its bytes.
 func buildStandin(ctx context.Context, goTool, dir string) ([]byte, error) {
@@ -167,7 +171,7 @@ func upstreamImages(standin []byte) (map[string]remote.Taggable, error) {
 	}
 	out[imgPauseOld] = out[imgPause]
 
-	for name, user := range userImages {
+	for name, user := range userImages() {
 		if err := add(name, framework.ImageSpec{Busybox: true, Config: v1.Config{User: user, Cmd: []string{"sh"}}}, true); err != nil {
 			return nil, err
 		}
@@ -187,13 +191,14 @@ func upstreamImages(standin []byte) (map[string]remote.Taggable, error) {
 	}
 
 	markers := map[string]remote.Taggable{}
-	names := make([]string, 0, len(markerImages))
-	for name := range markerImages {
+	byMarker := markerImages()
+	names := make([]string, 0, len(byMarker))
+	for name := range byMarker {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		marker := markerImages[name]
+		marker := byMarker[name]
 		if img, ok := markers[marker]; ok {
 			out[name] = img
 			continue

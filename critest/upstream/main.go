@@ -41,7 +41,7 @@ func main() {
 
 func run(critest, peapod, goTool string, args []string) error {
 	if critest == "" {
-		return errors.New("-critest is required (build it from cri-tools: go test -c ./cmd/critest)")
+		return errors.New("-critest is required (build it from a cri-tools clone: hack/critest-build.sh CLONE bin/critest v1.36.0)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -58,7 +58,7 @@ func run(critest, peapod, goTool string, args []string) error {
 		return err
 	}
 	var mirrors strings.Builder
-	for _, h := range extraMirrors {
+	for _, h := range extraMirrors() {
 		fmt.Fprintf(&mirrors, "[registries.%q]\nmirrors = [%q]\n", h, reg.URL())
 	}
 	opts := []framework.DaemonOption{framework.WithRegistry(reg), framework.WithConfig(mirrors.String()), framework.WithLogLevel("info")}
