@@ -158,7 +158,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	}
 	defer streams.Close()
 	srv := cri.New(cri.Options{
-		Config: cfg, DB: db, Logger: logger, Version: version.String(),
+		Config: cfg, Logger: logger, Version: version.String(),
 		Network: network, Sandboxes: sandboxes, Images: imageService, Containers: containers,
 		Stats: collector, Streams: streams,
 	})
