@@ -21,6 +21,9 @@ CNIDIR  := $(PREFIX)/lib/peapod/cni
 CONFDIR ?= /etc/peapod
 UNITDIR ?= /etc/systemd/system
 CNI_PLUGINS := bridge host-local loopback portmap
+# Tools make deps builds (golangci-lint, at the version hack/install-deps.sh pins).
+PEAPOD_TOOLS ?= /var/cache/peapod-tools
+export PEAPOD_TOOLS
 
 .PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries
 
@@ -65,7 +68,7 @@ uninstall: ## remove what install added: the config file only if it is still the
 run: deps build ## build, then run the daemon on defaults in the foreground
 	$(BIN)/peapod
 
-test: deps build k8s-binaries ## unit, integration and e2e tests (needs root); lists every skip and its reason
+test: deps build k8s-binaries lint ## lint, then unit, integration and e2e tests (needs root); lists every skip and its reason
 	@hack/test.sh
 
 fuzz: ## every Go fuzz target for FUZZTIME each (default 10s); crashers land in testdata/fuzz
@@ -102,9 +105,10 @@ CHAOS_FUZZTIME ?= 60s
 chaos: deps build ## reliability suite, long: CHAOS_KILLS daemon kills, CHAOS_CYCLES soak cycles, then every fuzz target for CHAOS_FUZZTIME
 	@CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_CYCLES=$(CHAOS_CYCLES) FUZZTIME=$(CHAOS_FUZZTIME) hack/chaos.sh
 
-lint: ## gofmt check and go vet
+lint: deps ## gofmt check, go vet and golangci-lint (.golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(PEAPOD_TOOLS)/bin/golangci-lint run ./...
 
 clean: ## remove build output
 	rm -rf $(BIN)
