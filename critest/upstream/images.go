@@ -89,35 +89,57 @@ func buildStandin(ctx context.Context, goTool, dir string) ([]byte, error) {
 // gcr.io/k8s-staging-cri-tools names, which upstream publishes as manifest lists) a
 // single-platform v1.ImageIndex. standin is the static program of ./standin.
 func upstreamImages(standin []byte) (map[string]remote.Taggable, error) {
-	out := map[string]remote.Taggable{}
-	prog := func(path string, mode int64) framework.TarEntry {
-		return framework.TarEntry{Name: path, Type: tar.TypeReg, Mode: mode, Body: standin}
+	b := &imageSet{out: map[string]remote.Taggable{}, standin: standin}
+	for _, build := range []func() error{b.programImages, b.userImages, b.markerImages} {
+		if err := build(); err != nil {
+			return nil, err
+		}
 	}
-	add := func(name string, spec framework.ImageSpec, list bool) error {
-		img, err := framework.BuildImage(spec)
-		if err != nil {
-			return fmt.Errorf("image %s: %w", name, err)
-		}
-		if !list {
-			out[name] = img
-			return nil
-		}
-		idx, err := framework.BuildIndex(framework.FormatDocker, img)
-		if err != nil {
-			return fmt.Errorf("index %s: %w", name, err)
-		}
-		out[name] = idx
+	return b.out, nil
+}
+
+// imageSet collects upstreamImages' images by name.
+type imageSet struct {
+	out     map[string]remote.Taggable
+	standin []byte
+}
+
+// prog is the stand-in program at path.
+func (b *imageSet) prog(path string, mode int64) framework.TarEntry {
+	return framework.TarEntry{Name: path, Type: tar.TypeReg, Mode: mode, Body: b.standin}
+}
+
+// add builds spec under name, as a single-platform index when list is set.
+func (b *imageSet) add(name string, spec framework.ImageSpec, list bool) error {
+	img, err := framework.BuildImage(spec)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	if !list {
+		b.out[name] = img
 		return nil
 	}
-	layer := func(entries ...framework.TarEntry) (v1.Layer, error) { return framework.NewLayer(entries) }
+	idx, err := framework.BuildIndex(framework.FormatDocker, img)
+	if err != nil {
+		return fmt.Errorf("index %s: %w", name, err)
+	}
+	b.out[name] = idx
+	return nil
+}
 
+func layer(entries ...framework.TarEntry) (v1.Layer, error) { return framework.NewLayer(entries) }
+
+// programImages are the images whose entrypoint is a program: busybox with ipcs, the web
+// servers, nonewprivs and pause.
+func (b *imageSet) programImages() error {
+	prog, add, out := b.prog, b.add, b.out
 	ipcs, err := layer(prog("bin/ipcs", 0o755))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := add(imgBusybox, framework.ImageSpec{Busybox: true, Layers: []v1.Layer{ipcs},
 		Config: v1.Config{Cmd: []string{"sh"}}}, false); err != nil {
-		return nil, err
+		return err
 	}
 
 	for name, port := range map[string]int{imgNginx: 80, imgHostNetNginx: 12003} {
@@ -128,13 +150,13 @@ func upstreamImages(standin []byte) (map[string]remote.Taggable, error) {
 			framework.Dir("var/run", 0o755),
 		)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := add(name, framework.ImageSpec{Busybox: true, Layers: []v1.Layer{l}, Config: v1.Config{
 			Cmd: []string{"nginx", "-g", "daemon off;"}, StopSignal: "SIGTERM",
 			ExposedPorts: map[string]struct{}{fmt.Sprintf("%d/tcp", port): {}},
 		}}, name == imgHostNetNginx); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
@@ -143,37 +165,42 @@ func upstreamImages(standin []byte) (map[string]remote.Taggable, error) {
 		framework.File("usr/local/apache2/htdocs/index.html", 0o644, "<html><body><h1>It works!</h1></body></html>\n"),
 	)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := add(imgHttpd, framework.ImageSpec{Busybox: true, Layers: []v1.Layer{httpd}, Config: v1.Config{
 		Env: []string{"PATH=/usr/local/apache2/bin:" + strings.TrimPrefix(framework.DefaultPath, "PATH=")}, Cmd: []string{"httpd"}, WorkingDir: "/usr/local/apache2",
 		ExposedPorts: map[string]struct{}{"80/tcp": {}},
 	}}, false); err != nil {
-		return nil, err
+		return err
 	}
 
-	nnp, err := layer(framework.TarEntry{Name: "usr/local/bin/nnp", Type: tar.TypeReg, Mode: 0o4755, Body: standin})
+	nnp, err := layer(framework.TarEntry{Name: "usr/local/bin/nnp", Type: tar.TypeReg, Mode: 0o4755, Body: b.standin})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := add(imgNoNewPrivs, framework.ImageSpec{Busybox: true, Layers: []v1.Layer{nnp},
 		Config: v1.Config{Entrypoint: []string{"/usr/local/bin/nnp"}}}, false); err != nil {
-		return nil, err
+		return err
 	}
 
 	pause, err := layer(prog("pause", 0o755))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := add(imgPause, framework.ImageSpec{Layers: []v1.Layer{pause},
 		Config: v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}}, true); err != nil {
-		return nil, err
+		return err
 	}
 	out[imgPauseOld] = out[imgPause]
+	return nil
+}
 
+// userImages are the images of a USER, and predefined-group's /etc/group.
+func (b *imageSet) userImages() error {
+	add := b.add
 	for name, user := range userImages() {
 		if err := add(name, framework.ImageSpec{Busybox: true, Config: v1.Config{User: user, Cmd: []string{"sh"}}}, true); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
@@ -183,13 +210,19 @@ func upstreamImages(standin []byte) (map[string]remote.Taggable, error) {
 		framework.TarEntry{Name: "home/default-user", Type: tar.TypeDir, Mode: 0o755, UID: 1000, GID: 1000},
 	)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := add(imgPredefinedGroup, framework.ImageSpec{Busybox: true, Layers: []v1.Layer{etc},
 		Config: v1.Config{User: "1000", Cmd: []string{"sh"}}}, true); err != nil {
-		return nil, err
+		return err
 	}
 
+	return nil
+}
+
+// markerImages are the tag images, each told apart by an empty marker file.
+func (b *imageSet) markerImages() error {
+	add, out := b.add, b.out
 	markers := map[string]remote.Taggable{}
 	byMarker := markerImages()
 	names := make([]string, 0, len(byMarker))
@@ -205,14 +238,14 @@ func upstreamImages(standin []byte) (map[string]remote.Taggable, error) {
 		}
 		l, err := layer(framework.File(marker, 0o644, ""))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := add(name, framework.ImageSpec{Busybox: true, Layers: []v1.Layer{l}, Config: v1.Config{Cmd: []string{"sh"}}}, true); err != nil {
-			return nil, err
+			return err
 		}
 		markers[marker] = out[name]
 	}
-	return out, nil
+	return nil
 }
 
 // pushUpstreamImages pushes imgs to reg under their names (replacing any test image of the
