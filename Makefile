@@ -21,6 +21,9 @@ CNIDIR  := $(PREFIX)/lib/peapod/cni
 CONFDIR ?= /etc/peapod
 UNITDIR ?= /etc/systemd/system
 CNI_PLUGINS := bridge host-local loopback portmap
+# Tools make deps builds (golangci-lint, at the version hack/install-deps.sh pins).
+PEAPOD_TOOLS ?= /var/cache/peapod-tools
+export PEAPOD_TOOLS
 
 .PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries
 
@@ -66,7 +69,7 @@ uninstall: ## remove what install added: the config file only if it is still the
 run: deps build ## build, then run the daemon on defaults in the foreground
 	$(BIN)/peapod
 
-test: deps build k8s-binaries ## unit, integration and e2e tests (needs root); lists every skip and its reason
+test: deps build k8s-binaries lint ## lint, then unit, integration and e2e tests (needs root); lists every skip and its reason
 	@hack/test.sh
 
 fuzz: ## every Go fuzz target for FUZZTIME each (default 10s); crashers land in testdata/fuzz
@@ -88,9 +91,13 @@ cluster: deps build ## a one-node Kubernetes on peapod on this machine (admin ku
 cluster-down: ## stop the one-node cluster and remove everything it made
 	@hack/cluster.sh down
 
-upstream-critest: build ## cri-tools' own conformance suite against peapod: CRITEST=/path/to/critest [CRITEST_ARGS=...]
-	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }
-	$(GO) run ./critest/upstream -critest $(CRITEST) -- $(CRITEST_ARGS)
+# upstream-critest: CRI_TOOLS is a clone of kubernetes-sigs/cri-tools (checkout or bare); the
+# target builds critest at CRITEST_REF from it into bin/critest. CRITEST names a built one.
+CRITEST_REF ?= v1.36.0
+upstream-critest: build ## cri-tools' own critest against peapod: CRI_TOOLS=/path/to/cri-tools-clone or CRITEST=/path/to/critest [CRITEST_ARGS=...]
+	@if [ -z "$(CRITEST)" ] && [ -z "$(CRI_TOOLS)" ]; then echo "set CRI_TOOLS to a clone of https://github.com/kubernetes-sigs/cri-tools (critest $(CRITEST_REF) is built from it into $(BIN)/critest), or CRITEST to a critest binary"; exit 2; fi
+	@if [ -z "$(CRITEST)" ]; then GO=$(GO) hack/critest-build.sh "$(CRI_TOOLS)" $(BIN)/critest $(CRITEST_REF); fi
+	$(GO) run ./critest/upstream -go $(GO) -critest $(or $(CRITEST),$(BIN)/critest) -- $(CRITEST_ARGS)
 
 .PHONY: chaos
 CHAOS_KILLS    ?= 100
@@ -99,9 +106,10 @@ CHAOS_FUZZTIME ?= 60s
 chaos: deps build ## reliability suite, long: CHAOS_KILLS daemon kills, CHAOS_CYCLES soak cycles, then every fuzz target for CHAOS_FUZZTIME
 	@CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_CYCLES=$(CHAOS_CYCLES) FUZZTIME=$(CHAOS_FUZZTIME) hack/chaos.sh
 
-lint: ## gofmt check and go vet
+lint: deps ## gofmt check, go vet and golangci-lint (.golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(PEAPOD_TOOLS)/bin/golangci-lint run ./...
 
 clean: ## remove build output
 	rm -rf $(BIN)

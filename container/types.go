@@ -5,6 +5,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/container/spec"
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/volumes"
 )
 
@@ -117,3 +118,7 @@ type Filter struct {
 	State         State
 	LabelSelector map[string]string
 }
+
+// ExecSyncResult is what Manager.ExecSync answers: the command's output (each stream capped)
+// and how it ended. The shim makes it; the alias lets callers name it without the shim.
+type ExecSyncResult = shim.ExecSyncResult

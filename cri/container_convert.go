@@ -40,7 +40,6 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 		return container.Config{}, err
 	}
 	linux := c.GetLinux()
-	sc := linux.GetSecurityContext()
 	out := container.Config{
 		Metadata:    container.Metadata{Name: name, Attempt: c.GetMetadata().GetAttempt()},
 		Image:       c.GetImage().GetImage(),
@@ -55,16 +54,31 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	if sig := c.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
 		out.StopSignal = strings.TrimPrefix(sig.String(), "SIGNAL_")
 	}
-	for _, m := range c.GetMounts() {
+	if out.Mounts, err = containerMounts(c.GetMounts()); err != nil {
+		return container.Config{}, err
+	}
+	if out.Resources, err = s.resources(linux.GetResources()); err != nil {
+		return container.Config{}, fmt.Errorf("config.linux.resources: %w", err)
+	}
+	if out.Spec, err = specInput(c); err != nil {
+		return container.Config{}, err
+	}
+	return out, nil
+}
+
+// containerMounts converts the CRI mounts, image volumes (Mount.image) included.
+func containerMounts(ms []*runtimeapi.Mount) ([]volumes.Mount, error) {
+	var out []volumes.Mount
+	for _, m := range ms {
 		if m.GetImage().GetImage() != "" {
 			mnt, err := imageMount(m)
 			if err != nil {
-				return container.Config{}, err
+				return nil, err
 			}
-			out.Mounts = append(out.Mounts, mnt)
+			out = append(out, mnt)
 			continue
 		}
-		out.Mounts = append(out.Mounts, volumes.Mount{
+		out = append(out, volumes.Mount{
 			ContainerPath:     m.GetContainerPath(),
 			HostPath:          m.GetHostPath(),
 			Readonly:          m.GetReadonly(),
@@ -73,9 +87,13 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 			SelinuxRelabel:    m.GetSelinuxRelabel(),
 		})
 	}
-	if out.Resources, err = s.resources(linux.GetResources()); err != nil {
-		return container.Config{}, fmt.Errorf("config.linux.resources: %w", err)
-	}
+	return out, nil
+}
+
+// specInput is what the OCI spec is built from: the process, its devices, its namespaces and
+// its security context.
+func specInput(c *runtimeapi.ContainerConfig) (spec.Input, error) {
+	sc := c.GetLinux().GetSecurityContext()
 	in := spec.Input{Command: c.GetCommand(), Args: c.GetArgs(), WorkingDir: c.GetWorkingDir()}
 	for _, kv := range c.GetEnvs() {
 		in.Env = append(in.Env, spec.EnvVar{Key: kv.GetKey(), Value: string(kv.GetValue())})
@@ -85,21 +103,27 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	}
 	for _, d := range c.GetCDIDevices() {
 		if d.GetName() == "" {
-			return container.Config{}, fmt.Errorf("config.CDI_devices: a device without a name: %w", errdefs.ErrInvalidArgument)
+			return spec.Input{}, fmt.Errorf("config.CDI_devices: a device without a name: %w", errdefs.ErrInvalidArgument)
 		}
 		in.CDIDevices = append(in.CDIDevices, d.GetName())
 	}
 	ns := sc.GetNamespaceOptions()
 	if err := checkUserNamespace(ns); err != nil {
-		return container.Config{}, err
+		return spec.Input{}, err
 	}
 	in.Namespaces.PID = spec.Namespace{Mode: spec.NamespaceMode(ns.GetPid())}
 	if ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
 		if ns.GetTargetId() == "" {
-			return container.Config{}, fmt.Errorf("pid namespace mode TARGET needs target_id: %w", errdefs.ErrInvalidArgument)
+			return spec.Input{}, fmt.Errorf("pid namespace mode TARGET needs target_id: %w", errdefs.ErrInvalidArgument)
 		}
 		in.Namespaces.PID.Path = ns.GetTargetId()
 	}
+	in.Security = containerSecurity(sc)
+	return in, nil
+}
+
+// containerSecurity converts the container's security context.
+func containerSecurity(sc *runtimeapi.LinuxContainerSecurityContext) spec.Security {
 	sec := spec.Security{
 		Privileged:               sc.GetPrivileged(),
 		RunAsUsername:            sc.GetRunAsUsername(),
@@ -127,9 +151,7 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	}
 	sec.Seccomp = securityProfile(sc.GetSeccomp())
 	sec.AppArmor = securityProfile(sc.GetApparmor())
-	in.Security = sec
-	out.Spec = in
-	return out, nil
+	return sec
 }
 
 func securityProfile(p *runtimeapi.SecurityProfile) *spec.SecurityProfile {

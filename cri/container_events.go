@@ -31,13 +31,13 @@ const (
 	recoveredMax = 4096
 )
 
-// eventSource is what the hub reads: container.Manager.
+// eventSource is what the hub reads of container.Manager.
 type eventSource interface {
 	Subscribe(buf int) (<-chan container.Event, func())
 	List(container.Filter) []container.Container
 }
 
-// podSource is sandbox.Manager.
+// podSource is what the hub reads of sandbox.Manager.
 type podSource interface {
 	Get(id string) (sandbox.Sandbox, error)
 }
@@ -69,9 +69,6 @@ type eventHub struct {
 
 // serverEventHub is the hub of a Server with these options.
 func serverEventHub(opts Options) *eventHub {
-	if opts.Containers == nil {
-		return newEventHub(nil, opts.Sandboxes, opts.Logger)
-	}
 	return newEventHub(opts.Containers, opts.Sandboxes, opts.Logger)
 }
 

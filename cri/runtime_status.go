@@ -40,7 +40,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			return nil, fmt.Errorf("encode config: %w", err)
 		}
 		resp.Info = map[string]string{"config": string(cfg)}
-		if cidr, err := s.podCIDR(); err == nil && cidr != "" {
+		if cidr, err := s.opts.Sandboxes.PodCIDR(); err == nil && cidr != "" {
 			resp.Info["podCIDR"] = cidr
 		}
 	}

@@ -50,3 +50,17 @@ fi
 for mod in overlay br_netfilter; do
   modprobe "$mod" 2>/dev/null || true
 done
+
+# golangci-lint (make lint), built from the Go module proxy at a pinned version into a cache
+# outside the repo; make lint runs $PEAPOD_TOOLS/bin/golangci-lint, which points at it.
+GOLANGCI_LINT_VERSION=v2.15.0
+tools=${PEAPOD_TOOLS:-/var/cache/peapod-tools}
+lint_dir=$tools/golangci-lint-$GOLANGCI_LINT_VERSION
+if [ ! -x "$lint_dir/golangci-lint" ]; then
+  echo "install-deps: building golangci-lint $GOLANGCI_LINT_VERSION into $lint_dir"
+  mkdir -p "$lint_dir"
+  # Outside the repo, so that its go.mod plays no part.
+  (cd / && GOBIN=$lint_dir go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION")
+fi
+mkdir -p "$tools/bin"
+ln -sfn "$lint_dir/golangci-lint" "$tools/bin/golangci-lint"

@@ -1,0 +1,307 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/api"
+	"github.com/peapod-runtime/peapod/shim/wire"
+
+	plog "github.com/peapod-runtime/peapod/internal/log"
+)
+
+// StartOptions say which shim to start for which pod.
+type StartOptions struct {
+	// Binary is the peapod-shim executable.
+	Binary string
+	PodID  string
+	// StateDir is the pod's own state dir (e.g. /run/peapod/pods/<pod-id>); the shim's
+	// socket, log, records and libcontainer state go there.
+	StateDir string
+	// PidNamespace makes the shim hold a PID namespace for the whole pod (Info.PidNamespace).
+	PidNamespace bool
+	// HolderUser is "UID:GID" for the PID namespace holder; "" keeps root.
+	HolderUser string
+	Logger     *zap.Logger
+}
+
+// Client is the daemon's connection to one pod's shim. Its methods are safe for concurrent
+// use. An error wrapping errdefs.ErrUnavailable means the shim is gone (killed, or never
+// there): its containers' fate is then only what ReadRecords says.
+type Client struct {
+	socket string
+	tc     *ttrpc.Client
+	shim   api.ShimClient
+	done   chan struct{}
+}
+
+// readyFD is the fd on which a starting shim reports whether it serves (see wire.WriteReady).
+const readyFD = 3
+
+// Start launches a shim for a pod, detached in its own session so that it survives the
+// daemon, waits until it serves its socket, and connects to it. A shim that already serves
+// the pod makes Start fail with errdefs.ErrAlreadyExists; use Connect.
+func Start(ctx context.Context, o StartOptions) (*Client, error) {
+	if o.Binary == "" || o.PodID == "" || o.StateDir == "" {
+		return nil, fmt.Errorf("start shim: binary, pod id and state dir are required: %w", errdefs.ErrInvalidArgument)
+	}
+	l := o.Logger
+	if l == nil {
+		l = zap.NewNop()
+	}
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	defer r.Close()
+	args := []string{"serve", "--pod-id", o.PodID, "--state-dir", o.StateDir, "--ready-fd", "3"}
+	if o.PidNamespace {
+		args = append(args, "--pid-namespace")
+		if o.HolderUser != "" {
+			args = append(args, "--holder-user", o.HolderUser)
+		}
+	}
+	cmd := exec.Command(o.Binary, args...)
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{w} // fd 3 == readyFD
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start shim %s: %w", o.Binary, err)
+	}
+	w.Close()
+	pid := cmd.Process.Pid
+	// While the daemon lives it is the shim's parent and must reap it when it exits.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	msg := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		msg <- b
+	}()
+	var ready []byte
+	select {
+	case ready = <-msg:
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("start shim for pod %s: %w", o.PodID, ctx.Err())
+	}
+	if err := wire.ReadReady(ready); err != nil {
+		_ = cmd.Process.Kill()
+		if len(bytes.TrimSpace(ready)) == 0 {
+			select {
+			case werr := <-exited:
+				err = fmt.Errorf("%w: %v", err, werr)
+			case <-time.After(time.Second):
+			}
+		}
+		return nil, fmt.Errorf("start shim for pod %s (see %s): %w", o.PodID, shim.LogPath(o.StateDir), err)
+	}
+	l.Info("shim started", plog.PodSandboxID(o.PodID), zap.Int(plog.KeyPID, pid))
+	return Connect(ctx, shim.SocketPath(o.StateDir))
+}
+
+// Connect connects to the shim serving socketPath (SocketPath of the pod's state dir).
+// A shim that cannot be reached, for whatever reason the dial fails (missing, dead, a
+// socket path the kernel refuses), gives an error wrapping errdefs.ErrUnavailable: the
+// caller then cleans up after it as after a dead shim. Only ctx's end is not Unavailable.
+func Connect(ctx context.Context, socketPath string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", socketPath)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fromWire("connect", socketPath, err)
+		}
+		return nil, fmt.Errorf("shim connect at %s: %w: %w", socketPath, errdefs.ErrUnavailable, err)
+	}
+	done := make(chan struct{})
+	tc := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(done) }))
+	return &Client{socket: socketPath, tc: tc, shim: api.NewShimClient(tc), done: done}, nil
+}
+
+// Close closes the connection; the shim and its containers keep running.
+func (c *Client) Close() error { return c.tc.Close() }
+
+// Done is closed when the connection is gone (Close, or the shim exited).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// SocketPath is the socket this client is connected to.
+func (c *Client) SocketPath() string { return c.socket }
+
+func (c *Client) err(op string, err error) error { return fromWire(op, c.socket, err) }
+
+// Info describes the shim.
+func (c *Client) Info(ctx context.Context) (shim.Info, error) {
+	r, err := c.shim.Info(ctx, &api.InfoRequest{})
+	if err != nil {
+		return shim.Info{}, c.err("info", err)
+	}
+	return shim.Info{
+		Pid:          int(r.GetPid()),
+		PodID:        r.GetPodId(),
+		PidNamespace: r.GetPidNamespace(),
+		PidHolderPid: int(r.GetPidHolderPid()),
+		Seccomp:      r.GetSeccomp(),
+		Version:      r.GetVersion(),
+		Goroutines:   int(r.GetGoroutines()),
+	}, nil
+}
+
+// Create creates a container and starts its init, which waits for Start before it runs the
+// user's process (the container is StatusCreated). It returns the init's pid.
+func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) {
+	if o.Spec == nil {
+		return 0, fmt.Errorf("create container %s: no spec: %w", o.ID, errdefs.ErrInvalidArgument)
+	}
+	spec, err := json.Marshal(o.Spec)
+	if err != nil {
+		return 0, fmt.Errorf("create container %s: encode spec: %v: %w", o.ID, err, errdefs.ErrInvalidArgument)
+	}
+	r, err := c.shim.Create(ctx, &api.CreateRequest{
+		Id:        o.ID,
+		Spec:      spec,
+		Rootfs:    o.Rootfs,
+		Stdin:     o.Stdin,
+		StdinOnce: o.StdinOnce,
+		Tty:       o.Tty,
+		LogPath:   o.LogPath,
+		LogRoot:   o.LogRoot,
+	})
+	if err != nil {
+		return 0, c.err("create", err)
+	}
+	return int(r.GetPid()), nil
+}
+
+// Start runs the user process of a created container and returns its pid.
+// A container that is not StatusCreated gives errdefs.ErrFailedPrecondition.
+func (c *Client) Start(ctx context.Context, id string) (int, error) {
+	r, err := c.shim.Start(ctx, &api.StartRequest{Id: id})
+	if err != nil {
+		return 0, c.err("start", err)
+	}
+	return int(r.GetPid()), nil
+}
+
+// Signal sends sig to the container's init, or to all its processes. A stopped container
+// gives errdefs.ErrFailedPrecondition.
+func (c *Client) Signal(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	_, err := c.shim.Signal(ctx, &api.SignalRequest{Id: id, Signal: uint32(sig), All: all})
+	return c.err("signal", err)
+}
+
+// State reports one container; an unknown one gives errdefs.ErrNotFound.
+func (c *Client) State(ctx context.Context, id string) (shim.ContainerState, error) {
+	r, err := c.shim.State(ctx, &api.StateRequest{Id: id})
+	if err != nil {
+		return shim.ContainerState{}, c.err("state", err)
+	}
+	return shim.StateFromAPI(r), nil
+}
+
+// List reports every container of the shim.
+func (c *Client) List(ctx context.Context) ([]shim.ContainerState, error) {
+	r, err := c.shim.List(ctx, &api.ListRequest{})
+	if err != nil {
+		return nil, c.err("list", err)
+	}
+	out := make([]shim.ContainerState, 0, len(r.GetContainers()))
+	for _, s := range r.GetContainers() {
+		out = append(out, shim.StateFromAPI(s))
+	}
+	return out, nil
+}
+
+// Wait blocks until the container has exited and its exit is persisted, and returns its
+// final state. If the shim dies meanwhile, it returns an error wrapping errdefs.ErrUnavailable.
+func (c *Client) Wait(ctx context.Context, id string) (shim.ContainerState, error) {
+	r, err := c.shim.Wait(ctx, &api.WaitRequest{Id: id})
+	if err != nil {
+		return shim.ContainerState{}, c.err("wait", err)
+	}
+	return shim.StateFromAPI(r), nil
+}
+
+// Delete kills the container if it runs, removes its cgroup, state and record. Deleting a
+// container that is not there succeeds.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	_, err := c.shim.Delete(ctx, &api.DeleteRequest{Id: id})
+	return c.err("delete", err)
+}
+
+// ExecSync runs a command in a running container and returns its output and exit code. A
+// command that cannot be found gives exit code 127 (126 if it cannot run), not an error; a
+// timeout gives TimedOut with the container left running; a container that is not running
+// gives errdefs.ErrFailedPrecondition. ctx should outlive o.Timeout.
+func (c *Client) ExecSync(ctx context.Context, id string, o shim.ExecSyncOptions) (shim.ExecSyncResult, error) {
+	req := &api.ExecSyncRequest{Id: id, Args: o.Args, Env: o.Env, Cwd: o.Cwd, TimeoutNs: int64(o.Timeout)}
+	if o.User != nil {
+		req.User = &api.User{Uid: o.User.UID, Gid: o.User.GID, AdditionalGids: o.User.AdditionalGids}
+	}
+	stream, err := c.shim.ExecSync(ctx, req)
+	if err != nil {
+		return shim.ExecSyncResult{}, c.err("exec", err)
+	}
+	var res shim.ExecSyncResult
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return shim.ExecSyncResult{}, fmt.Errorf("shim exec in %s: stream ended before the exit: %w", id, errdefs.ErrUnavailable)
+		}
+		if err != nil {
+			return shim.ExecSyncResult{}, c.err("exec", err)
+		}
+		res.Stdout = append(res.Stdout, ch.GetStdout()...)
+		res.Stderr = append(res.Stderr, ch.GetStderr()...)
+		if ch.GetExited() {
+			res.ExitCode = int(ch.GetExitCode())
+			res.TimedOut = ch.GetTimedOut()
+			return res, nil
+		}
+	}
+}
+
+// ReopenLog makes the shim close and reopen a running container's log file at the same path,
+// after the kubelet renamed it. A container that is not running gives
+// errdefs.ErrFailedPrecondition.
+func (c *Client) ReopenLog(ctx context.Context, id string) error {
+	_, err := c.shim.ReopenLog(ctx, &api.ReopenLogRequest{Id: id})
+	return c.err("reopen log", err)
+}
+
+// Shutdown stops the shim: it removes its socket and exits. It is refused with
+// errdefs.ErrFailedPrecondition while the shim holds containers (Delete them first). It
+// returns once the shim has closed the connection, and closes the Client.
+func (c *Client) Shutdown(ctx context.Context) error {
+	if _, err := c.shim.Shutdown(ctx, &api.ShutdownRequest{}); err != nil {
+		// A refusal comes back as an answer; a connection closed under the call means the
+		// shim took the request and went away before its answer was written.
+		if err = c.err("shutdown", err); !errors.Is(err, errdefs.ErrUnavailable) {
+			return err
+		}
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return fmt.Errorf("shim shutdown: %w", ctx.Err())
+	}
+	return c.tc.Close()
+}

@@ -1,0 +1,846 @@
+package client_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/peapod-runtime/peapod/internal/testutil"
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/client"
+	"github.com/peapod-runtime/peapod/shim/internal/shimtest"
+)
+
+// Built once in TestMain when we are root: the shim binary and a busybox rootfs.
+var (
+	shimBin   string
+	rootfsDir string
+	setupErr  error
+)
+
+// helperEnv makes the test binary a short-lived parent that starts a shim and exits, to
+// show the shim outlives its parent.
+const helperEnv = "PEAPOD_SHIMTEST_START_HELPER"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(helperEnv); dir != "" {
+		os.Exit(startHelper(dir))
+	}
+	flag.Parse()
+	// A fuzzing run (and each of its workers) runs only the fuzz target: no shim to build.
+	fuzzing := flag.Lookup("test.fuzz").Value.String() != "" || flag.Lookup("test.fuzzworker").Value.String() == "true"
+	if os.Geteuid() != 0 || fuzzing {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "peapod-shimtest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shimBin, setupErr = shimtest.BuildShim(dir)
+	if setupErr == nil {
+		rootfsDir = filepath.Join(dir, "rootfs")
+		setupErr = shimtest.BuildRootfs(rootfsDir)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startHelper(stateDir string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Start(ctx, client.StartOptions{Binary: os.Getenv("PEAPOD_SHIMTEST_BIN"), PodID: "orphan", StateDir: stateDir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	c.Close()
+	return 0
+}
+
+func requireShim(t testing.TB) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	if setupErr != nil {
+		if strings.HasPrefix(setupErr.Error(), "SKIP-REASON") {
+			t.Skip(setupErr)
+		}
+		t.Fatal(setupErr)
+	}
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// pod is one shim under test.
+type pod struct {
+	c        *client.Client
+	stateDir string
+	cgroup   string
+	logDir   string
+	shimPid  int
+	stopped  bool
+}
+
+func stateDir(t testing.TB) string {
+	// Short: the socket path must fit in sockaddr_un.
+	d, err := os.MkdirTemp("/tmp", "ppst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func startPod(t testing.TB, pidNS bool) *pod {
+	t.Helper()
+	requireShim(t)
+	p := &pod{cgroup: shimtest.CgroupParent(t), stateDir: stateDir(t), logDir: t.TempDir()}
+	c, err := client.Start(ctxT(t, 20*time.Second), client.StartOptions{
+		Binary: shimBin, PodID: "pod-" + shimtest.RandomSuffix(), StateDir: p.stateDir, PidNamespace: pidNS,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c = c
+	info, err := c.Info(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.shimPid = info.Pid
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// stop deletes every container, shuts the shim down and makes sure it is gone.
+func (p *pod) stop(t testing.TB) {
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Connect(ctx, shim.SocketPath(p.stateDir))
+	if err == nil {
+		states, _ := c.List(ctx)
+		for _, s := range states {
+			if err := c.Delete(ctx, s.ID); err != nil {
+				t.Errorf("cleanup: delete %s: %v", s.ID, err)
+			}
+		}
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("cleanup: shutdown: %v", err)
+		}
+	}
+	p.c.Close()
+	waitGone(t, p.shimPid)
+	// The shim's stderr is its log: a panic or a race report (when built with -race) lands there.
+	if b, err := os.ReadFile(shim.LogPath(p.stateDir)); err == nil {
+		for _, bad := range []string{"panic:", "WARNING: DATA RACE", "fatal error:"} {
+			if i := strings.Index(string(b), bad); i >= 0 {
+				t.Errorf("shim log reports %q:\n%s", bad, b[i:min(len(b), i+4000)])
+			}
+		}
+	}
+}
+
+func waitGone(t testing.TB, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("process %d still alive; killing it", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *pod) spec(id string, args ...string) *specs.Spec {
+	return shimtest.Spec(p.cgroup, id, args...)
+}
+
+func (p *pod) create(t *testing.T, id string, spec *specs.Spec, tty bool) string {
+	t.Helper()
+	logPath := filepath.Join(p.logDir, id, "0.log")
+	_, err := p.c.Create(ctxT(t, 20*time.Second), shim.CreateOptions{ID: id, Spec: spec, Rootfs: rootfsDir, Tty: tty, LogPath: logPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logPath
+}
+
+func (p *pod) run(t *testing.T, id string, args ...string) string {
+	t.Helper()
+	logPath := p.create(t, id, p.spec(id, args...), false)
+	if _, err := p.c.Start(ctxT(t, 10*time.Second), id); err != nil {
+		t.Fatal(err)
+	}
+	return logPath
+}
+
+func (p *pod) wait(t *testing.T, id string) shim.ContainerState {
+	t.Helper()
+	st, err := p.c.Wait(ctxT(t, 20*time.Second), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+type logEntry struct {
+	ts      time.Time
+	stream  string
+	partial bool
+	text    string
+}
+
+var logLine = regexp.MustCompile(`^(\S+) (stdout|stderr) ([PF]) (.*)$`)
+
+func readLog(t *testing.T, path string) []logEntry {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []logEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		m := logLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			t.Fatalf("log line not in CRI format: %q", sc.Text())
+		}
+		ts, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			t.Fatalf("log timestamp %q: %v", m[1], err)
+		}
+		out = append(out, logEntry{ts: ts, stream: m[2], partial: m[3] == "P", text: m[4]})
+	}
+	return out
+}
+
+func TestLifecycleAndLog(t *testing.T) {
+	p := startPod(t, false)
+	ctx := ctxT(t, 30*time.Second)
+	logPath := p.create(t, "c1", p.spec("c1", "sh", "-c", "echo hello; echo oops >&2; printf tail"), false)
+
+	st, err := p.c.State(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != shim.StatusCreated || st.Pid <= 0 || st.CreatedAt.IsZero() || !st.StartedAt.IsZero() {
+		t.Fatalf("after create: %+v", st)
+	}
+	if _, err := p.c.Start(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.c.Start(ctx, "c1"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("second start: got %v, want FailedPrecondition", err)
+	}
+	st = p.wait(t, "c1")
+	if st.Status != shim.StatusStopped || st.ExitCode != 0 || st.Signaled || st.OOMKilled || st.Reason != shim.ReasonCompleted {
+		t.Fatalf("after exit: %+v", st)
+	}
+	if st.StartedAt.IsZero() || st.FinishedAt.Before(st.StartedAt) {
+		t.Errorf("times: %+v", st)
+	}
+	got := readLog(t, logPath)
+	want := map[string]logEntry{
+		"hello": {stream: "stdout"},
+		"oops":  {stream: "stderr"},
+		"tail":  {stream: "stdout", partial: true},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("log has %d entries, want %d: %+v", len(got), len(want), got)
+	}
+	for _, e := range got {
+		w, ok := want[e.text]
+		if !ok || w.stream != e.stream || w.partial != e.partial {
+			t.Errorf("unexpected log entry %+v", e)
+		}
+	}
+	// The record on disk says the same.
+	recs, err := shim.ReadRecords(p.stateDir)
+	if err != nil || len(recs) != 1 || recs[0].Status != shim.StatusStopped || recs[0].ExitCode != 0 {
+		t.Errorf("records: %+v, %v", recs, err)
+	}
+	for range 2 {
+		if err := p.c.Delete(ctx, "c1"); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+	}
+	if _, err := p.c.State(ctx, "c1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("state after delete: %v, want NotFound", err)
+	}
+	if recs, _ := shim.ReadRecords(p.stateDir); len(recs) != 0 {
+		t.Errorf("records after delete: %+v", recs)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	p := startPod(t, false)
+	ctx := ctxT(t, 30*time.Second)
+	p.run(t, "one", "sh", "-c", "exit 1")
+	p.run(t, "killed", "sleep", "1000")
+	p.run(t, "term", "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.05; done")
+	time.Sleep(200 * time.Millisecond) // let the trap be installed
+	if err := p.c.Signal(ctx, "killed", syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.c.Signal(ctx, "term", syscall.SIGTERM, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id       string
+		code     int
+		signaled bool
+		reason   string
+	}{
+		{"one", 1, false, shim.ReasonError},
+		{"killed", 137, true, shim.ReasonError},
+		{"term", 7, false, shim.ReasonError},
+	} {
+		st := p.wait(t, tc.id)
+		if st.ExitCode != tc.code || st.Signaled != tc.signaled || st.OOMKilled || st.Reason != tc.reason {
+			t.Errorf("%s: got %+v, want code %d signaled %v", tc.id, st, tc.code, tc.signaled)
+		}
+	}
+	if err := p.c.Signal(ctx, "one", syscall.SIGTERM, false); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("signal stopped container: %v, want FailedPrecondition", err)
+	}
+	if _, err := p.c.State(ctx, "nope"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("state of unknown container: %v, want NotFound", err)
+	}
+	if err := p.c.Delete(ctx, "nope"); err != nil {
+		t.Errorf("delete of unknown container: %v", err)
+	}
+	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: "one", Spec: p.spec("one", "true"), Rootfs: rootfsDir}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("create duplicate: %v, want AlreadyExists", err)
+	}
+	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: "bad/id", Spec: p.spec("x", "true"), Rootfs: rootfsDir}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("create bad id: %v, want InvalidArgument", err)
+	}
+}
+
+func TestDeleteRunningAndCreated(t *testing.T) {
+	p := startPod(t, false)
+	ctx := ctxT(t, 30*time.Second)
+	p.run(t, "running", "sleep", "1000")
+	p.create(t, "created", p.spec("created", "sleep", "1000"), false)
+	for _, id := range []string{"running", "created"} {
+		st, _ := p.c.State(ctx, id)
+		if err := p.c.Delete(ctx, id); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+		if err := syscall.Kill(st.Pid, 0); err == nil {
+			t.Errorf("%s: init %d still alive after delete", id, st.Pid)
+		}
+	}
+	if err := p.c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(shim.SocketPath(p.stateDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket after shutdown: %v", err)
+	}
+	waitGone(t, p.shimPid)
+}
+
+func TestShutdownRefusedWithContainers(t *testing.T) {
+	p := startPod(t, false)
+	p.run(t, "c", "sleep", "1000")
+	if err := p.c.Shutdown(ctxT(t, 10*time.Second)); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("shutdown with a container: %v, want FailedPrecondition", err)
+	}
+}
+
+func TestExecSync(t *testing.T) {
+	p := startPod(t, false)
+	ctx := ctxT(t, 60*time.Second)
+	p.run(t, "c", "sleep", "1000")
+	p.run(t, "done", "true")
+	p.wait(t, "done")
+
+	for _, tc := range []struct {
+		name     string
+		opts     shim.ExecSyncOptions
+		stdout   string
+		stderr   string
+		code     int
+		timedOut bool
+		maxTime  time.Duration
+	}{
+		{name: "echo", opts: shim.ExecSyncOptions{Args: []string{"echo", "hi"}}, stdout: "hi\n"},
+		{name: "exit code and stderr", opts: shim.ExecSyncOptions{Args: []string{"sh", "-c", "echo e >&2; exit 3"}}, stderr: "e\n", code: 3},
+		{name: "env cwd user", opts: shim.ExecSyncOptions{
+			Args: []string{"sh", "-c", "echo $FOO $(pwd) $(id -u):$(id -g)"}, Env: []string{"FOO=bar", "PATH=/bin"}, Cwd: "/tmp",
+			User: &specs.User{UID: 1000, GID: 3000},
+		}, stdout: "bar /tmp 1000:3000\n"},
+		{name: "missing command", opts: shim.ExecSyncOptions{Args: []string{"no-such-command"}}, code: 127},
+		{name: "missing absolute path", opts: shim.ExecSyncOptions{Args: []string{"/no/such"}}, code: 127},
+		{name: "timeout kills the tree", opts: shim.ExecSyncOptions{
+			Args: []string{"sh", "-c", "sleep 100 & echo started; sleep 100"}, Timeout: 500 * time.Millisecond,
+		}, stdout: "started\n", code: 137, timedOut: true, maxTime: 3 * time.Second},
+		{name: "background child keeps stdout", opts: shim.ExecSyncOptions{
+			Args: []string{"sh", "-c", "sleep 100 & echo bg"},
+		}, stdout: "bg\n", maxTime: 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			res, err := p.c.ExecSync(ctx, "c", tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(res.Stdout) != tc.stdout || res.ExitCode != tc.code || res.TimedOut != tc.timedOut {
+				t.Errorf("got stdout %q stderr %q code %d timedOut %v", res.Stdout, res.Stderr, res.ExitCode, res.TimedOut)
+			}
+			if tc.stderr != "" && string(res.Stderr) != tc.stderr {
+				t.Errorf("stderr %q, want %q", res.Stderr, tc.stderr)
+			}
+			if tc.maxTime > 0 && time.Since(start) > tc.maxTime {
+				t.Errorf("took %v, want < %v", time.Since(start), tc.maxTime)
+			}
+		})
+	}
+	// The timed-out command's whole process group is gone; the container runs on.
+	res, err := p.c.ExecSync(ctx, "c", shim.ExecSyncOptions{Args: []string{"sh", "-c", "ps -o stat,comm | grep -v '^Z' | grep -c sleep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Left: the container's own sleep and the background sleep of the exec that was not
+	// timed out (it is not ours to kill). The killed background sleep may linger as a zombie
+	// of the container's init (sleep reaps nothing), so only live ones count.
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(res.Stdout))); n != 2 {
+		t.Errorf("sleep processes left in the container: %q, want 2", res.Stdout)
+	}
+	if st, _ := p.c.State(ctx, "c"); st.Status != shim.StatusRunning {
+		t.Errorf("container after exec timeout: %+v", st)
+	}
+	// Output larger than one ttrpc message (4 MiB) arrives whole.
+	res, err = p.c.ExecSync(ctx, "c", shim.ExecSyncOptions{Args: []string{"head", "-c", "6000000", "/dev/zero"}})
+	if err != nil || len(res.Stdout) != 6000000 || res.ExitCode != 0 {
+		t.Errorf("large output: %d bytes, code %d, err %v", len(res.Stdout), res.ExitCode, err)
+	}
+	if _, err := p.c.ExecSync(ctx, "done", shim.ExecSyncOptions{Args: []string{"true"}}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("exec in stopped container: %v, want FailedPrecondition", err)
+	}
+	if _, err := p.c.ExecSync(ctx, "nope", shim.ExecSyncOptions{Args: []string{"true"}}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("exec in unknown container: %v, want NotFound", err)
+	}
+}
+
+func TestReopenLog(t *testing.T) {
+	p := startPod(t, false)
+	ctx := ctxT(t, 30*time.Second)
+	logPath := p.run(t, "c", "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.01; done")
+	time.Sleep(300 * time.Millisecond)
+	rotated := logPath + ".1"
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.c.ReopenLog(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := p.c.Signal(ctx, "c", syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, "c")
+	if err := p.c.ReopenLog(ctx, "c"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("reopen log of stopped container: %v, want FailedPrecondition", err)
+	}
+	old, cur := readLog(t, rotated), readLog(t, logPath)
+	if len(old) == 0 || len(cur) == 0 {
+		t.Fatalf("entries before/after reopen: %d/%d", len(old), len(cur))
+	}
+	for i, e := range append(old, cur...) {
+		if e.text != fmt.Sprintf("line %d", i) || e.partial || e.stream != "stdout" {
+			t.Fatalf("entry %d is %+v: lost or repeated line around the reopen", i, e)
+		}
+	}
+}
+
+func TestTerminal(t *testing.T) {
+	p := startPod(t, false)
+	logPath := p.create(t, "tty", p.spec("tty", "sh", "-c", "echo out; echo err >&2; [ -t 1 ] && echo isatty"), true)
+	if _, err := p.c.Start(ctxT(t, 10*time.Second), "tty"); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.wait(t, "tty"); st.ExitCode != 0 {
+		t.Fatalf("tty container: %+v", st)
+	}
+	var texts []string
+	for _, e := range readLog(t, logPath) {
+		if e.stream != "stdout" || e.partial {
+			t.Errorf("tty entry %+v, want full stdout", e)
+		}
+		texts = append(texts, e.text)
+	}
+	if strings.Join(texts, ",") != "out,err,isatty" {
+		t.Errorf("tty log %q", texts)
+	}
+}
+
+func TestReconnectAndExitWhileDisconnected(t *testing.T) {
+	requireShim(t)
+	// Start the shim from a parent that exits at once: the shim must outlive it.
+	dir := stateDir(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"="+dir, "PEAPOD_SHIMTEST_BIN="+shimBin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	c, err := client.Connect(ctx, shim.SocketPath(dir))
+	if err != nil {
+		t.Fatalf("connect after the parent exited: %v", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pod{c: c, stateDir: dir, cgroup: shimtest.CgroupParent(t), logDir: t.TempDir(), shimPid: info.Pid}
+	t.Cleanup(func() { p.stop(t) })
+
+	p.run(t, "quick", "sh", "-c", "sleep 0.5; exit 5")
+	p.run(t, "long", "sleep", "1000")
+	c.Close()
+	time.Sleep(1200 * time.Millisecond)
+
+	c, err = client.Connect(ctx, shim.SocketPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c = c
+	states, err := c.List(ctx)
+	if err != nil || len(states) != 2 {
+		t.Fatalf("list after reconnect: %+v, %v", states, err)
+	}
+	st, err := c.State(ctx, "quick")
+	if err != nil || st.Status != shim.StatusStopped || st.ExitCode != 5 {
+		t.Errorf("exit while disconnected: %+v, %v", st, err)
+	}
+	if st, _ := c.Wait(ctx, "quick"); st.ExitCode != 5 {
+		t.Errorf("wait after the fact: %+v", st)
+	}
+	if st, _ := c.State(ctx, "long"); st.Status != shim.StatusRunning {
+		t.Errorf("long after reconnect: %+v", st)
+	}
+}
+
+func TestShimKilled(t *testing.T) {
+	p := startPod(t, false)
+	ctx := ctxT(t, 30*time.Second)
+	p.run(t, "c", "sleep", "1000")
+	p.run(t, "gone", "true")
+	p.wait(t, "gone")
+	st, _ := p.c.State(ctx, "c")
+
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := p.c.Wait(ctx, "c")
+		waitErr <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := syscall.Kill(p.shimPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waitErr; !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("pending wait when the shim dies: %v, want Unavailable", err)
+	}
+	if _, err := p.c.State(ctx, "c"); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("call to a dead shim: %v, want Unavailable", err)
+	}
+	waitGone(t, p.shimPid)
+	if _, err := client.Connect(ctx, shim.SocketPath(p.stateDir)); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("connect to a dead shim: %v, want Unavailable", err)
+	}
+	// What the dead shim persisted is still readable.
+	recs, err := shim.ReadRecords(p.stateDir)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("records: %+v, %v", recs, err)
+	}
+	for _, r := range recs {
+		if r.ID == "gone" && (r.Status != shim.StatusStopped || r.ExitCode != 0) {
+			t.Errorf("record of gone: %+v", r)
+		}
+	}
+	// The container survived its monitor; a new shim for the pod cleans it up on Delete.
+	if err := syscall.Kill(st.Pid, 0); err != nil {
+		t.Errorf("container init %d died with the shim: %v", st.Pid, err)
+	}
+	c, err := client.Start(ctx, client.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c.Close()
+	p.c = c
+	info, _ := c.Info(ctx)
+	p.shimPid = info.Pid
+	for _, id := range []string{"c", "gone"} {
+		if err := c.Delete(ctx, id); err != nil {
+			t.Errorf("delete %s left by the dead shim: %v", id, err)
+		}
+	}
+	waitGone(t, st.Pid)
+	if recs, _ := shim.ReadRecords(p.stateDir); len(recs) != 0 {
+		t.Errorf("records after cleanup: %+v", recs)
+	}
+}
+
+func TestSecondShimRefused(t *testing.T) {
+	p := startPod(t, false)
+	_, err := client.Start(ctxT(t, 20*time.Second), client.StartOptions{Binary: shimBin, PodID: "dup", StateDir: p.stateDir})
+	if !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("second shim for the pod: %v, want AlreadyExists", err)
+	}
+}
+
+func TestPodPidNamespace(t *testing.T) {
+	p := startPod(t, true)
+	ctx := ctxT(t, 30*time.Second)
+	info, err := p.c.Info(ctx)
+	if err != nil || info.PidNamespace == "" || info.PidHolderPid == 0 {
+		t.Fatalf("info: %+v, %v", info, err)
+	}
+	for _, id := range []string{"a", "b"} {
+		spec := p.spec(id, "sleep", "1000")
+		for i, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.PIDNamespace {
+				spec.Linux.Namespaces[i].Path = info.PidNamespace
+			}
+		}
+		p.create(t, id, spec, false)
+		if _, err := p.c.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := p.c.ExecSync(ctx, "a", shim.ExecSyncOptions{Args: []string{"sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; ps -o comm | grep -c sleep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(res.Stdout); got != "peapod-shim pause 2\n" {
+		t.Errorf("in the pod pid namespace: %q (want the holder as PID 1 and both containers' sleep)", got)
+	}
+	// Killing one container leaves the namespace and the other container alone.
+	if err := p.c.Signal(ctx, "a", syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.wait(t, "a"); st.ExitCode != 137 {
+		t.Errorf("a: %+v", st)
+	}
+	if st, _ := p.c.State(ctx, "b"); st.Status != shim.StatusRunning {
+		t.Errorf("b after a was killed: %+v", st)
+	}
+	// Stopping the shim stops the holder.
+	p.stop(t)
+	waitGone(t, info.PidHolderPid)
+}
+
+func TestOOMKilled(t *testing.T) {
+	testutil.RequireCgroupV1(t)
+	p := startPod(t, false)
+	spec := p.spec("oom", "sh", "-c", "a=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived")
+	limit := int64(32 << 20)
+	spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
+	p.create(t, "oom", spec, false)
+	if _, err := p.c.Start(ctxT(t, 10*time.Second), "oom"); err != nil {
+		t.Fatal(err)
+	}
+	st := p.wait(t, "oom")
+	if !st.OOMKilled || st.Reason != shim.ReasonOOMKilled || st.ExitCode == 0 {
+		t.Errorf("oom container: %+v", st)
+	}
+}
+
+func TestStaleHolderKilled(t *testing.T) {
+	p := startPod(t, true)
+	ctx := ctxT(t, 30*time.Second)
+	info, err := p.c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(p.shimPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, p.shimPid)
+	if err := syscall.Kill(info.PidHolderPid, 0); err != nil {
+		t.Fatalf("holder died with its shim: %v", err)
+	}
+	c, err := client.Start(ctx, client.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c.Close()
+	p.c = c
+	next, _ := c.Info(ctx)
+	p.shimPid = next.Pid
+	waitGone(t, info.PidHolderPid)
+}
+
+// memStats reads the fields of /proc/<pid>/smaps_rollup, in KiB.
+func memStats(t *testing.T, pid int) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[2] == "kB" {
+			n, _ := strconv.Atoi(f[1])
+			m[strings.TrimSuffix(f[0], ":")] = n
+		}
+	}
+	return m
+}
+
+// TestShimMemory prints what an idle shim with one running container costs, with three
+// shims running (their shared text counts a third each in PSS). Targets: 7 MiB RSS and
+// 2 MiB PSS per pod.
+func TestShimMemory(t *testing.T) {
+	const pods = 3
+	var ps []*pod
+	for i := range pods {
+		p := startPod(t, false)
+		p.run(t, fmt.Sprintf("c%d", i), "sleep", "1000")
+		// Exercise the paths a real pod uses once: exec, state, log.
+		if _, err := p.c.ExecSync(ctxT(t, 10*time.Second), fmt.Sprintf("c%d", i), shim.ExecSyncOptions{Args: []string{"true"}}); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	time.Sleep(2 * time.Second) // let the shims settle
+	for _, p := range ps {
+		m := memStats(t, p.shimPid)
+		t.Logf("shim pid %d: RSS %d KiB, PSS %d KiB, private %d KiB (clean %d, dirty %d), anon %d KiB",
+			p.shimPid, m["Rss"], m["Pss"], m["Private_Clean"]+m["Private_Dirty"], m["Private_Clean"], m["Private_Dirty"], m["Anonymous"])
+		if m["Rss"] > 7<<10 || m["Pss"] > 2<<10 {
+			t.Logf("above target (7 MiB RSS, 2 MiB PSS)")
+		}
+	}
+}
+
+// BenchmarkLifecycle measures Create, Start, and Delete of a running container (SIGKILL,
+// reap, persist, destroy) through the Client.
+func BenchmarkLifecycle(b *testing.B) {
+	requireShim(b)
+	p := startPod(b, false)
+	ctx := context.Background()
+	var create, start, del time.Duration
+	for i := range b.N {
+		id := fmt.Sprintf("b%d", i)
+		t0 := time.Now()
+		if _, err := p.c.Create(ctx, shim.CreateOptions{ID: id, Spec: p.spec(id, "sleep", "1000"), Rootfs: rootfsDir}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := p.c.Start(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := p.c.Delete(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		create, start, del = create+t1.Sub(t0), start+t2.Sub(t1), del+time.Since(t2)
+	}
+	n := time.Duration(b.N)
+	b.ReportMetric(float64((create/n).Microseconds())/1000, "create-ms")
+	b.ReportMetric(float64((start/n).Microseconds())/1000, "start-ms")
+	b.ReportMetric(float64((del/n).Microseconds())/1000, "stop+delete-ms")
+}
+
+// sleeper creates and starts container id running sleep 1000 in p.
+func (p *pod) sleeper(tb testing.TB, id string) {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: id, Spec: p.spec(id, "sleep", "1000"), Rootfs: rootfsDir}); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := p.c.Start(ctx, id); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkExecSync measures an ExecSync of `true` in a running container.
+func BenchmarkExecSync(b *testing.B) {
+	requireShim(b)
+	p := startPod(b, false)
+	ctx := context.Background()
+	p.sleeper(b, "c")
+	b.ResetTimer()
+	for range b.N {
+		if res, err := p.c.ExecSync(ctx, "c", shim.ExecSyncOptions{Args: []string{"true"}}); err != nil || res.ExitCode != 0 {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+// TestSigtermLeavesContainers: a shim stopped by a signal removes its socket and exits, and
+// leaves its containers (and the pod's PID namespace) running, like a killed one; the next
+// shim of the pod cleans up.
+func TestSigtermLeavesContainers(t *testing.T) {
+	p := startPod(t, true)
+	ctx := ctxT(t, 30*time.Second)
+	info, err := p.c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := p.spec("c", "sleep", "1000")
+	spec.Linux.Namespaces[1] = specs.LinuxNamespace{Type: specs.PIDNamespace, Path: info.PidNamespace}
+	p.create(t, "c", spec, false)
+	if _, err := p.c.Start(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := p.c.State(ctx, "c")
+	if err := syscall.Kill(p.shimPid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, p.shimPid)
+	if _, err := os.Stat(shim.SocketPath(p.stateDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket after SIGTERM: %v", err)
+	}
+	for _, pid := range []int{st.Pid, info.PidHolderPid} {
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Errorf("process %d did not survive its shim's SIGTERM: %v", pid, err)
+		}
+	}
+	c, err := client.Start(ctx, client.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c.Close()
+	p.c = c
+	next, _ := c.Info(ctx)
+	p.shimPid = next.Pid
+	if err := c.Delete(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, info.PidHolderPid)
+	waitGone(t, st.Pid)
+}

@@ -1,0 +1,410 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/api"
+	"github.com/peapod-runtime/peapod/shim/wire"
+)
+
+// Options configure the shim side.
+type Options struct {
+	PodID string
+	// StateDir is the pod's state dir: socket, records, libcontainer root.
+	StateDir string
+	Runtime  Runtime
+	Logger   *zap.Logger
+	// PidNamespace starts a holder process as PID 1 of a new PID namespace for the pod.
+	PidNamespace bool
+	// HolderCommand is the holder's argv; the default is /proc/self/exe pause.
+	HolderCommand []string
+	// HolderUser is "UID:GID", who the holder runs as (the pod's run_as_user and
+	// run_as_group); "" keeps root. Either way it has no capabilities and no_new_privs.
+	HolderUser string
+	// ExecDrain is how long ExecSync keeps reading a command's output after the command
+	// exited, for what its background children still write; default 250ms.
+	ExecDrain time.Duration
+	// OnIdle, if set, runs once the shim has had no call for IdleDelay (default 1s): the
+	// binary returns memory to the OS there, since a shim is idle most of its life.
+	OnIdle    func()
+	IdleDelay time.Duration
+	// Version and Seccomp are reported by Info.
+	Version string
+	Seccomp bool
+}
+
+// Server is the shim side: it serves the API on the pod's socket and owns the containers.
+type Server struct {
+	opts   Options
+	log    *zap.Logger
+	reaper *reaper
+
+	mu         sync.Mutex
+	containers map[string]*container
+	reserved   map[string]bool
+	stopping   bool
+
+	holderPid int
+	// holderGone says the holder exited (killed from outside): the pod's PID namespace went
+	// with it, and Info names none any more.
+	holderGone bool
+	shutdown   chan struct{}
+
+	idleMu    sync.Mutex
+	idleTimer *time.Timer
+}
+
+// New checks opts and returns a Server; Serve starts it.
+func New(opts Options) (*Server, error) {
+	if opts.PodID == "" || opts.StateDir == "" || opts.Runtime == nil {
+		return nil, fmt.Errorf("shim server needs a pod id, a state dir and a runtime: %w", errdefs.ErrInvalidArgument)
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if len(opts.HolderCommand) == 0 {
+		opts.HolderCommand = []string{"/proc/self/exe", "pause"}
+	}
+	if opts.IdleDelay <= 0 {
+		opts.IdleDelay = time.Second
+	}
+	if opts.ExecDrain <= 0 {
+		opts.ExecDrain = 250 * time.Millisecond
+	}
+	return &Server{
+		opts:       opts,
+		log:        opts.Logger,
+		reaper:     newReaper(opts.Logger),
+		containers: make(map[string]*container),
+		reserved:   make(map[string]bool),
+		shutdown:   make(chan struct{}),
+	}, nil
+}
+
+// Serve runs the shim until a Shutdown call or until ctx is done. It calls ready once the
+// socket accepts connections, or with the error that prevents it (which it also returns).
+// Containers outlive a Serve that ends because ctx is done: they are reparented.
+func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
+	readyOnce := func(err error) {
+		if ready != nil {
+			ready(err)
+			ready = nil
+		}
+	}
+	defer func() { readyOnce(retErr) }()
+
+	if err := os.MkdirAll(s.opts.StateDir, 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	unlock, err := lockStateDir(s.opts.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	// Orphans of the containers and exec sessions must become our children, so that we reap
+	// them at once and not PID 1 whenever it gets to it.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
+	rctx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReaper()
+	go s.reaper.run(rctx)
+
+	// A holder left by a shim that was killed holds a namespace nobody monitors any more.
+	shim.KillStaleHolder(s.opts.StateDir, s.log)
+	keepHolder := false
+	if s.opts.PidNamespace {
+		if err := s.startHolder(); err != nil {
+			return err
+		}
+		// A shim stopped by a signal leaves the pod's PID namespace to the containers in it,
+		// as it leaves the containers; the next shim of the pod kills a stale holder.
+		defer func() {
+			if !keepHolder {
+				s.stopHolder()
+			}
+		}()
+	}
+
+	l, err := listen(shim.SocketPath(s.opts.StateDir))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(shim.SocketPath(s.opts.StateDir))
+
+	srv, err := ttrpc.NewServer(
+		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
+		ttrpc.WithUnaryServerInterceptor(s.intercept),
+	)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("ttrpc server: %w", err)
+	}
+	api.RegisterShimService(srv, &service{s: s})
+	sl, err := listen(shim.StreamSocketPath(s.opts.StateDir))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer os.Remove(shim.StreamSocketPath(s.opts.StateDir))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, l) }()
+	// Sessions outlive a cancelled ctx just long enough to kill their exec processes.
+	sessionCtx, endSessions := context.WithCancel(context.WithoutCancel(ctx))
+	var sessions sync.WaitGroup
+	sessions.Go(func() { s.serveStreams(sessionCtx, sl, &sessions) })
+	defer func() {
+		sl.Close()
+		endSessions()
+		waitTimeout(&sessions, 2*time.Second)
+	}()
+
+	s.log.Info("shim serving", zap.String("socket", shim.SocketPath(s.opts.StateDir)), zap.Int("holder_pid", s.holderPid))
+	readyOnce(nil)
+
+	select {
+	case <-ctx.Done():
+		keepHolder = true
+	case <-s.shutdown:
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	// Remove the socket first: once a caller's Shutdown returns, the socket is gone. Then give
+	// the answer to Shutdown a moment to be written before connections are closed.
+	_ = os.Remove(shim.SocketPath(s.opts.StateDir))
+	_ = os.Remove(shim.StreamSocketPath(s.opts.StateDir))
+	time.Sleep(20 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	s.log.Info("shim stopped")
+	return nil
+}
+
+// waitTimeout waits for wg, but not longer than d.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// intercept turns errdefs classes into status codes and logs every mutating call.
+func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
+	start := time.Now()
+	defer s.touch()
+	resp, err := method(ctx, unmarshal)
+	if err != nil {
+		s.log.Info("rpc failed", zap.String("rpc", info.FullMethod), zap.Duration("duration", time.Since(start)), zap.Error(err))
+	}
+	return resp, wire.ToStatus(err)
+}
+
+// touch notes activity: OnIdle runs IdleDelay after the last call.
+func (s *Server) touch() {
+	if s.opts.OnIdle == nil {
+		return
+	}
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	if s.idleTimer == nil {
+		s.idleTimer = time.AfterFunc(s.opts.IdleDelay, s.opts.OnIdle)
+		return
+	}
+	s.idleTimer.Reset(s.opts.IdleDelay)
+}
+
+// lockStateDir makes sure one shim serves a pod at a time.
+func lockStateDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "shim.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open shim lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("a shim already serves %s: %w", dir, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// listen binds the socket, replacing a stale one left by a shim that was killed (the state
+// dir lock says no live shim owns it).
+func listen(path string) (net.Listener, error) {
+	if len(path) >= len(unix.RawSockaddrUnix{}.Path) {
+		return nil, fmt.Errorf("socket path %s is longer than %d bytes: %w", path, len(unix.RawSockaddrUnix{}.Path)-1, errdefs.ErrInvalidArgument)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod socket: %w", err)
+	}
+	return l, nil
+}
+
+// startHolder starts PID 1 of the pod's PID namespace: a process that only reaps and sleeps,
+// which containers join through Info.PidNamespace.
+func (s *Server) startHolder() error {
+	argv := s.opts.HolderCommand
+	if s.opts.HolderUser != "" {
+		argv = append(slices.Clone(argv), s.opts.HolderUser)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Args[0] = "peapod-shim"
+	// Its working directory is the pod's state dir, so that whoever cleans that dir up (a
+	// test harness, an operator with fuser) finds it.
+	cmd.Dir = s.opts.StateDir
+	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
+	pid, exited, err := s.reaper.spawn(func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
+	if err != nil {
+		return fmt.Errorf("start pod pid namespace holder: %w", err)
+	}
+	// The reaper waits for it; drop the pidfd os/exec holds.
+	_ = cmd.Process.Release()
+	s.holderPid = pid
+	if err := shim.WriteHolderFile(s.opts.StateDir, pid); err != nil {
+		s.reaper.killGroup(pid)
+		return err
+	}
+	go func() {
+		ws := <-exited
+		code, _ := exitCode(ws)
+		s.mu.Lock()
+		stopping := s.stopping
+		s.holderGone = true
+		s.mu.Unlock()
+		if !stopping {
+			// The kernel killed every process of the namespace with it: the containers in it
+			// are reaped and reported exited as usual.
+			s.log.Error("pod pid namespace holder exited; the pod's PID namespace is gone", zap.Int("pid", pid), zap.Int("exit_code", code))
+		}
+	}()
+	return nil
+}
+
+func (s *Server) stopHolder() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.reaper.killGroup(s.holderPid)
+	shim.RemoveHolderFile(s.opts.StateDir)
+}
+
+func (s *Server) pidNamespace() string {
+	s.mu.Lock()
+	gone := s.holderGone
+	s.mu.Unlock()
+	if s.holderPid == 0 || gone {
+		return ""
+	}
+	return "/proc/" + strconv.Itoa(s.holderPid) + "/ns/pid"
+}
+
+func (s *Server) info() shim.Info {
+	ns, holder := s.pidNamespace(), s.holderPid
+	if ns == "" {
+		holder = 0
+	}
+	return shim.Info{
+		Pid:          os.Getpid(),
+		PodID:        s.opts.PodID,
+		PidNamespace: ns,
+		PidHolderPid: holder,
+		Seccomp:      s.opts.Seccomp,
+		Version:      s.opts.Version,
+		Goroutines:   runtime.NumGoroutine(),
+	}
+}
+
+// checkID accepts what libcontainer accepts as a file name under its root: 1 to 128 of
+// [A-Za-z0-9_.-], not starting with a dot, dash or underscore. (A regexp would cost the
+// shim 100 KiB of heap for its whole life.)
+func checkID(id string) error {
+	ok := len(id) > 0 && len(id) <= 128
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		ok = alnum || i > 0 && (c == '_' || c == '.' || c == '-')
+	}
+	if !ok {
+		return fmt.Errorf("container id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (s *Server) get(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %s in pod %s: %w", id, s.opts.PodID, errdefs.ErrNotFound)
+	}
+	return c, nil
+}
+
+func (s *Server) list() []shim.ContainerState {
+	s.mu.Lock()
+	cs := make([]*container, 0, len(s.containers))
+	for _, c := range s.containers {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	out := make([]shim.ContainerState, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.state())
+	}
+	return out
+}
+
+// requestShutdown stops the shim once no container is left.
+func (s *Server) requestShutdown() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.containers) + len(s.reserved); n > 0 {
+		return fmt.Errorf("pod %s still has %d containers: %w", s.opts.PodID, n, errdefs.ErrFailedPrecondition)
+	}
+	if !s.stopping {
+		s.stopping = true
+		close(s.shutdown)
+	}
+	return nil
+}
