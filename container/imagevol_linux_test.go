@@ -1,6 +1,7 @@
 package container
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,8 +43,7 @@ func TestImageSubPath(t *testing.T) {
 	} {
 		got, err := imageSubPath(root, tc.sub)
 		switch {
-		case tc.err != nil && !errdefs.IsNotFound(err) && tc.err == errdefs.ErrNotFound,
-			tc.err != nil && !errdefs.IsInvalidArgument(err) && tc.err == errdefs.ErrInvalidArgument:
+		case tc.err != nil && !errors.Is(err, tc.err):
 			t.Errorf("imageSubPath(%q) = %q, %v; want %v", tc.sub, got, err, tc.err)
 		case tc.err == nil && (err != nil || got != tc.want):
 			t.Errorf("imageSubPath(%q) = %q, %v; want %q", tc.sub, got, err, tc.want)

@@ -158,11 +158,12 @@ func ToOCI(mounts []Mount, opts MountOptions) ([]specs.Mount, error) {
 			return nil, fmt.Errorf("mount %s: unknown propagation %d: %w", dst, int(m.Propagation), errdefs.ErrInvalidArgument)
 		}
 		options = append(options, m.Propagation.String())
-		if m.Image != "" {
+		switch {
+		case m.Image != "":
 			options = append(options, "ro", "nosuid", "nodev", "noexec")
-		} else if m.Readonly {
+		case m.Readonly:
 			options = append(options, "ro")
-		} else {
+		default:
 			options = append(options, "rw")
 		}
 		if m.RecursiveReadOnly {

@@ -22,7 +22,9 @@ import (
 	"github.com/peapod-runtime/peapod/shim/libct"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+func run() int {
 	fs := flag.NewFlagSet("peapod-checkpoint", flag.ContinueOnError)
 	root := fs.String("root", "", "libcontainer's state directory (the shim's <pod state dir>/libct)")
 	id := fs.String("id", "", "the container to checkpoint")
@@ -30,17 +32,17 @@ func main() {
 	work := fs.String("work-dir", "", "where CRIU writes its log, dump.log (created if missing)")
 	leave := fs.Bool("leave-running", false, "let the container run on after the dump")
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		os.Exit(3)
+		return 3
 	}
 	if *root == "" || *id == "" || *images == "" || *work == "" || fs.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "peapod-checkpoint: -root, -id, -images-dir and -work-dir are required")
-		os.Exit(3)
+		return 3
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	if err := libct.Checkpoint(ctx, *root, *id, *images, *work, *leave); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		stop()
-		os.Exit(libct.CheckpointExitCode(err))
+		return libct.CheckpointExitCode(err)
 	}
+	return 0
 }
