@@ -45,7 +45,7 @@ func TestRecoverUnfinishedSetup(t *testing.T) {
 		}
 	}
 
-	f.m.kernel.recoverUnfinished(ctx, func(id string) bool { _, ok := f.m.pods[id]; return ok }, f.m.log)
+	f.m.kernel.recoverUnfinished(ctx, f.m.pods.Has, f.m.log)
 
 	for what, left := range map[string]bool{
 		"pins": exists(filepath.Join(f.m.kernel.nsDir, cut.ID)), "pod dir": exists(cut.Dir),
