@@ -1,10 +1,9 @@
 // Package store is peapod's persistent metadata: a bbolt database of JSON records in named
-// buckets, name reservations that say who holds a name, and id lookup by full id or unique
-// prefix. It is the only package that imports bbolt.
+// buckets, and name reservations that say who holds a name (ids are resolved in memory, by
+// internal/table). It is the only package that imports bbolt.
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,12 +112,6 @@ func (db *DB) Holder(kind, name string) (id string, err error) {
 	return id, err
 }
 
-// Resolve returns the one key of bucket that equals or starts with prefix.
-func (db *DB) Resolve(bucket, prefix string) (key string, err error) {
-	err = db.View(func(tx *Tx) error { key, err = tx.Resolve(bucket, prefix); return err })
-	return key, err
-}
-
 // Put stores v as JSON under bucket/key.
 func (t *Tx) Put(bucket, key string, v any) error {
 	raw, err := json.Marshal(v)
@@ -218,28 +211,4 @@ func (t *Tx) Holder(kind, name string) (string, error) {
 		return string(v), nil
 	}
 	return "", fmt.Errorf("%s name %q: %w", kind, name, errdefs.ErrNotFound)
-}
-
-// Resolve returns the one key of bucket that equals prefix or starts with it. No match is
-// errdefs.ErrNotFound; several matches are errdefs.ErrInvalidArgument (ambiguous).
-func (t *Tx) Resolve(bucket, prefix string) (string, error) {
-	if prefix == "" {
-		return "", fmt.Errorf("empty id: %w", errdefs.ErrInvalidArgument)
-	}
-	b := t.tx.Bucket([]byte(bucket))
-	if b == nil {
-		return "", fmt.Errorf("%s %q: %w", bucket, prefix, errdefs.ErrNotFound)
-	}
-	if b.Get([]byte(prefix)) != nil {
-		return prefix, nil
-	}
-	c := b.Cursor()
-	k, _ := c.Seek([]byte(prefix))
-	if k == nil || !bytes.HasPrefix(k, []byte(prefix)) {
-		return "", fmt.Errorf("%s %q: %w", bucket, prefix, errdefs.ErrNotFound)
-	}
-	if next, _ := c.Next(); next != nil && bytes.HasPrefix(next, []byte(prefix)) {
-		return "", fmt.Errorf("%s id prefix %q is ambiguous: %w", bucket, prefix, errdefs.ErrInvalidArgument)
-	}
-	return string(k), nil
 }

@@ -89,34 +89,6 @@ func TestReserve(t *testing.T) {
 	}
 }
 
-func TestResolve(t *testing.T) {
-	db, _ := openTemp(t)
-	defer db.Close()
-	for _, k := range []string{"abc123", "abd456", "abc999", "zz"} {
-		if err := db.Put("c", k, rec{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		prefix, want string
-		err          error
-	}{
-		{"abc123", "abc123", nil},
-		{"abd", "abd456", nil},
-		{"abc", "", errdefs.ErrInvalidArgument},
-		{"ab", "", errdefs.ErrInvalidArgument},
-		{"q", "", errdefs.ErrNotFound},
-		{"zzz", "", errdefs.ErrNotFound},
-		{"", "", errdefs.ErrInvalidArgument},
-	}
-	for _, tc := range tests {
-		got, err := db.Resolve("c", tc.prefix)
-		if got != tc.want || !errors.Is(err, tc.err) && (err != nil || tc.err != nil) {
-			t.Errorf("Resolve(%q) = %q, %v; want %q, %v", tc.prefix, got, err, tc.want, tc.err)
-		}
-	}
-}
-
 func TestUpdateRollsBack(t *testing.T) {
 	db, _ := openTemp(t)
 	defer db.Close()
