@@ -79,7 +79,7 @@ type Manager struct {
 
 	shims  *shims
 	events events
-	warmer *migrationWarmer
+	warmer *cgroups.MigrationWarmer
 }
 
 // entry is one container. Its lock serialises the lifecycle calls on it; the exit watcher
@@ -124,7 +124,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		return nil
 	})
 	m.shims = newShims(opts.ShimBinary, opts.Logger)
-	m.warmer = newMigrationWarmer()
+	m.warmer = cgroups.NewMigrationWarmer()
 	m.trash = filepath.Join(opts.RootDir, "containers.trash")
 	for d, mode := range map[string]os.FileMode{m.dir: 0o711, m.trash: 0o700} {
 		if err := os.MkdirAll(d, mode); err != nil {
@@ -259,7 +259,7 @@ func (u undoList) run(ctx context.Context) {
 func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, cfg Config) (_ Container, retErr error) {
 	// The create's cgroup migration (in the shim) waits for an RCU grace period unless one
 	// ran moments before: start one now, so that it overlaps the work below.
-	m.warmer.warm()
+	m.warmer.Warm()
 	c := Container{ID: newID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(pod.ID), zap.String(log.KeyContainerName, cfg.Metadata.Name))
 	l := log.From(ctx)
