@@ -169,7 +169,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		}
 	}()
 	if cfg.Debug.Address != "" {
-		stopDebug, err := serveDebug(cfg.Debug.Address, logger)
+		stopDebug, err := serveDebug(cfg.Debug.Address, containers.ShimStats, logger)
 		if err != nil {
 			return err
 		}
