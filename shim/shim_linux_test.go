@@ -701,50 +701,6 @@ func TestStaleHolderKilled(t *testing.T) {
 	waitGone(t, info.PidHolderPid)
 }
 
-// memStats reads the fields of /proc/<pid>/smaps_rollup, in KiB.
-func memStats(t *testing.T, pid int) map[string]int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]int{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && f[2] == "kB" {
-			n, _ := strconv.Atoi(f[1])
-			m[strings.TrimSuffix(f[0], ":")] = n
-		}
-	}
-	return m
-}
-
-// TestShimMemory prints what an idle shim with one running container costs, with three
-// shims running (their shared text counts a third each in PSS). Targets: 7 MiB RSS and
-// 2 MiB PSS per pod.
-func TestShimMemory(t *testing.T) {
-	const pods = 3
-	var ps []*pod
-	for i := range pods {
-		p := startPod(t, false)
-		p.run(t, fmt.Sprintf("c%d", i), "sleep", "1000")
-		// Exercise the paths a real pod uses once: exec, state, log.
-		if _, err := p.c.ExecSync(ctxT(t, 10*time.Second), fmt.Sprintf("c%d", i), shim.ExecSyncOptions{Args: []string{"true"}}); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
-	time.Sleep(2 * time.Second) // let the shims settle
-	for _, p := range ps {
-		m := memStats(t, p.shimPid)
-		t.Logf("shim pid %d: RSS %d KiB, PSS %d KiB, private %d KiB (clean %d, dirty %d), anon %d KiB",
-			p.shimPid, m["Rss"], m["Pss"], m["Private_Clean"]+m["Private_Dirty"], m["Private_Clean"], m["Private_Dirty"], m["Anonymous"])
-		if m["Rss"] > 7<<10 || m["Pss"] > 2<<10 {
-			t.Logf("above target (7 MiB RSS, 2 MiB PSS)")
-		}
-	}
-}
-
 // BenchmarkLifecycle measures Create, Start, and Delete of a running container (SIGKILL,
 // reap, persist, destroy) through the Client.
 func BenchmarkLifecycle(b *testing.B) {
