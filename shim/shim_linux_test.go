@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -201,6 +202,22 @@ func (p *pod) run(t *testing.T, id string, args ...string) string {
 	return logPath
 }
 
+// waitLogLine waits until the log at path has a line whose text is text.
+func waitLogLine(t *testing.T, path, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		for _, e := range readLog(t, path) {
+			if e.text == text {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line %q in %s within 10s", text, path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (p *pod) wait(t *testing.T, id string) shim.ContainerState {
 	t.Helper()
 	st, err := p.c.Wait(ctxT(t, 20*time.Second), id)
@@ -306,8 +323,8 @@ func TestExitCodes(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	p.run(t, "one", "sh", "-c", "exit 1")
 	p.run(t, "killed", "sleep", "1000")
-	p.run(t, "term", "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.05; done")
-	time.Sleep(200 * time.Millisecond) // let the trap be installed
+	termLog := p.run(t, "term", "sh", "-c", "trap 'exit 7' TERM; echo trap-set; while true; do sleep 0.05; done")
+	waitLogLine(t, termLog, "trap-set") // the trap is installed before the signal comes
 	if err := p.c.Signal(ctx, "killed", syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +473,7 @@ func TestReopenLog(t *testing.T) {
 	p := startPod(t, false)
 	ctx := ctxT(t, 30*time.Second)
 	logPath := p.run(t, "c", "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.01; done")
-	time.Sleep(300 * time.Millisecond)
+	waitLogLine(t, logPath, "line 5")
 	rotated := logPath + ".1"
 	if err := os.Rename(logPath, rotated); err != nil {
 		t.Fatal(err)
@@ -528,7 +545,20 @@ func TestReconnectAndExitWhileDisconnected(t *testing.T) {
 	p.run(t, "quick", "sh", "-c", "sleep 0.5; exit 5")
 	p.run(t, "long", "sleep", "1000")
 	c.Close()
-	time.Sleep(1200 * time.Millisecond)
+	// The exit happens while no client is connected; the shim persists it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		recs, err := shim.ReadRecords(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(recs, func(r shim.ContainerState) bool { return r.ID == "quick" && r.Status == shim.StatusStopped }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no persisted exit of quick within 10s: %+v", recs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	c, err = shim.Connect(ctx, shim.SocketPath(dir))
 	if err != nil {

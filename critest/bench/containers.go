@@ -109,6 +109,7 @@ func containerScenarios() []scenario {
 		removeScenario(),
 		podToRunningScenario(),
 		execSyncScenario(),
+		readsWhileStoppingScenario(),
 		memoryScenario(),
 	}
 }
