@@ -110,6 +110,7 @@ func containerScenarios() []scenario {
 		podToRunningScenario(),
 		execSyncScenario(),
 		readsWhileStoppingScenario(),
+		readsWhilePullingScenario(),
 		memoryScenario(),
 	}
 }
