@@ -78,7 +78,16 @@ func TestShimAndHolderKills(t *testing.T) {
 				}
 				pids = append(pids, info.Pid)
 			}
-			time.Sleep(200 * time.Millisecond) // a few counter lines
+			// A few counter lines first.
+			counterLog := filepath.Join(cfg.LogDirectory, "log-0.log")
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if n, _ := checkCounterLog(counterLog); n >= 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: the counter logged fewer than 3 lines in 10s", r)
+				}
+			}
 			shim, holder := shimOf(t, podID)
 			if shared != (holder != 0) {
 				t.Fatalf("pod with shared PID namespace %v: holder pid %d", shared, holder)

@@ -17,8 +17,8 @@ type call[T any] struct {
 	hash string
 	val  T
 	err  error
-	// waiters and cancel are Shared's: the callers still waiting, and how to stop the work
-	// when the last one leaves.
+	// waiters are the callers waiting (Shared's), or the retries that joined (Group's);
+	// cancel stops Shared's work when the last one leaves.
 	waiters int
 	cancel  context.CancelFunc
 }

@@ -39,10 +39,12 @@ func (g *Group[T]) Do(ctx context.Context, kind, name, hash string, existing fun
 	var zero T
 	g.f.mu.Lock()
 	if c, ok := g.f.calls[name]; ok {
-		g.f.mu.Unlock()
 		if c.hash != hash {
+			g.f.mu.Unlock()
 			return zero, fmt.Errorf("%s name %s is being created with a different config: %w", kind, name, errdefs.ErrAlreadyExists)
 		}
+		c.waiters++
+		g.f.mu.Unlock()
 		return wait(ctx, kind, c)
 	}
 	if h, ok := existing(); ok {

@@ -46,7 +46,16 @@ func TestRetriesShareOneCreation(t *testing.T) {
 		v, _ := g.Do(context.Background(), "pod", "web", "h1", existing, work)
 		got <- v
 	}()
-	time.Sleep(10 * time.Millisecond)
+	// The retry joins the creation still under way (it would find the holder afterwards).
+	for {
+		g.f.mu.Lock()
+		joined := g.f.calls["web"].waiters
+		g.f.mu.Unlock()
+		if joined == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(release)
 	if v := <-got; v != "id1" {
 		t.Fatalf("retry got %q", v)
