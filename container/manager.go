@@ -6,9 +6,6 @@ package container
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -132,11 +129,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		}
 	}
 	go m.emptyTrash()
-	err := m.db.ForEach(bucket, func(id string, raw []byte) error {
-		var c Container
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return fmt.Errorf("decode container %s: %w", id, err)
-		}
+	err := store.Load(m.db, bucket, func(id string, c Container) error {
 		p := pending{exited: make(chan struct{}), created: doneChan()}
 		if c.State == StateExited {
 			close(p.exited)
@@ -157,12 +150,6 @@ func (m *Manager) ShimsRunning() int { return m.shims.running() }
 func (m *Manager) Close() {
 	m.cancel()
 	m.shims.closeAll()
-}
-
-func newID() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // lock resolves id, waits for the container's background create to end, and takes the
@@ -227,17 +214,8 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Contain
 		return Container{}, fmt.Errorf("pod sandbox %s is not ready: %w", pod.ID, errdefs.ErrFailedPrecondition)
 	}
 	name := m.containerName(pod.ID, cfg.Metadata)
-	existing := func() (inflight.Holder[Container], bool) {
-		holder, err := m.db.Holder(nameKind, name)
-		if err != nil {
-			return inflight.Holder[Container]{}, false
-		}
-		h := inflight.Holder[Container]{ID: holder}
-		if c, ok := m.ctrs.Exact(holder); ok {
-			h.Hash, h.Val = c.Config.Hash, c
-		}
-		return h, true
-	}
+	existing := inflight.Existing(func() (string, error) { return m.db.Holder(nameKind, name) }, m.ctrs.Exact,
+		func(c Container) string { return c.Config.Hash })
 	return m.inflight.Do(ctx, "container", name, cfg.Hash, existing, func(wctx context.Context) (Container, error) {
 		return m.create(wctx, pod, name, cfg)
 	})
@@ -260,7 +238,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	// The create's cgroup migration (in the shim) waits for an RCU grace period unless one
 	// ran moments before: start one now, so that it overlaps the work below.
 	m.warmer.Warm()
-	c := Container{ID: newID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
+	c := Container{ID: table.NewID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(pod.ID), zap.String(log.KeyContainerName, cfg.Metadata.Name))
 	l := log.From(ctx)
 	var undo undoList

@@ -7,9 +7,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,11 +60,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		}
 		return nil
 	})
-	err = m.db.ForEach(bucket, func(id string, raw []byte) error {
-		var sb Sandbox
-		if err := json.Unmarshal(raw, &sb); err != nil {
-			return fmt.Errorf("decode pod %s: %w", id, err)
-		}
+	err = store.Load(m.db, bucket, func(id string, sb Sandbox) error {
 		m.pods.Add(id, sb, struct{}{})
 		return nil
 	})
@@ -78,14 +71,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// IDLength is the length of every pod id: the hex of 32 random bytes.
-const IDLength = 64
-
-func newID() string {
-	var b [IDLength / 2]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// IDLength is the length of every pod id.
+const IDLength = table.IDLength
 
 // Run creates a pod, or returns the pod an identical earlier request created (a kubelet
 // retry). The work runs to completion even when the caller's context ends first, so that
@@ -94,24 +81,15 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (Sandbox, error) {
 	if err := m.kernel.validate(cfg); err != nil {
 		return Sandbox{}, err
 	}
-	existing := func() (inflight.Holder[Sandbox], bool) {
-		holder, err := m.db.Holder(nameKind, cfg.Name())
-		if err != nil {
-			return inflight.Holder[Sandbox]{}, false
-		}
-		h := inflight.Holder[Sandbox]{ID: holder}
-		if sb, ok := m.pods.Exact(holder); ok {
-			h.Hash, h.Val = sb.Config.Hash, sb
-		}
-		return h, true
-	}
+	existing := inflight.Existing(func() (string, error) { return m.db.Holder(nameKind, cfg.Name()) }, m.pods.Exact,
+		func(sb Sandbox) string { return sb.Config.Hash })
 	return m.inflight.Do(ctx, "pod", cfg.Name(), cfg.Hash, existing, func(wctx context.Context) (Sandbox, error) {
 		return m.run(wctx, cfg)
 	})
 }
 
 func (m *Manager) run(ctx context.Context, cfg Config) (Sandbox, error) {
-	sb := Sandbox{ID: newID(), Config: cfg, State: StateReady, CreatedAt: time.Now()}
+	sb := Sandbox{ID: table.NewID(), Config: cfg, State: StateReady, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID), zap.String(log.KeyPodName, cfg.Metadata.Name),
 		zap.String(log.KeyPodNamespace, cfg.Metadata.Namespace))
 	if err := m.kernel.setup(ctx, &sb); err != nil {
@@ -163,47 +141,65 @@ func update(e *entry, sb Sandbox) error {
 	return err
 }
 
-// Stop tears the pod's network down and marks it NotReady. The caller stops its
-// containers first. Stopping twice, or stopping an unknown pod (NotFound), is harmless.
-func (m *Manager) Stop(ctx context.Context, id string) error {
+// lock takes the lock of pod id (or unique prefix) for a change to it, and returns ctx with
+// the pod's log fields. Call unlock when done.
+func (m *Manager) lock(ctx context.Context, id string) (_ context.Context, _ *entry, unlock func(), _ error) {
 	e, unlock, err := m.pods.Lock(id)
+	if err != nil {
+		return ctx, nil, nil, err
+	}
+	return log.With(ctx, log.PodSandboxID(e.Record().ID)), e, unlock, nil
+}
+
+// stopLocked tears the pod's network down. What did succeed (e.g. the network is down) is
+// kept even when a later step fails, so that a retry skips it.
+func (m *Manager) stopLocked(ctx context.Context, e *entry) (Sandbox, error) {
+	sb := e.Record()
+	if err := m.kernel.stop(ctx, &sb); err != nil {
+		_ = update(e, sb)
+		return sb, err
+	}
+	return sb, nil
+}
+
+// withStopped takes pod id's lock, tears its network down, and runs then with the pod.
+func (m *Manager) withStopped(ctx context.Context, id string, then func(context.Context, *entry, Sandbox) error) error {
+	ctx, e, unlock, err := m.lock(ctx, id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	sb := e.Record()
-	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
-	if err := m.kernel.stop(ctx, &sb); err != nil {
-		// Keep what did succeed (e.g. the network is down) so a retry skips it.
-		_ = update(e, sb)
+	sb, err := m.stopLocked(ctx, e)
+	if err != nil {
 		return err
 	}
-	sb.State = StateNotReady
-	if err := update(e, sb); err != nil {
-		return err
-	}
-	log.From(ctx).Info("pod stopped")
-	return nil
+	return then(ctx, e, sb)
+}
+
+// Stop tears the pod's network down and marks it NotReady. The caller stops its
+// containers first. Stopping twice, or stopping an unknown pod (NotFound), is harmless.
+func (m *Manager) Stop(ctx context.Context, id string) error {
+	return m.withStopped(ctx, id, func(ctx context.Context, e *entry, sb Sandbox) error {
+		sb.State = StateNotReady
+		if err := update(e, sb); err != nil {
+			return err
+		}
+		log.From(ctx).Info("pod stopped")
+		return nil
+	})
 }
 
 // Remove stops the pod if needed and deletes everything it holds, then its record.
 // The caller removes its containers first. Removing an unknown pod is NotFound.
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	e, unlock, err := m.pods.Lock(id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	sb := e.Record()
-	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
-	if err := m.kernel.stop(ctx, &sb); err != nil {
-		_ = update(e, sb)
-		return err
-	}
+	return m.withStopped(ctx, id, m.removeStopped)
+}
+
+func (m *Manager) removeStopped(ctx context.Context, e *entry, sb Sandbox) error {
 	if err := m.kernel.remove(ctx, &sb); err != nil {
 		return err
 	}
-	err = m.db.Update(func(tx *store.Tx) error {
+	err := m.db.Update(func(tx *store.Tx) error {
 		if err := tx.Delete(bucket, sb.ID); err != nil {
 			return err
 		}
@@ -220,7 +216,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 // UpdateResources resizes a ready pod: res (the containers' totals plus overhead) is checked
 // against the host, applied to the pod cgroup, and recorded as the pod's resources.
 func (m *Manager) UpdateResources(ctx context.Context, id string, res cgroups.Resources) error {
-	e, unlock, err := m.pods.Lock(id)
+	ctx, e, unlock, err := m.lock(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -230,7 +226,6 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res cgroups.Re
 		return fmt.Errorf("pod %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
 	}
 	cg := m.kernel.cgroups
-	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
 	applied, err := cg.CheckResources(ctx, res)
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/peapod-runtime/peapod/internal/table"
 )
 
 // TestRecoverUnfinishedSetup: a pod whose setup a daemon kill cut off before its record was
@@ -18,7 +20,7 @@ func TestRecoverUnfinishedSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := Sandbox{ID: newID(), Config: podConfig("cut"), State: StateReady}
+	cut := Sandbox{ID: table.NewID(), Config: podConfig("cut"), State: StateReady}
 	if err := f.m.kernel.setup(ctx, &cut); err != nil {
 		t.Fatal(err)
 	}

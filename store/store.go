@@ -96,6 +96,17 @@ func (db *DB) ForEach(bucket string, fn func(key string, raw []byte) error) erro
 	return db.View(func(tx *Tx) error { return tx.ForEach(bucket, fn) })
 }
 
+// Load decodes every record of bucket as a T and hands it to fn, in key order.
+func Load[T any](db *DB, bucket string, fn func(key string, v T) error) error {
+	return db.ForEach(bucket, func(key string, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("decode %s record %s: %w", bucket, key, err)
+		}
+		return fn(key, v)
+	})
+}
+
 // Reserve records that id holds name among objects of kind.
 func (db *DB) Reserve(kind, name, id string) error {
 	return db.Update(func(tx *Tx) error { return tx.Reserve(kind, name, id) })

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,31 @@ func TestSecondOpenIsRefused(t *testing.T) {
 		t.Fatal("second Open of a held database succeeded")
 	} else if !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("second Open: %v, want Unavailable", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	db, _ := openTemp(t)
+	defer db.Close()
+	for k, n := range map[string]int{"b": 2, "a": 1} {
+		if err := db.Put("c", k, rec{N: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := Load(db, "c", func(k string, r rec) error {
+		got = append(got, fmt.Sprintf("%s=%d", k, r.N))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "a=1,b=2" {
+		t.Errorf("Load = %v, want a=1,b=2 in key order", got)
+	}
+	if err := db.Put("c", "bad", "not a record"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Load(db, "c", func(string, rec) error { return nil }); err == nil || !strings.Contains(err.Error(), "bad") {
+		t.Errorf("Load of a record that does not decode = %v, want an error naming it", err)
 	}
 }

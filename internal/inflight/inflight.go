@@ -25,6 +25,23 @@ type Holder[T any] struct {
 	Val  T
 }
 
+// Existing is Do's existing for objects kept in a table: holder says which id holds the
+// name (an error: none does), lookup finds that object (absent: its creation is still
+// being made visible), and hash is the request hash the object was made from.
+func Existing[T any](holder func() (string, error), lookup func(id string) (T, bool), hash func(T) string) func() (Holder[T], bool) {
+	return func() (Holder[T], bool) {
+		id, err := holder()
+		if err != nil {
+			return Holder[T]{}, false
+		}
+		h := Holder[T]{ID: id}
+		if v, ok := lookup(id); ok {
+			h.Hash, h.Val = hash(v), v
+		}
+		return h, true
+	}
+}
+
 // Do returns the object named name, made by work, for a request identified by hash:
 //   - while a creation of name runs, an identical request waits for it and shares its
 //     result, a different one is ErrAlreadyExists;

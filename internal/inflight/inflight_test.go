@@ -72,3 +72,25 @@ func TestRetriesShareOneCreation(t *testing.T) {
 		t.Fatalf("work ran %d times", runs)
 	}
 }
+
+func TestExisting(t *testing.T) {
+	table := map[string]string{"id1": "hash-of-id1"}
+	lookup := func(id string) (string, bool) { v, ok := table[id]; return v, ok }
+	hash := func(v string) string { return v }
+	for _, tc := range []struct {
+		holder string
+		err    error
+		want   Holder[string]
+		ok     bool
+	}{
+		{err: errdefs.ErrNotFound},
+		{holder: "id1", want: Holder[string]{ID: "id1", Hash: "hash-of-id1", Val: "hash-of-id1"}, ok: true},
+		// Held by a creation not yet visible: the name is taken, by no known config.
+		{holder: "id2", want: Holder[string]{ID: "id2"}, ok: true},
+	} {
+		got, ok := Existing(func() (string, error) { return tc.holder, tc.err }, lookup, hash)()
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("holder %q: got %+v, %v; want %+v, %v", tc.holder, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -5,6 +5,8 @@
 package table
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"sync"
@@ -13,6 +15,16 @@ import (
 
 	"github.com/peapod-runtime/peapod/internal/idprefix"
 )
+
+// IDLength is the length of every id NewID makes: the hex of 32 random bytes.
+const IDLength = 64
+
+// NewID returns a fresh random id for a record.
+func NewID() string {
+	var b [IDLength / 2]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // Table holds records of type R; X is the caller's per-record state that is never
 // persisted (channels, a pending error).
