@@ -517,7 +517,8 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 }
 
 // TestAttachSlowClientDropped: a client that does not read falls behind and is detached;
-// the container's output, and its log, never wait for it.
+// the container's output, and its log, never wait for it. (How fast the log grows meanwhile
+// is a figure of make bench: Log/while-attach-stuck.)
 func TestAttachSlowClientDropped(t *testing.T) {
 	p := startPod(t, false)
 	logPath := p.run(t, "fast", "sh", "-c", "while true; do head -c 100000 /dev/zero | tr '\\0' a; echo; sleep 0.02; done")

@@ -111,6 +111,7 @@ func containerScenarios() []scenario {
 		execSyncScenario(),
 		readsWhileStoppingScenario(),
 		readsWhilePullingScenario(),
+		stuckAttachScenario(),
 		memoryScenario(),
 	}
 }
