@@ -98,7 +98,7 @@ type Metrics struct {
 type Debug struct {
 	// Address is a unix socket path on which the daemon serves Go's pprof handlers
 	// (/debug/pprof/: goroutines, heap, CPU); empty turns the endpoint off.
-	Address string `toml:"address" json:"address" comment:"A unix socket path (mode 0600) serving Go's pprof at /debug/pprof/; empty turns it off."`
+	Address string `toml:"address" json:"address" comment:"A unix socket path (mode 0600) serving Go's pprof at /debug/pprof/ and each pod shim's pid and goroutines at /debug/shims/<pod-id>; empty turns it off."`
 	// PprofOnMetrics serves the same handlers on the metrics address.
 	PprofOnMetrics bool `toml:"pprof_on_metrics" json:"pprof_on_metrics" comment:"Also serve /debug/pprof/ on [metrics] address (which must then be set)."`
 }

@@ -62,7 +62,7 @@ func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
 		return err
 	}
 	defer unlock()
-	c := e.c
+	c := e.Record()
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
 	if c.State != StateRunning {
 		return fmt.Errorf("checkpoint container %s: it is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)

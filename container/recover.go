@@ -18,14 +18,8 @@ import (
 // to the pods' shims, records the exits they persisted, watches the containers still
 // running, and reports the containers of a shim that died as exited with the monitor lost.
 func (m *Manager) Recover(ctx context.Context) error {
-	m.mu.RLock()
-	entries := make([]*entry, 0, len(m.ctrs))
-	for _, e := range m.ctrs {
-		entries = append(entries, e)
-	}
-	m.mu.RUnlock()
-	for _, e := range entries {
-		c := e.c
+	for _, e := range m.ctrs.Entries() {
+		c := e.Record()
 		l := m.log.With(log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
 		pod, err := m.opts.Sandboxes.Get(c.PodID)
 		if err != nil {
@@ -79,10 +73,10 @@ func (m *Manager) Recover(ctx context.Context) error {
 		case st.Status == shim.StatusStopped:
 			m.recordExit(e, exitFromShim(st))
 		case st.Status == shim.StatusCreated:
-			e.c.Pid = st.Pid // not yet serving: nobody else reads it
+			e.Publish(func(c *Container) { c.Pid = st.Pid })
 		case st.Status == shim.StatusRunning:
 			if c.State != StateRunning {
-				if _, err := m.update(e, func(c *Container) { c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, st.StartedAt }); err != nil {
+				if _, err := e.Update(func(c *Container) { c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, st.StartedAt }); err != nil {
 					return err
 				}
 			}
@@ -118,7 +112,7 @@ func (m *Manager) neverReachedShim(c Container) bool {
 // answered (its record is complete and its spec on disk), remounting its rootfs if need be.
 // It reports false when there is nothing to resume.
 func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shimclient.Client) bool {
-	c := e.c
+	c := e.Record()
 	if c.State != StateCreated || c.CgroupPath == "" {
 		return false // the record of a create that never finished
 	}
@@ -143,7 +137,7 @@ func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shimclient
 		l.Warn("remount the image volumes of a pending create", zap.Error(err))
 		return false
 	}
-	e.created = make(chan struct{})
+	e.X.created = make(chan struct{}) // not yet serving: nobody else waits on it
 	go m.finishCreate(e, readyShim(shimResult{client: client}), shimCreateOptions(c, s, rootfs))
 	return true
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -209,6 +210,11 @@ func (h *eventHub) subscribe() (<-chan *runtimeapi.ContainerEventResponse, func(
 func (s *Server) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
 	ch, cancel := s.events.subscribe()
 	defer cancel()
+	// The headers say the stream is subscribed: a client that waits for them misses no
+	// transition it makes afterwards.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return fmt.Errorf("container events: %w", err)
+	}
 	ctx := stream.Context()
 	for {
 		select {

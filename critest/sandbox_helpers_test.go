@@ -264,9 +264,14 @@ type podTrace struct {
 	id   string
 	info podInfo
 	veth string // host side of eth0, "" for a hostNetwork pod
+	// lease is the IPAM lease file that held the pod's address while it ran ("" if none was
+	// seen); rules says firewall rules mentioned the pod while it ran (its hostPorts).
+	lease string
+	rules bool
 }
 
-// tracePod records what a ready pod owns.
+// tracePod records what a ready pod owns, so that checkPodsGone checks for leftovers of
+// what was seen to exist.
 func tracePod(t testing.TB, rt internalapi.RuntimeService, id string) podTrace {
 	t.Helper()
 	info, _ := inspectPod(t, rt, id)
@@ -274,6 +279,12 @@ func tracePod(t testing.TB, rt internalapi.RuntimeService, id string) podTrace {
 	if info.NetNS != "" {
 		tr.veth, _ = vethPeer(t, info.NetNS)
 	}
+	for p, content := range ipamLeases(t) {
+		if strings.Contains(content, id) {
+			tr.lease = p
+		}
+	}
+	tr.rules = strings.Contains(firewallRules(t), id)
 	return tr
 }
 
@@ -317,16 +328,20 @@ func ipamLeases(t testing.TB) map[string]string {
 func firewallRules(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
+	tools := 0
 	for _, c := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
 		if _, err := exec.LookPath(c[0]); err != nil {
 			continue
 		}
+		tools++
 		out, err := cmdOutput(t, 30*time.Second, c[0], c[1:]...)
 		if err != nil {
-			t.Logf("%v", err)
-			continue
+			t.Fatalf("read the firewall rules: %v", err)
 		}
 		b.WriteString(out)
+	}
+	if tools == 0 {
+		t.Fatal("none of iptables-save, ip6tables-save and nft is installed: no leftover firewall rule could be seen (hack/install-deps.sh installs iptables)")
 	}
 	return b.String()
 }
@@ -408,6 +423,9 @@ func checkPodsGone(t testing.TB, env *framework.Env, traces ...podTrace) {
 			if _, err := net.InterfaceByName(tr.veth); err == nil {
 				t.Errorf("pod %s: host veth %s still exists", tr.id, tr.veth)
 			}
+		}
+		if tr.veth != "" && tr.lease == "" {
+			t.Errorf("pod %s: no IPAM lease in %v held its address while it ran, so a lease left behind would not be seen either", tr.id, ipamDirs)
 		}
 		for p, content := range leases {
 			if strings.Contains(content, tr.id) {

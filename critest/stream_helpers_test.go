@@ -92,13 +92,19 @@ func exitCodeOf(err error) int {
 func runStream(ctx context.Context, t testing.TB, rawURL, proto string, stdin io.Reader, tty bool, sizes remotecommand.TerminalSizeQueue) streamResult {
 	t.Helper()
 	var stdout, stderr syncBuffer
-	o := remotecommand.StreamOptions{Stdin: stdin, Stdout: &stdout, Tty: tty, TerminalSizeQueue: sizes}
+	return streamInto(ctx, t, rawURL, proto, stdin, tty, sizes, &stdout, &stderr)
+}
+
+// streamInto runs one session on rawURL, writing its output to stdout and stderr as it
+// comes (a test may watch them while the session runs).
+func streamInto(ctx context.Context, t testing.TB, rawURL, proto string, stdin io.Reader, tty bool, sizes remotecommand.TerminalSizeQueue, stdout, stderr *syncBuffer) streamResult {
+	t.Helper()
+	o := remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Tty: tty, TerminalSizeQueue: sizes}
 	if !tty {
-		o.Stderr = &stderr
+		o.Stderr = stderr
 	}
 	err := remoteExecutor(t, rawURL, proto).StreamWithContext(ctx, o)
-	r := streamResult{stdout: stdout.String(), stderr: stderr.String(), err: err, code: exitCodeOf(err)}
-	return r
+	return streamResult{stdout: stdout.String(), stderr: stderr.String(), err: err, code: exitCodeOf(err)}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/peapod-runtime/peapod/internal/table"
 )
 
 // TestRecoverUnfinishedSetup: a pod whose setup a daemon kill cut off before its record was
@@ -18,7 +20,7 @@ func TestRecoverUnfinishedSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := Sandbox{ID: newID(), Config: podConfig("cut"), State: StateReady}
+	cut := Sandbox{ID: table.NewID(), Config: podConfig("cut"), State: StateReady}
 	if err := f.m.kernel.setup(ctx, &cut); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestRecoverUnfinishedSetup(t *testing.T) {
 		}
 	}
 
-	f.m.kernel.recoverUnfinished(ctx, func(id string) bool { _, ok := f.m.pods[id]; return ok }, f.m.log)
+	f.m.kernel.recoverUnfinished(ctx, f.m.pods.Has, f.m.log)
 
 	for what, left := range map[string]bool{
 		"pins": exists(filepath.Join(f.m.kernel.nsDir, cut.ID)), "pod dir": exists(cut.Dir),

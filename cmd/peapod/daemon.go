@@ -241,7 +241,7 @@ func (d *wiring) startServices(ctx context.Context) error {
 func (d *wiring) startEndpoints(context.Context) error {
 	cfg := d.cfg
 	if cfg.Debug.Address != "" {
-		stopDebug, err := serveDebug(cfg.Debug.Address, d.log)
+		stopDebug, err := serveDebug(cfg.Debug.Address, d.containers.ShimStats, d.log)
 		if err != nil {
 			return err
 		}
