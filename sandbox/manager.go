@@ -37,9 +37,10 @@ const (
 
 // Manager owns every pod of this daemon.
 type Manager struct {
-	db     *store.DB
-	log    *zap.Logger
-	kernel *kernel
+	db        *store.DB
+	log       *zap.Logger
+	kernel    *kernel
+	teardowns *teardowns
 
 	mu       sync.RWMutex
 	pods     map[string]*entry // by id
@@ -75,7 +76,10 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load pods: %w", err)
 	}
-	k.recoverUnfinished(ctx, func(id string) bool { _, ok := m.pods[id]; return ok }, m.log)
+	known := func(id string) bool { _, ok := m.pods[id]; return ok }
+	k.recoverUnfinished(ctx, known, m.log)
+	m.teardowns = newTeardowns(k, opts.StateDir, m.log)
+	m.teardowns.recoverTeardowns(known)
 	return m, nil
 }
 
@@ -229,7 +233,14 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	defer unlock()
 	sb := e.sb
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
-	if err := m.kernel.stop(ctx, &sb); err != nil {
+	deferred := m.teardowns.deferrable(sb)
+	if deferred {
+		// Journaled before the record says the network is down; torn down after the answer.
+		if err := m.teardowns.journal(sb); err != nil {
+			return err
+		}
+		sb.NetworkDown = true
+	} else if err := m.kernel.stop(ctx, &sb); err != nil {
 		// Keep what did succeed (e.g. the network is down) so a retry skips it.
 		_ = m.update(e, sb)
 		return err
@@ -238,9 +249,16 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	if err := m.update(e, sb); err != nil {
 		return err
 	}
-	log.From(ctx).Info("pod stopped")
+	if deferred {
+		m.teardowns.start(sb, false)
+	}
+	log.From(ctx).Info("pod stopped", zap.Bool("network_teardown_deferred", deferred))
 	return nil
 }
+
+// WaitTeardowns returns once no pod network teardown runs in the background (or with ctx's
+// error): for a daemon that stops, and for tests that look at the kernel after a removal.
+func (m *Manager) WaitTeardowns(ctx context.Context) error { return m.teardowns.wait(ctx) }
 
 // Remove stops the pod if needed and deletes everything it holds, then its record.
 // The caller removes its containers first. Removing an unknown pod is NotFound.
@@ -252,11 +270,20 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	defer unlock()
 	sb := e.sb
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID))
-	if err := m.kernel.stop(ctx, &sb); err != nil {
+	if m.teardowns.deferrable(sb) {
+		// Removed without a stop: the network goes after the answer, as for Stop.
+		if err := m.teardowns.journal(sb); err != nil {
+			return err
+		}
+		m.teardowns.start(sb, true)
+		sb.NetworkDown = true
+	} else if err := m.kernel.stop(ctx, &sb); err != nil {
 		_ = m.update(e, sb)
 		return err
 	}
-	if err := m.kernel.remove(ctx, &sb); err != nil {
+	// A teardown still running removes the namespace pins after its DEL, which needs them.
+	pins := !m.teardowns.markRemoved(sb.ID)
+	if err := m.kernel.remove(ctx, &sb, pins); err != nil {
 		return err
 	}
 	err = m.db.Update(func(tx *store.Tx) error {

@@ -232,6 +232,13 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		logger.Warn("grace period over: cancelling in-flight requests")
 		g.Stop()
 	}
+	// Pod networks torn down after their StopPodSandbox answered: finished now, or by the
+	// next daemon from their journals.
+	wctx, cancel := context.WithTimeout(context.Background(), gracePeriod)
+	defer cancel()
+	if err := sandboxes.WaitTeardowns(wctx); err != nil {
+		logger.Warn("pod network teardowns left to the next start", zap.Error(err))
+	}
 	logger.Info("peapod stopped")
 	return nil
 }
