@@ -222,6 +222,7 @@ func (b *densityBench) measure(ctx context.Context, e *env) (map[string]float64,
 		return m, err
 	}
 	daemon0, _ := procSet{daemon: ps.daemon}.cpuTicks()
+	wake0, daemonWake0 := ps.wakeups(), procSet{daemon: ps.daemon}.wakeups()
 	load0 := loadAverage()
 	start := time.Now()
 	profiled := make(chan error, 1)
@@ -240,7 +241,13 @@ func (b *densityBench) measure(ctx context.Context, e *env) (map[string]float64,
 		return m, err
 	}
 	daemon1, _ := procSet{daemon: ps.daemon}.cpuTicks()
+	wake1, daemonWake1 := ps.wakeups(), procSet{daemon: ps.daemon}.wakeups()
 	idle := time.Since(start)
+	// Context switches: how often the runtime's threads woke, whether or not for work.
+	m["idle_wakeups_daemon_per_s"] = float64(daemonWake1-daemonWake0) / idle.Seconds()
+	if n := len(ps.shims); n > 0 {
+		m["idle_wakeups_per_pod_per_min"] = float64((wake1-wake0)-(daemonWake1-daemonWake0)) / float64(n) / idle.Minutes()
+	}
 	m["idle_s"] = idle.Seconds()
 	m["idle_cpu_pct_of_core"] = float64(after-before) / clockTicks / idle.Seconds() * 100
 	m["idle_cpu_daemon_pct_of_core"] = float64(daemon1-daemon0) / clockTicks / idle.Seconds() * 100
@@ -409,6 +416,28 @@ func (ps procSet) cpuTicks() (int64, error) {
 		sum += u + s
 	}
 	return sum, nil
+}
+
+// wakeups is how many times the threads of ps's processes were switched out so far
+// (voluntary and not): each is a wake-up that preceded it.
+func (ps procSet) wakeups() int64 {
+	var sum int64
+	for _, pid := range ps.all() {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+			if err != nil {
+				continue
+			}
+			for line := range strings.Lines(string(raw)) {
+				if k, v, ok := strings.Cut(line, ":"); ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					sum += n
+				}
+			}
+		}
+	}
+	return sum
 }
 
 func (ps procSet) totalPSS() (int64, error) {
