@@ -357,8 +357,8 @@ func cgroupDirs(cg string) []string {
 // does, from a journal), as long as it does not leak.
 const networkTeardownWait = 10 * time.Second
 
-// waitNetworksGone waits until the host veth, namespace pins and IPAM lease of every trace are
-// gone, or networkTeardownWait passed (the checks that follow then report what is left).
+// waitNetworksGone waits until the host veth, namespace pins (and their dir) and IPAM lease of
+// every trace are gone, or networkTeardownWait passed (the checks that follow then report what is left).
 func waitNetworksGone(t testing.TB, traces ...podTrace) {
 	t.Helper()
 	deadline := time.Now().Add(networkTeardownWait)
@@ -371,9 +371,18 @@ func waitNetworksGone(t testing.TB, traces ...podTrace) {
 					left = true
 				}
 			}
-			if p := tr.info.NetNS; p != "" && !strings.HasPrefix(p, "/proc/") {
+			for _, p := range []string{tr.info.NetNS, tr.info.UTS, tr.info.IPC} {
+				if p == "" || strings.HasPrefix(p, "/proc/") {
+					continue
+				}
 				if _, err := os.Lstat(p); err == nil {
 					left = true
+				}
+				if dir := filepath.Dir(p); filepath.Base(filepath.Dir(dir)) == "ns" {
+					// peapod's pins dir, <state>/ns/<pod>, goes last.
+					if _, err := os.Lstat(dir); err == nil {
+						left = true
+					}
 				}
 			}
 			for _, content := range leases {

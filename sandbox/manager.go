@@ -121,12 +121,15 @@ func (m *Manager) run(ctx context.Context, cfg Config) (Sandbox, error) {
 	sb := Sandbox{ID: newID(), Config: cfg, State: StateReady, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID), zap.String(log.KeyPodName, cfg.Metadata.Name),
 		zap.String(log.KeyPodNamespace, cfg.Metadata.Namespace))
-	if err := m.kernel.setup(ctx, &sb); err != nil {
+	m.teardowns.setups.enter()
+	err := m.kernel.setup(ctx, &sb)
+	m.teardowns.setups.leave()
+	if err != nil {
 		return Sandbox{}, err
 	}
 	// The name is reserved in the same transaction that stores the pod: one disk sync. Until
 	// then the inflight entry keeps other requests for this name away.
-	err := m.db.Update(func(tx *store.Tx) error {
+	err = m.db.Update(func(tx *store.Tx) error {
 		if err := tx.Reserve(nameKind, cfg.Name(), sb.ID); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -35,12 +36,23 @@ const teardownDirName = "teardown"
 // maxTeardowns bounds the CNI DELs running in the background at once.
 const maxTeardowns = 4
 
+// A background teardown yields to pod setups, whose latency a kubelet waits on: it starts
+// teardownDelay after it was queued (a kubelet's burst of requests passes first), and then
+// only while no setup runs, unless it has waited maxTeardownDelay already. Both contend for
+// the same things (the IPAM's lock, the plugins' execs, the cpu).
+const (
+	teardownDelay    = 20 * time.Millisecond
+	maxTeardownDelay = time.Second
+)
+
 // teardowns runs pods' network teardowns in the background.
 type teardowns struct {
 	k   *kernel
 	dir string
 	log *zap.Logger
 	sem chan struct{}
+	// setups are the pod setups in flight.
+	setups setupGate
 
 	mu      sync.Mutex
 	pending map[string]*teardown // by pod id
@@ -109,6 +121,9 @@ func (t *teardowns) start(sb Sandbox, removed bool) {
 func (t *teardowns) run(sb Sandbox, td *teardown) {
 	defer t.wg.Done()
 	defer close(td.done)
+	queued := time.Now()
+	time.Sleep(teardownDelay)
+	t.setups.waitIdle(maxTeardownDelay - time.Since(queued))
 	t.sem <- struct{}{}
 	defer func() { <-t.sem }()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
@@ -135,6 +150,48 @@ func (t *teardowns) run(sb Sandbox, td *teardown) {
 		if rerr := os.Remove(t.journalPath(sb.ID)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			l.Error("remove pod teardown journal", zap.Error(rerr))
 		}
+	}
+}
+
+// setupGate counts the pod setups in flight, for teardowns to wait for none.
+type setupGate struct {
+	mu      sync.Mutex
+	running int
+	// idle is closed while no setup runs; a new one is made when one starts.
+	idle chan struct{}
+}
+
+func (g *setupGate) enter() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.running == 0 {
+		g.idle = make(chan struct{})
+	}
+	g.running++
+}
+
+func (g *setupGate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.running == 0 {
+		close(g.idle)
+	}
+}
+
+// waitIdle returns once no setup runs, or after max.
+func (g *setupGate) waitIdle(max time.Duration) {
+	g.mu.Lock()
+	idle := g.idle
+	g.mu.Unlock()
+	if idle == nil || max <= 0 {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
 	}
 }
 
