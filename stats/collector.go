@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,6 +145,8 @@ type Pod struct {
 	Interfaces []Interface
 	// fullAt is when the pod was last read in full (see Container.fullAt).
 	fullAt time.Time
+	// pass is the Refresh pass that took or carried this sample.
+	pass uint64
 }
 
 // snapshot is one complete sample; never changed once published.
@@ -161,6 +164,10 @@ type Collector struct {
 	mu       sync.Mutex
 	lastDisk time.Time
 	devices  *deviceNames
+	// pass numbers Refresh's passes; parentUsage is the cpu counter of each pod cgroup's
+	// parent (a QoS tier) as the last pass read it.
+	pass        uint64
+	parentUsage map[string]uint64
 }
 
 // New returns a Collector; call Run to start sampling.
@@ -257,19 +264,24 @@ func (c *Collector) Refresh(ctx context.Context) {
 		c.lastDisk = now
 	}
 	next := &snapshot{containers: map[string]Container{}, pods: map[string]Pod{}}
+	c.pass++
+	sandboxes := c.opts.Sandboxes.List(sandbox.Filter{})
+	quietParents := c.readParents(sandboxes)
 	// The cgroups of quiet pods, whose containers below them are quiet too.
 	quietPods := map[string]string{}
-	for _, sb := range c.opts.Sandboxes.List(sandbox.Filter{}) {
+	for _, sb := range sandboxes {
 		if ctx.Err() != nil {
 			return
 		}
 		old := prev.pods[sb.ID]
-		if p, ok := c.quietPod(sb, old, now); ok {
+		if p, ok := c.quietPod(sb, old, quietParents[parentCgroup(sb.CgroupParent)], now); ok {
 			next.pods[sb.ID] = p
 			quietPods[sb.ID] = sb.CgroupParent
 			continue
 		}
-		next.pods[sb.ID] = c.samplePod(sb, old)
+		p := c.samplePod(sb, old)
+		p.pass = c.pass
+		next.pods[sb.ID] = p
 	}
 	for _, ct := range c.opts.Containers.List(container.Filter{}) {
 		if ctx.Err() != nil {
@@ -294,20 +306,63 @@ func (c *Collector) Refresh(ctx context.Context) {
 // quietPod carries prev forward when the pod's cgroup used no cpu since prev read it in full
 // (less than QuietRefresh ago): nothing in the pod ran, so its memory, processes and (mostly)
 // network are as they were. It reads one file.
-func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, now time.Time) (Pod, bool) {
+//
+// parentQuiet says that the pod cgroup's parent used no cpu since the last pass read it
+// (before it read the pod): then a pod sampled by that pass is quiet without reading even its
+// counter, and a pass over a node of idle pods reads one file per QoS tier.
+func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, parentQuiet bool, now time.Time) (Pod, bool) {
 	if sb.CgroupParent == "" || prev.At.IsZero() || now.Sub(prev.fullAt) >= c.opts.QuietRefresh {
 		return Pod{}, false
 	}
 	if sb.NetNSPath != "" && sb.State == sandbox.StateReady && prev.NetworkAt.IsZero() {
 		return Pod{}, false
 	}
-	usage, err := c.opts.Cgroups.CPUUsage(sb.CgroupParent)
-	if err != nil || usage != prev.Cgroup.CPUUsageNanos {
-		return Pod{}, false
+	usage := prev.Cgroup.CPUUsageNanos
+	if !parentQuiet || prev.pass != c.pass-1 {
+		var err error
+		if usage, err = c.opts.Cgroups.CPUUsage(sb.CgroupParent); err != nil || usage != prev.Cgroup.CPUUsageNanos {
+			return Pod{}, false
+		}
 	}
 	out := prev
-	out.At, out.CPU = now, quietCPU(usage)
+	out.At, out.CPU, out.pass = now, quietCPU(usage), c.pass
 	return out, true
+}
+
+// readParents reads the cpu counter of the parent of every pod cgroup (once each) and
+// returns those that did not move since the last pass.
+func (c *Collector) readParents(pods []sandbox.Sandbox) map[string]bool {
+	usage := map[string]uint64{}
+	quiet := map[string]bool{}
+	for _, sb := range pods {
+		p := parentCgroup(sb.CgroupParent)
+		if _, done := usage[p]; done || p == "" {
+			continue
+		}
+		u, err := c.opts.Cgroups.CPUUsage(p)
+		if err != nil {
+			continue
+		}
+		usage[p] = u
+		if last, ok := c.parentUsage[p]; ok && last == u {
+			quiet[p] = true
+		}
+	}
+	c.parentUsage = usage
+	return quiet
+}
+
+// parentCgroup is the parent of a cgroupfs pod cgroup path ("/kubepods/besteffort" of
+// "/kubepods/besteffort/pod<uid>"), "" for the root or a systemd slice name.
+func parentCgroup(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return ""
+	}
+	d := path.Dir(p)
+	if d == "/" {
+		return ""
+	}
+	return d
 }
 
 // quietContainer is quietPod for a container: quiet when its pod is (underPod: its cgroup is

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +45,14 @@ func (f *fakeCgroups) CPUUsage(p string) (uint64, error) {
 	if p == "/missing" {
 		return 0, errdefs.ErrNotFound
 	}
-	return f.cpu[p] + f.step, nil
+	// A parent's counter holds its children's.
+	sum := f.cpu[p]
+	for q, v := range f.cpu {
+		if strings.HasPrefix(q, p+"/") {
+			sum += v
+		}
+	}
+	return sum + f.step, nil
 }
 
 func (f *fakeCgroups) Stats(p string, extra cgroups.Extra) (cgroups.Stats, error) {
@@ -209,6 +217,44 @@ func TestCollectorQuiet(t *testing.T) {
 	c.Refresh(ctx)
 	if len(cgs.extras) != 9 {
 		t.Errorf("after QuietRefresh: %d full reads, want 9", len(cgs.extras))
+	}
+}
+
+// TestCollectorQuietTier: when the cgroup the pods sit in (their QoS tier) used no cpu since
+// the last pass, a pass reads that one counter and nothing of the pods or their containers.
+func TestCollectorQuietTier(t *testing.T) {
+	var pods fakePods
+	var ctrs fakeContainers
+	for _, id := range []string{"p1", "p2", "p3"} {
+		pods = append(pods, sandbox.Sandbox{ID: id, State: sandbox.StateReady, CgroupParent: "/tier/" + id})
+		ctrs = append(ctrs, container.Container{ID: id + "c", PodID: id, State: container.StateRunning, CgroupPath: "/tier/" + id + "/c"})
+	}
+	cgs := &fakeCgroups{cpu: map[string]uint64{}}
+	c, err := New(Options{Containers: ctrs, Sandboxes: pods, Cgroups: cgs, QuietRefresh: time.Hour, ProcRoot: t.TempDir(),
+		Disk: func(string) (Disk, error) { return Disk{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c.Refresh(ctx)
+	if len(cgs.extras) != 6 {
+		t.Fatalf("first pass: %d full reads, want 6", len(cgs.extras))
+	}
+	reads := cgs.usageReads
+	for range 3 {
+		c.Refresh(ctx)
+	}
+	if len(cgs.extras) != 6 || cgs.usageReads-reads != 3 {
+		t.Errorf("three quiet passes: %d full reads, %d counter reads; want 6 and one counter per pass", len(cgs.extras), cgs.usageReads-reads)
+	}
+	if p, _ := c.Pod("p2"); !p.CPU.HasRate || p.CPU.NanoCores != 0 {
+		t.Errorf("quiet pod sample %+v", p)
+	}
+	// Something below the tier runs: each pod is asked, and read in full.
+	cgs.step = 1
+	c.Refresh(ctx)
+	if len(cgs.extras) != 12 {
+		t.Errorf("busy pass: %d full reads, want 12", len(cgs.extras))
 	}
 }
 
