@@ -304,17 +304,14 @@ func (c *Collector) Refresh(ctx context.Context) {
 }
 
 // quietPod carries prev forward when the pod's cgroup used no cpu since prev read it in full
-// (less than QuietRefresh ago): nothing in the pod ran, so its memory, processes and (mostly)
-// network are as they were. It reads one file.
+// (less than QuietRefresh ago): nothing in the pod ran, so its memory and processes are as
+// they were. It reads one file, and the pod's interfaces.
 //
 // parentQuiet says that the pod cgroup's parent used no cpu since the last pass read it
 // (before it read the pod): then a pod sampled by that pass is quiet without reading even its
 // counter, and a pass over a node of idle pods reads one file per QoS tier.
 func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, parentQuiet bool, now time.Time) (Pod, bool) {
 	if sb.CgroupParent == "" || prev.At.IsZero() || now.Sub(prev.fullAt) >= c.opts.QuietRefresh {
-		return Pod{}, false
-	}
-	if sb.NetNSPath != "" && sb.State == sandbox.StateReady && prev.NetworkAt.IsZero() {
 		return Pod{}, false
 	}
 	usage := prev.Cgroup.CPUUsageNanos
@@ -326,6 +323,11 @@ func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, parentQuiet bool, now
 	}
 	out := prev
 	out.At, out.CPU, out.pass = now, quietCPU(usage), c.pass
+	// Packets reach a pod (and the kernel answers pings and acknowledges) without any cpu
+	// time in its cgroup: its interfaces are read every pass.
+	if sb.NetNSPath != "" && sb.State == sandbox.StateReady {
+		c.readNetwork(sb, &out)
+	}
 	return out, true
 }
 

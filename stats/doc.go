@@ -17,10 +17,11 @@
 // A pass scales with what changed: a pod whose cgroup used no cpu since it was last read in
 // full (one file, cgroups.Manager.CPUUsage) is quiet, and so is every container below it;
 // their samples are carried forward with a zero cpu rate, skipping the dozens of cgroup files,
-// the network namespace, the writable layer and the /proc scan. When the cgroup the pods sit
+// the writable layer and the /proc scan (a pod's interfaces are still read: packets reach it
+// with no cpu time in its cgroup). When the cgroup the pods sit
 // in (their QoS tier) used no cpu since the last pass, its one counter says so for all of
 // them, and the pass reads nothing else. A quiet sample is read in
 // full again after Options.QuietRefresh (30 s by default), for what changes with no cpu time
-// in the cgroup (the kernel's reclaim, packets nobody in the pod reads). On a full node of
+// in the cgroup (the kernel's reclaim). On a full node of
 // idle pods this is what keeps the daemon's idle cpu low.
 package stats
