@@ -122,6 +122,10 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		return nil
 	})
 	m.shims = newShims(opts.ShimBinary, opts.Logger)
+	m.shims.podReady = func(id string) bool {
+		pod, err := m.opts.Sandboxes.Get(id)
+		return err == nil && pod.State == sandbox.StateReady
+	}
 	m.warmer = cgroups.NewMigrationWarmer()
 	m.trash = filepath.Join(opts.RootDir, "containers.trash")
 	for d, mode := range map[string]os.FileMode{m.dir: 0o711, m.trash: 0o700} {

@@ -24,6 +24,10 @@ import (
 type shims struct {
 	binary string
 	log    *zap.Logger
+	// podReady, if set, says whether a pod may still get a shim: a create that passed its
+	// pod's readiness check before the pod was stopped and removed must not start a shim
+	// after the removal shut the pod's shim down (nobody would stop it).
+	podReady func(podID string) bool
 
 	mu   sync.Mutex
 	pods map[string]*podShim
@@ -101,6 +105,9 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 	}
 	c, err := shimclient.Connect(ctx, shim.SocketPath(p.stateDir))
 	if err != nil && errors.Is(err, errdefs.ErrUnavailable) && start {
+		if s.podReady != nil && !s.podReady(pod.ID) {
+			return nil, shim.Info{}, fmt.Errorf("pod sandbox %s is not ready: no shim is started for it: %w", pod.ID, errdefs.ErrFailedPrecondition)
+		}
 		c, err = shimclient.Start(ctx, shimclient.StartOptions{
 			Binary: s.binary, PodID: pod.ID, StateDir: p.stateDir,
 			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,

@@ -367,12 +367,59 @@ func cgroupDirs(cg string) []string {
 	return out
 }
 
+// networkTeardownWait bounds how long after StopPodSandbox or RemovePodSandbox answered a
+// pod's network may still be going away: a runtime may tear it down after the answer (peapod
+// does, from a journal), as long as it does not leak.
+const networkTeardownWait = 10 * time.Second
+
+// waitNetworksGone waits until the host veth, namespace pins (and their dir) and IPAM lease of
+// every trace are gone, or networkTeardownWait passed (the checks that follow then report what is left).
+func waitNetworksGone(t testing.TB, traces ...podTrace) {
+	t.Helper()
+	deadline := time.Now().Add(networkTeardownWait)
+	for time.Now().Before(deadline) {
+		left := false
+		leases := ipamLeases(t)
+		for _, tr := range traces {
+			if tr.veth != "" {
+				if _, err := net.InterfaceByName(tr.veth); err == nil {
+					left = true
+				}
+			}
+			for _, p := range []string{tr.info.NetNS, tr.info.UTS, tr.info.IPC} {
+				if p == "" || strings.HasPrefix(p, "/proc/") {
+					continue
+				}
+				if _, err := os.Lstat(p); err == nil {
+					left = true
+				}
+				if dir := filepath.Dir(p); filepath.Base(filepath.Dir(dir)) == "ns" {
+					// peapod's pins dir, <state>/ns/<pod>, goes last.
+					if _, err := os.Lstat(dir); err == nil {
+						left = true
+					}
+				}
+			}
+			for _, content := range leases {
+				if strings.Contains(content, tr.id) {
+					left = true
+				}
+			}
+		}
+		if !left {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // checkPodsGone verifies that removed pods left nothing behind: the runtime forgot them, and
 // (when the runtime told where) no namespace pin file or mount, no pod dir, no host veth, no
 // IPAM lease, no cgroup and no firewall rule mentioning the pod id remain.
 func checkPodsGone(t testing.TB, env *framework.Env, traces ...podTrace) {
 	t.Helper()
 	ctx := framework.Context(t)
+	waitNetworksGone(t, traces...)
 	leases := ipamLeases(t)
 	rules := firewallRules(t)
 	var mounts []string

@@ -772,8 +772,9 @@ func TestSandboxStopRemove(t *testing.T) {
 					}
 				}
 				if tr.veth != "" {
+					waitNetworksGone(t, podTrace{id: tr.id, veth: tr.veth})
 					if _, err := net.InterfaceByName(tr.veth); err == nil {
-						t.Errorf("host veth %s still exists after stop", tr.veth)
+						t.Errorf("host veth %s still exists %v after stop", tr.veth, networkTeardownWait)
 					}
 				}
 			}

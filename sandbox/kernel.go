@@ -212,7 +212,7 @@ func (k *kernel) undo(ctx context.Context, sb *Sandbox) {
 	if err := k.stop(ctx, sb); err != nil {
 		log.From(ctx).Error("undo pod network", zap.Error(err))
 	}
-	if err := k.remove(ctx, sb); err != nil {
+	if err := k.remove(ctx, sb, true); err != nil {
 		log.From(ctx).Error("undo pod", zap.Error(err))
 	}
 }
@@ -234,16 +234,19 @@ func (k *kernel) stop(ctx context.Context, sb *Sandbox) error {
 	return nil
 }
 
-// remove deletes the pod's namespaces, /dev/shm, cgroup and files. Safe to repeat.
-func (k *kernel) remove(ctx context.Context, sb *Sandbox) error {
+// remove deletes the pod's /dev/shm, cgroup and files, and its namespace pins unless pins is
+// false (a network teardown still running removes them). Safe to repeat.
+func (k *kernel) remove(ctx context.Context, sb *Sandbox, pins bool) error {
 	var errs []error
 	if sb.ShmPath != "" && sb.ShmPath != "/dev/shm" {
 		if err := volumes.UnmountPodShm(sb.ShmPath); err != nil {
 			errs = append(errs, fmt.Errorf("unmount pod /dev/shm: %w", err))
 		}
 	}
-	if err := netns.RemoveAll(filepath.Join(k.nsDir, sb.ID)); err != nil {
-		errs = append(errs, fmt.Errorf("remove pod namespaces: %w", err))
+	if pins {
+		if err := netns.RemoveAll(filepath.Join(k.nsDir, sb.ID)); err != nil {
+			errs = append(errs, fmt.Errorf("remove pod namespaces: %w", err))
+		}
 	}
 	if sb.CgroupParent != "" {
 		if err := k.cgroups.RemovePod(ctx, sb.CgroupParent); err != nil {

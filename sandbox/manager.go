@@ -32,9 +32,10 @@ const (
 
 // Manager owns every pod of this daemon.
 type Manager struct {
-	db     *store.DB
-	log    *zap.Logger
-	kernel *kernel
+	db        *store.DB
+	log       *zap.Logger
+	kernel    *kernel
+	teardowns *teardowns
 
 	// pods holds every pod by id; Status and List never wait behind a slow Stop.
 	pods     *table.Table[Sandbox, struct{}]
@@ -68,6 +69,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("load pods: %w", err)
 	}
 	k.recoverUnfinished(ctx, m.pods.Has, m.log)
+	m.teardowns = newTeardowns(k, opts.StateDir, m.log)
+	m.teardowns.recoverTeardowns(m.pods.Has)
 	return m, nil
 }
 
@@ -92,12 +95,15 @@ func (m *Manager) run(ctx context.Context, cfg Config) (Sandbox, error) {
 	sb := Sandbox{ID: table.NewID(), Config: cfg, State: StateReady, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.PodSandboxID(sb.ID), zap.String(log.KeyPodName, cfg.Metadata.Name),
 		zap.String(log.KeyPodNamespace, cfg.Metadata.Namespace))
-	if err := m.kernel.setup(ctx, &sb); err != nil {
+	m.teardowns.setups.enter()
+	err := m.kernel.setup(ctx, &sb)
+	m.teardowns.setups.leave()
+	if err != nil {
 		return Sandbox{}, err
 	}
 	// The name is reserved in the same transaction that stores the pod: one disk sync. Until
 	// then the inflight entry keeps other requests for this name away.
-	err := m.db.Update(func(tx *store.Tx) error {
+	err = m.db.Update(func(tx *store.Tx) error {
 		if err := tx.Reserve(nameKind, cfg.Name(), sb.ID); err != nil {
 			return err
 		}
@@ -151,43 +157,61 @@ func (m *Manager) lock(ctx context.Context, id string) (_ context.Context, _ *en
 	return log.With(ctx, log.PodSandboxID(e.Record().ID)), e, unlock, nil
 }
 
-// stopLocked tears the pod's network down. What did succeed (e.g. the network is down) is
-// kept even when a later step fails, so that a retry skips it.
-func (m *Manager) stopLocked(ctx context.Context, e *entry) (Sandbox, error) {
-	sb := e.Record()
+// stopLocked tears the pod's network down, or, when that can wait (deferred), journals the
+// teardown and marks the network down: the caller starts it after recording the pod. What
+// did succeed (e.g. the network is down) is kept even when a later step fails, so that a
+// retry skips it.
+func (m *Manager) stopLocked(ctx context.Context, e *entry) (sb Sandbox, deferred bool, err error) {
+	sb = e.Record()
+	if m.teardowns.deferrable(sb) {
+		// Journaled before the record says the network is down; torn down after the answer.
+		if err := m.teardowns.journal(sb); err != nil {
+			return sb, false, err
+		}
+		sb.NetworkDown = true
+		return sb, true, nil
+	}
 	if err := m.kernel.stop(ctx, &sb); err != nil {
 		_ = update(e, sb)
-		return sb, err
+		return sb, false, err
 	}
-	return sb, nil
+	return sb, false, nil
 }
 
-// withStopped takes pod id's lock, tears its network down, and runs then with the pod.
-func (m *Manager) withStopped(ctx context.Context, id string, then func(context.Context, *entry, Sandbox) error) error {
+// withStopped takes pod id's lock, tears its network down (or defers that), and runs then
+// with the pod.
+func (m *Manager) withStopped(ctx context.Context, id string, then func(context.Context, *entry, Sandbox, bool) error) error {
 	ctx, e, unlock, err := m.lock(ctx, id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	sb, err := m.stopLocked(ctx, e)
+	sb, deferred, err := m.stopLocked(ctx, e)
 	if err != nil {
 		return err
 	}
-	return then(ctx, e, sb)
+	return then(ctx, e, sb, deferred)
 }
 
 // Stop tears the pod's network down and marks it NotReady. The caller stops its
 // containers first. Stopping twice, or stopping an unknown pod (NotFound), is harmless.
 func (m *Manager) Stop(ctx context.Context, id string) error {
-	return m.withStopped(ctx, id, func(ctx context.Context, e *entry, sb Sandbox) error {
+	return m.withStopped(ctx, id, func(ctx context.Context, e *entry, sb Sandbox, deferred bool) error {
 		sb.State = StateNotReady
 		if err := update(e, sb); err != nil {
 			return err
 		}
-		log.From(ctx).Info("pod stopped")
+		if deferred {
+			m.teardowns.start(sb, false)
+		}
+		log.From(ctx).Info("pod stopped", zap.Bool("network_teardown_deferred", deferred))
 		return nil
 	})
 }
+
+// WaitTeardowns returns once no pod network teardown runs in the background (or with ctx's
+// error): for a daemon that stops, and for tests that look at the kernel after a removal.
+func (m *Manager) WaitTeardowns(ctx context.Context) error { return m.teardowns.wait(ctx) }
 
 // Remove stops the pod if needed and deletes everything it holds, then its record.
 // The caller removes its containers first. Removing an unknown pod is NotFound.
@@ -195,8 +219,14 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	return m.withStopped(ctx, id, m.removeStopped)
 }
 
-func (m *Manager) removeStopped(ctx context.Context, e *entry, sb Sandbox) error {
-	if err := m.kernel.remove(ctx, &sb); err != nil {
+func (m *Manager) removeStopped(ctx context.Context, e *entry, sb Sandbox, deferred bool) error {
+	if deferred {
+		// Removed without a stop: the network goes after the answer, as for Stop.
+		m.teardowns.start(sb, true)
+	}
+	// A teardown still running removes the namespace pins after its DEL, which needs them.
+	pins := !m.teardowns.markRemoved(sb.ID)
+	if err := m.kernel.remove(ctx, &sb, pins); err != nil {
 		return err
 	}
 	err := m.db.Update(func(tx *store.Tx) error {

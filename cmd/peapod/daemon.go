@@ -321,6 +321,13 @@ func (d *wiring) serve(ctx context.Context) error {
 		d.log.Warn("grace period over: cancelling in-flight requests")
 		d.grpc.Stop()
 	}
+	// Pod networks torn down after their StopPodSandbox answered: finished now, or by the
+	// next daemon from their journals.
+	wctx, cancel := context.WithTimeout(context.Background(), gracePeriod)
+	defer cancel()
+	if err := d.sandboxes.WaitTeardowns(wctx); err != nil {
+		d.log.Warn("pod network teardowns left to the next start", zap.Error(err))
+	}
 	d.log.Info("peapod stopped")
 	return nil
 }
