@@ -14,6 +14,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/shim"
+	shimclient "github.com/peapod-runtime/peapod/shim/client"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -22,7 +23,7 @@ const monitorLost = "the container's monitor (peapod-shim) was lost; its exit co
 
 // watch waits for a running container's exit and records it. It ends without recording
 // anything when the daemon stops (the next daemon's Recover takes over).
-func (m *Manager) watch(e *entry, client *shim.Client) {
+func (m *Manager) watch(e *entry, client *shimclient.Client) {
 	id := e.c.ID
 	l := m.log.With(log.ContainerID(id), log.PodSandboxID(e.c.PodID))
 	for {

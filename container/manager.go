@@ -29,6 +29,7 @@ import (
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/shim"
+	shimclient "github.com/peapod-runtime/peapod/shim/client"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -469,7 +470,7 @@ func (m *Manager) finishCreate(e *entry, shimc <-chan shimResult, o shim.CreateO
 // shimCreate has the shim create the container. A create of the same container that a
 // previous daemon asked for may still be under way in the shim (AlreadyExists): then its
 // outcome is taken, as the shim reports it once done (st).
-func shimCreate(ctx context.Context, client *shim.Client, o shim.CreateOptions) (pid int, st *shim.ContainerState, err error) {
+func shimCreate(ctx context.Context, client *shimclient.Client, o shim.CreateOptions) (pid int, st *shim.ContainerState, err error) {
 	for {
 		pid, err = client.Create(ctx, o)
 		if !errors.Is(err, errdefs.ErrAlreadyExists) {

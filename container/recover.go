@@ -11,6 +11,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/shim"
+	shimclient "github.com/peapod-runtime/peapod/shim/client"
 )
 
 // Recover learns what happened to every container while the daemon was away: it reconnects
@@ -116,7 +117,7 @@ func (m *Manager) neverReachedShim(c Container) bool {
 // resumeCreate restarts the background create of a container whose CreateContainer had
 // answered (its record is complete and its spec on disk), remounting its rootfs if need be.
 // It reports false when there is nothing to resume.
-func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shim.Client) bool {
+func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shimclient.Client) bool {
 	c := e.c
 	if c.State != StateCreated || c.CgroupPath == "" {
 		return false // the record of a create that never finished

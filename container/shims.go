@@ -16,6 +16,7 @@ import (
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/shim"
+	shimclient "github.com/peapod-runtime/peapod/shim/client"
 )
 
 // shims holds one connection per pod to the pod's peapod-shim, started with the pod's first
@@ -31,7 +32,7 @@ type shims struct {
 type podShim struct {
 	mu       sync.Mutex // held while starting or connecting
 	stateDir string
-	client   *shim.Client
+	client   *shimclient.Client
 	info     shim.Info
 	// lost is set once the shim was found gone with containers still running (counted once);
 	// a shim started for the pod afterwards clears it.
@@ -69,7 +70,7 @@ func (s *shims) stateDir(podID string) (string, error) {
 // register tells where a pod's shim lives, for pods known from records (after a restart).
 func (s *shims) register(pod sandbox.Sandbox) { s.entry(pod.ID, pod.Dir) }
 
-func alive(c *shim.Client) bool {
+func alive(c *shimclient.Client) bool {
 	if c == nil {
 		return false
 	}
@@ -82,7 +83,7 @@ func alive(c *shim.Client) bool {
 }
 
 // get returns the pod's shim, connecting to a running one or (start) starting it.
-func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim.Client, shim.Info, error) {
+func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shimclient.Client, shim.Info, error) {
 	p := s.entry(pod.ID, pod.Dir)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -98,9 +99,9 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 		p.info = info
 		return p.client, p.info, nil
 	}
-	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
+	c, err := shimclient.Connect(ctx, shim.SocketPath(p.stateDir))
 	if err != nil && errors.Is(err, errdefs.ErrUnavailable) && start {
-		c, err = shim.Start(ctx, shim.StartOptions{
+		c, err = shimclient.Start(ctx, shimclient.StartOptions{
 			Binary: s.binary, PodID: pod.ID, StateDir: p.stateDir,
 			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,
 			HolderUser:   pod.Config.HolderUser(),
@@ -191,7 +192,7 @@ func (s *shims) lost(ctx context.Context, podID string) {
 	if alive(p.client) {
 		return
 	}
-	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
+	c, err := shimclient.Connect(ctx, shim.SocketPath(p.stateDir))
 	if err == nil {
 		c.Close()
 		return
@@ -205,9 +206,9 @@ func (s *shims) lost(ctx context.Context, podID string) {
 const shimServeTimeout = 10 * time.Second
 
 // connectWhenServing connects to the shim at socket, waiting for it to serve until ctx ends.
-func connectWhenServing(ctx context.Context, socket string) (*shim.Client, error) {
+func connectWhenServing(ctx context.Context, socket string) (*shimclient.Client, error) {
 	for {
-		c, err := shim.Connect(ctx, socket)
+		c, err := shimclient.Connect(ctx, socket)
 		if err == nil || !errors.Is(err, errdefs.ErrUnavailable) {
 			return c, err
 		}
@@ -221,7 +222,7 @@ func connectWhenServing(ctx context.Context, socket string) (*shim.Client, error
 
 // shimResult is the outcome of getAsync.
 type shimResult struct {
-	client *shim.Client
+	client *shimclient.Client
 	info   shim.Info
 	err    error
 }
@@ -248,7 +249,7 @@ func readyShim(r shimResult) <-chan shimResult {
 }
 
 // client returns a connection to the pod's running shim; ErrUnavailable when it is gone.
-func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) {
+func (s *shims) client(ctx context.Context, podID string) (*shimclient.Client, error) {
 	s.mu.Lock()
 	p, ok := s.pods[podID]
 	s.mu.Unlock()
@@ -260,7 +261,7 @@ func (s *shims) client(ctx context.Context, podID string) (*shim.Client, error) 
 	if alive(p.client) {
 		return p.client, nil
 	}
-	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
+	c, err := shimclient.Connect(ctx, shim.SocketPath(p.stateDir))
 	if err != nil {
 		return nil, fmt.Errorf("pod %s shim: %w", podID, err)
 	}
@@ -300,7 +301,7 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox, leftovers boo
 	c := p.client
 	if !alive(c) {
 		var err error
-		if c, err = shim.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
+		if c, err = shimclient.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
 			if errors.Is(err, errdefs.ErrUnavailable) {
 				shim.KillStaleHolder(p.stateDir, s.log)
 				forget()
@@ -335,7 +336,7 @@ const leftoverWait = 5 * time.Second
 
 // removeLeftovers deletes (killing if need be) every container the pod's shim still holds,
 // then asks it to shut down again, until it agrees or leftoverWait has passed.
-func (s *shims) removeLeftovers(ctx context.Context, c *shim.Client, podID string) error {
+func (s *shims) removeLeftovers(ctx context.Context, c *shimclient.Client, podID string) error {
 	l := s.log.With(log.PodSandboxID(podID))
 	deadline := time.Now().Add(leftoverWait)
 	for {

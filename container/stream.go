@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/peapod-runtime/peapod/shim"
+	shimclient "github.com/peapod-runtime/peapod/shim/client"
 )
 
 // TerminalSize is a terminal's size in characters.
@@ -65,7 +66,7 @@ func (m *Manager) Attach(ctx context.Context, id string, s Streams) error {
 }
 
 // runningShim resolves id to a running container and its pod's shim.
-func (m *Manager) runningShim(ctx context.Context, id string) (Container, *shim.Client, error) {
+func (m *Manager) runningShim(ctx context.Context, id string) (Container, *shimclient.Client, error) {
 	c, err := m.CheckRunning(id)
 	if err != nil {
 		return Container{}, nil, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/critest/framework"
 	"github.com/peapod-runtime/peapod/shim"
+	shimclient "github.com/peapod-runtime/peapod/shim/client"
 )
 
 // streamCounts are the daemon's and the pod shim's goroutines and open fds.
@@ -31,7 +32,7 @@ func TestStreamLeaks(t *testing.T) {
 	id := p.run(t, cfg)
 	ctx := framework.Context(t)
 
-	shimClient, err := shim.Connect(ctx, shim.SocketPath(filepath.Join(env.Daemon.State(), "pods", p.id)))
+	shimClient, err := shimclient.Connect(ctx, shim.SocketPath(filepath.Join(env.Daemon.State(), "pods", p.id)))
 	if err != nil {
 		t.Fatalf("connect to the pod's shim: %v", err)
 	}

@@ -102,10 +102,10 @@ func openBeneath(dir int, name string, flags int, mode uint32) (int, error) {
 	}
 }
 
-// splitLogPath splits the absolute log path into the log directory root and the path
+// SplitLogPath splits the absolute log path into the log directory root and the path
 // beneath it. An older daemon sends no root: then only the file itself is opened without
 // following a symlink.
-func splitLogPath(root, path string) (string, string, error) {
+func SplitLogPath(root, path string) (string, string, error) {
 	if root == "" {
 		return filepath.Dir(path), filepath.Base(path), nil
 	}

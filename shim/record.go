@@ -20,8 +20,8 @@ func recordPath(stateDir, id string) string {
 	return filepath.Join(recordDir(stateDir), id+".json")
 }
 
-// writeRecord replaces the record of s.ID atomically: temp file, fsync, rename, fsync dir.
-func writeRecord(stateDir string, s ContainerState) error {
+// WriteRecord replaces the record of s.ID atomically: temp file, fsync, rename, fsync dir.
+func WriteRecord(stateDir string, s ContainerState) error {
 	dir := recordDir(stateDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create record dir: %w", err)
@@ -64,7 +64,8 @@ func syncDir(dir string) error {
 	return nil
 }
 
-func removeRecord(stateDir, id string) error {
+// RemoveRecord removes the record of container id; none is not an error.
+func RemoveRecord(stateDir, id string) error {
 	err := os.Remove(recordPath(stateDir, id))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove record of %s: %w", id, err)

@@ -18,12 +18,12 @@ func TestRecordsRoundTrip(t *testing.T) {
 			ExitCode: 137, Signaled: true, OOMKilled: true, Reason: ReasonOOMKilled},
 	}
 	for _, s := range want {
-		if err := writeRecord(dir, s); err != nil {
+		if err := WriteRecord(dir, s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Rewriting replaces; no temp file is left behind.
-	if err := writeRecord(dir, want[0]); err != nil {
+	if err := WriteRecord(dir, want[0]); err != nil {
 		t.Fatal(err)
 	}
 	got, err := ReadRecords(dir)
@@ -37,10 +37,10 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if len(entries) != 2 {
 		t.Errorf("files in record dir: %v", entries)
 	}
-	if err := removeRecord(dir, "a"); err != nil {
+	if err := RemoveRecord(dir, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := removeRecord(dir, "a"); err != nil {
+	if err := RemoveRecord(dir, "a"); err != nil {
 		t.Errorf("second remove: %v", err)
 	}
 	if got, _ := ReadRecords(t.TempDir()); got != nil {

@@ -160,7 +160,7 @@ type AttachOptions struct {
 func SocketPath(stateDir string) string { return filepath.Join(stateDir, "shim.sock") }
 
 // StreamSocketPath is where the shim of the pod whose state dir is stateDir serves interactive
-// exec and attach sessions (one connection per session; see stream.go).
+// exec and attach sessions (one connection per session; see shim/wire).
 func StreamSocketPath(stateDir string) string { return filepath.Join(stateDir, "stream.sock") }
 
 // LogPath is where the shim of the pod whose state dir is stateDir writes its own log.
@@ -180,7 +180,8 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-func (s ContainerState) toAPI() *api.ContainerState {
+// ToAPI is s as the shim's ttrpc API carries it.
+func (s ContainerState) ToAPI() *api.ContainerState {
 	return &api.ContainerState{
 		Id:         s.ID,
 		Status:     api.Status(s.Status),
@@ -197,7 +198,8 @@ func (s ContainerState) toAPI() *api.ContainerState {
 	}
 }
 
-func stateFromAPI(a *api.ContainerState) ContainerState {
+// StateFromAPI is the ContainerState an API message carries.
+func StateFromAPI(a *api.ContainerState) ContainerState {
 	return ContainerState{
 		ID:         a.GetId(),
 		Status:     Status(a.GetStatus()),

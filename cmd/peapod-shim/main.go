@@ -1,4 +1,4 @@
-// Command peapod-shim is peapod's per-pod monitor (package shim's Server over shim/libct).
+// Command peapod-shim is peapod's per-pod monitor (shim/server's Server over shim/libct).
 // The daemon starts one per pod with `peapod-shim serve`; it runs detached, in its own
 // session, and outlives the daemon. The same binary answers two re-executions:
 //

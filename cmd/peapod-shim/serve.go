@@ -23,6 +23,8 @@ import (
 	"github.com/peapod-runtime/peapod/internal/version"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/libct"
+	"github.com/peapod-runtime/peapod/shim/server"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 func run(args []string) int {
@@ -52,7 +54,7 @@ func serve(args []string) int {
 	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")
 	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
 	holderUser := fs.String("holder-user", "", "UID:GID the PID namespace holder runs as (default root); it has no capabilities either way")
-	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim.Start)")
+	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim/client.Start)")
 	level := zap.InfoLevel
 	fs.Var(&level, "log-level", "log level (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
@@ -65,7 +67,7 @@ func serve(args []string) int {
 	}
 	report := func(err error) {
 		if ready != nil {
-			_ = shim.WriteReady(ready, err)
+			_ = wire.WriteReady(ready, err)
 			ready.Close()
 			ready = nil
 		} else if err != nil {
@@ -104,7 +106,7 @@ func serve(args []string) int {
 		report(err)
 		return 1
 	}
-	srv, err := shim.NewServer(shim.ServerOptions{
+	srv, err := server.New(server.Options{
 		PodID:        *podID,
 		StateDir:     *stateDir,
 		Runtime:      runtimeAdapter{rt},
@@ -147,10 +149,10 @@ func tuneMemory() {
 	}
 }
 
-// runtimeAdapter gives shim.Server libct's runtime: libct, a leaf, does not import shim.
+// runtimeAdapter gives server.Server libct's runtime: libct, a leaf, does not import shim.
 type runtimeAdapter struct{ r *libct.Runtime }
 
-func (a runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec, stdio shim.Stdio) (shim.RuntimeContainer, error) {
+func (a runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec, stdio server.Stdio) (server.RuntimeContainer, error) {
 	c, err := a.r.Create(ctx, id, spec, libct.Stdio(stdio))
 	if err != nil {
 		return nil, err
@@ -162,7 +164,7 @@ func (a runtimeAdapter) Remove(ctx context.Context, id string) error { return a.
 
 type containerAdapter struct{ *libct.Container }
 
-func (c containerAdapter) Exec(ctx context.Context, p *specs.Process, stdio shim.Stdio) (int, error) {
+func (c containerAdapter) Exec(ctx context.Context, p *specs.Process, stdio server.Stdio) (int, error) {
 	return c.Container.Exec(ctx, p, libct.Stdio(stdio))
 }
 

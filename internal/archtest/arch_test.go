@@ -90,6 +90,16 @@ var exclusive = []struct {
 // leaves never import each other (they exchange OCI runtime-spec types).
 var leaves = []string{"netns", "cgroups", "volumes", "store", "shim/libct"}
 
+// sides are the packages of one process of the pod monitor, and the only packages that may
+// import them: the daemon never links the shim's server half, the shim never its client half.
+var sides = []struct {
+	pkg     string
+	allowed []string
+}{
+	{"shim/server", []string{"shim/server", "cmd/peapod-shim"}},
+	{"shim/client", []string{"shim/client", "container", "critest"}},
+}
+
 func under(p, root string) bool { return p == root || strings.HasPrefix(p, root+"/") }
 
 func TestImportRules(t *testing.T) {
@@ -123,6 +133,18 @@ func TestImportRules(t *testing.T) {
 					if under(them, other) {
 						t.Errorf("leaf %s imports leaf %s: leaves exchange OCI types, never each other", me, them)
 					}
+				}
+			}
+			for _, side := range sides {
+				if !under(them, side.pkg) {
+					continue
+				}
+				ok := false
+				for _, a := range side.allowed {
+					ok = ok || under(me, a)
+				}
+				if !ok {
+					t.Errorf("%s imports %s: only %v may (each side of the shim runs in its own process)", me, them, side.allowed)
 				}
 			}
 			if under(them, "cmd") {

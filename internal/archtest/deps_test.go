@@ -29,13 +29,19 @@ func TestTransitiveDependencies(t *testing.T) {
 		{pkg: "volumes", own: []string{"internal/log"}, banned: leafLibraries},
 		{pkg: "container/spec", own: []string{"internal/log", "volumes"}, banned: leafLibraries},
 		{pkg: "shim/libct"},
-		// The daemon links the shim Client: it must not bring libcontainer with it.
-		{pkg: "shim", own: []string{"shim/api", "internal/log"}, banned: []string{"github.com/opencontainers/runc"}},
+		// The daemon links the shim's client half: it must not bring libcontainer, nor the
+		// server half, with it.
+		{pkg: "shim", own: []string{"shim/api"}, banned: []string{"github.com/opencontainers/runc"}},
+		{pkg: "shim/wire", own: []string{"shim", "shim/api"}, banned: []string{"github.com/opencontainers/runc"}},
+		{
+			pkg: "shim/client", own: []string{"shim", "shim/api", "shim/wire", "internal/log"},
+			banned: []string{"github.com/opencontainers/runc"},
+		},
 		// One shim runs per pod on every node: its graph stays small. ttrpc carries errors as
 		// gRPC status codes, so grpc/status and grpc/codes are linked, gRPC itself is not.
 		{
 			pkg: "cmd/peapod-shim", tags: "seccomp",
-			own: []string{"internal/log", "internal/version", "shim", "shim/api", "shim/libct"},
+			own: []string{"internal/log", "internal/version", "shim", "shim/api", "shim/libct", "shim/server", "shim/wire"},
 			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
 				"github.com/containernetworking", "google.golang.org/grpc/internal/transport"},
 			bannedExact: []string{"google.golang.org/grpc"},

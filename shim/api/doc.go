@@ -1,5 +1,6 @@
 // Package api holds the wire messages and the ttrpc service of the peapod shim API
-// (shim.proto). Only package shim uses it; the daemon talks to a shim through shim.Client.
+// (shim.proto). Only the shim packages use it; the daemon talks to a shim through
+// shim/client.
 //
 // The .pb.go files are generated and committed, so a build never needs protoc. To regenerate
 // after editing shim.proto (protoc from Debian's protobuf-compiler, plugins at the versions

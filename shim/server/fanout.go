@@ -1,10 +1,12 @@
-package shim
+package server
 
 import (
 	"io"
 	"sync"
 
 	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // maxAttachBacklog is how much of a container's output may wait for one attached client.
@@ -14,7 +16,7 @@ const maxAttachBacklog = 1 << 20
 
 // outputChunk is a piece of a container's output, shared read-only by every queue it is in.
 type outputChunk struct {
-	stream frameType // frameStdout or frameStderr
+	stream wire.FrameType // wire.FrameStdout or wire.FrameStderr
 	data   []byte
 }
 
@@ -70,7 +72,7 @@ func (h *outputHub) unsubscribe(q *outputQueue) {
 // publish queues a copy of p for every queue that wants stream, and drops (and forgets) the
 // queues that would go over the limit. It never blocks on a session; it returns how many
 // queues it dropped.
-func (h *outputHub) publish(stream frameType, p []byte) int {
+func (h *outputHub) publish(stream wire.FrameType, p []byte) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.queues) == 0 || len(p) == 0 {
@@ -79,7 +81,7 @@ func (h *outputHub) publish(stream frameType, p []byte) int {
 	var chunk outputChunk
 	dropped := 0
 	for q := range h.queues {
-		if stream == frameStdout && !q.stdout || stream == frameStderr && !q.stderr {
+		if stream == wire.FrameStdout && !q.stdout || stream == wire.FrameStderr && !q.stderr {
 			continue
 		}
 		if chunk.data == nil {
@@ -145,7 +147,7 @@ func (q *outputQueue) take() (chunks []outputChunk, ended, dropped bool) {
 type teeToHub struct {
 	r      io.Reader
 	hub    *outputHub
-	stream frameType
+	stream wire.FrameType
 	log    *zap.Logger
 }
 

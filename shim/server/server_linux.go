@@ -1,7 +1,6 @@
-package shim
+package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,11 +20,13 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/api"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
-// ServerOptions configure the shim side.
-type ServerOptions struct {
+// Options configure the shim side.
+type Options struct {
 	PodID string
 	// StateDir is the pod's state dir: socket, records, libcontainer root.
 	StateDir string
@@ -53,7 +53,7 @@ type ServerOptions struct {
 
 // Server is the shim side: it serves the API on the pod's socket and owns the containers.
 type Server struct {
-	opts   ServerOptions
+	opts   Options
 	log    *zap.Logger
 	reaper *reaper
 
@@ -72,8 +72,8 @@ type Server struct {
 	idleTimer *time.Timer
 }
 
-// NewServer checks opts and returns a Server; Serve starts it.
-func NewServer(opts ServerOptions) (*Server, error) {
+// New checks opts and returns a Server; Serve starts it.
+func New(opts Options) (*Server, error) {
 	if opts.PodID == "" || opts.StateDir == "" || opts.Runtime == nil {
 		return nil, fmt.Errorf("shim server needs a pod id, a state dir and a runtime: %w", errdefs.ErrInvalidArgument)
 	}
@@ -130,7 +130,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	go s.reaper.run(rctx)
 
 	// A holder left by a shim that was killed holds a namespace nobody monitors any more.
-	killStaleHolder(s.opts.StateDir, s.log)
+	shim.KillStaleHolder(s.opts.StateDir, s.log)
 	keepHolder := false
 	if s.opts.PidNamespace {
 		if err := s.startHolder(); err != nil {
@@ -145,11 +145,11 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		}()
 	}
 
-	l, err := listen(SocketPath(s.opts.StateDir))
+	l, err := listen(shim.SocketPath(s.opts.StateDir))
 	if err != nil {
 		return err
 	}
-	defer os.Remove(SocketPath(s.opts.StateDir))
+	defer os.Remove(shim.SocketPath(s.opts.StateDir))
 
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
@@ -160,12 +160,12 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		return fmt.Errorf("ttrpc server: %w", err)
 	}
 	api.RegisterShimService(srv, &service{s: s})
-	sl, err := listen(StreamSocketPath(s.opts.StateDir))
+	sl, err := listen(shim.StreamSocketPath(s.opts.StateDir))
 	if err != nil {
 		l.Close()
 		return err
 	}
-	defer os.Remove(StreamSocketPath(s.opts.StateDir))
+	defer os.Remove(shim.StreamSocketPath(s.opts.StateDir))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, l) }()
 	// Sessions outlive a cancelled ctx just long enough to kill their exec processes.
@@ -178,7 +178,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		waitTimeout(&sessions, 2*time.Second)
 	}()
 
-	s.log.Info("shim serving", zap.String("socket", SocketPath(s.opts.StateDir)), zap.Int("holder_pid", s.holderPid))
+	s.log.Info("shim serving", zap.String("socket", shim.SocketPath(s.opts.StateDir)), zap.Int("holder_pid", s.holderPid))
 	readyOnce(nil)
 
 	select {
@@ -190,8 +190,8 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	}
 	// Remove the socket first: once a caller's Shutdown returns, the socket is gone. Then give
 	// the answer to Shutdown a moment to be written before connections are closed.
-	_ = os.Remove(SocketPath(s.opts.StateDir))
-	_ = os.Remove(StreamSocketPath(s.opts.StateDir))
+	_ = os.Remove(shim.SocketPath(s.opts.StateDir))
+	_ = os.Remove(shim.StreamSocketPath(s.opts.StateDir))
 	time.Sleep(20 * time.Millisecond)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
@@ -223,7 +223,7 @@ func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, inf
 	if err != nil {
 		s.log.Info("rpc failed", zap.String("rpc", info.FullMethod), zap.Duration("duration", time.Since(start)), zap.Error(err))
 	}
-	return resp, toStatus(err)
+	return resp, wire.ToStatus(err)
 }
 
 // touch notes activity: OnIdle runs IdleDelay after the last call.
@@ -301,7 +301,7 @@ func (s *Server) startHolder() error {
 	// The reaper waits for it; drop the pidfd os/exec holds.
 	_ = cmd.Process.Release()
 	s.holderPid = pid
-	if err := writeHolderFile(s.opts.StateDir, pid); err != nil {
+	if err := shim.WriteHolderFile(s.opts.StateDir, pid); err != nil {
 		s.reaper.killGroup(pid)
 		return err
 	}
@@ -326,61 +326,7 @@ func (s *Server) stopHolder() {
 	s.stopping = true
 	s.mu.Unlock()
 	s.reaper.killGroup(s.holderPid)
-	_ = os.Remove(holderFile(s.opts.StateDir))
-}
-
-// The holder's pid and start time are kept in the state dir, so that the next shim of the
-// pod can kill a holder whose shim was killed (SIGKILL leaves no chance to stop it).
-func holderFile(stateDir string) string { return filepath.Join(stateDir, "pidns-holder") }
-
-func writeHolderFile(stateDir string, pid int) error {
-	start, err := processStartTime(pid)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(holderFile(stateDir), []byte(fmt.Sprintf("%d %d\n", pid, start)), 0o600); err != nil {
-		return fmt.Errorf("record pid namespace holder: %w", err)
-	}
-	return nil
-}
-
-// KillStaleHolder kills the pod PID namespace holder a dead shim left in stateDir, if any:
-// the daemon calls it when it removes a pod whose shim is gone.
-func KillStaleHolder(stateDir string, l *zap.Logger) { killStaleHolder(stateDir, l) }
-
-func killStaleHolder(stateDir string, l *zap.Logger) {
-	b, err := os.ReadFile(holderFile(stateDir))
-	if err != nil {
-		return
-	}
-	var pid int
-	var start uint64
-	if _, err := fmt.Sscan(string(b), &pid, &start); err == nil && pid > 0 {
-		// The start time proves the pid was not reused by an unrelated process.
-		if now, err := processStartTime(pid); err == nil && now == start {
-			l.Warn("kill stale pod pid namespace holder", zap.Int("pid", pid))
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-	}
-	_ = os.Remove(holderFile(stateDir))
-}
-
-// processStartTime is field 22 of /proc/<pid>/stat, in clock ticks since boot.
-func processStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name may hold spaces and parentheses: fields start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
+	shim.RemoveHolderFile(s.opts.StateDir)
 }
 
 func (s *Server) pidNamespace() string {
@@ -393,12 +339,12 @@ func (s *Server) pidNamespace() string {
 	return "/proc/" + strconv.Itoa(s.holderPid) + "/ns/pid"
 }
 
-func (s *Server) info() Info {
+func (s *Server) info() shim.Info {
 	ns, holder := s.pidNamespace(), s.holderPid
 	if ns == "" {
 		holder = 0
 	}
-	return Info{
+	return shim.Info{
 		Pid:          os.Getpid(),
 		PodID:        s.opts.PodID,
 		PidNamespace: ns,
@@ -435,14 +381,14 @@ func (s *Server) get(id string) (*container, error) {
 	return c, nil
 }
 
-func (s *Server) list() []ContainerState {
+func (s *Server) list() []shim.ContainerState {
 	s.mu.Lock()
 	cs := make([]*container, 0, len(s.containers))
 	for _, c := range s.containers {
 		cs = append(cs, c)
 	}
 	s.mu.Unlock()
-	out := make([]ContainerState, 0, len(cs))
+	out := make([]shim.ContainerState, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, c.state())
 	}

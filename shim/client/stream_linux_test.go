@@ -1,4 +1,4 @@
-package shim_test
+package client_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/client"
 )
 
 // syncBuffer is an output sink a test can watch while a session writes to it.
@@ -78,7 +79,7 @@ type execResult struct {
 }
 
 // execAsync runs an Exec in the background.
-func execAsync(ctx context.Context, c *shim.Client, id string, o shim.ExecOptions) <-chan execResult {
+func execAsync(ctx context.Context, c *client.Client, id string, o shim.ExecOptions) <-chan execResult {
 	ch := make(chan execResult, 1)
 	go func() {
 		code, err := c.Exec(ctx, id, o)
@@ -87,7 +88,7 @@ func execAsync(ctx context.Context, c *shim.Client, id string, o shim.ExecOption
 	return ch
 }
 
-func attachAsync(ctx context.Context, c *shim.Client, id string, o shim.AttachOptions) <-chan error {
+func attachAsync(ctx context.Context, c *client.Client, id string, o shim.AttachOptions) <-chan error {
 	ch := make(chan error, 1)
 	go func() { ch <- c.Attach(ctx, id, o) }()
 	return ch

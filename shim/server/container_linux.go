@@ -1,4 +1,4 @@
-package shim
+package server
 
 import (
 	"context"
@@ -18,6 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	plog "github.com/peapod-runtime/peapod/internal/log"
+
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // ioDrainTimeout bounds how long an exit waits for the container's output to reach the log:
@@ -39,7 +42,7 @@ type container struct {
 
 	// mu guards st; an update persists the new state before anyone can see it.
 	mu sync.Mutex
-	st ContainerState
+	st shim.ContainerState
 
 	exited chan struct{} // closed once the exit is persisted and in st
 	ioDone chan struct{} // closed once the output copiers have stopped
@@ -57,19 +60,19 @@ type container struct {
 	hub *outputHub
 }
 
-func (c *container) state() ContainerState {
+func (c *container) state() shim.ContainerState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.st
 }
 
 // update applies f to a copy of the state, persists it, and only then makes it visible.
-func (c *container) update(f func(*ContainerState)) error {
+func (c *container) update(f func(*shim.ContainerState)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	next := c.st
 	f(&next)
-	if err := writeRecord(c.stateDir, next); err != nil {
+	if err := shim.WriteRecord(c.stateDir, next); err != nil {
 		// Still report what happened: a lie about a live container would be worse than an
 		// exit that is not on disk. The error is in the shim log.
 		c.log.Error("persist container state", zap.Error(err))
@@ -91,7 +94,7 @@ func (c *container) hasExited() bool {
 
 // createRequest is Create's input after decoding.
 type createRequest struct {
-	CreateOptions
+	shim.CreateOptions
 	specJSON []byte
 }
 
@@ -136,7 +139,7 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 		hub:       newOutputHub(maxAttachBacklog),
 	}
 	if req.LogPath != "" {
-		root, rel, err := splitLogPath(req.LogRoot, req.LogPath)
+		root, rel, err := shim.SplitLogPath(req.LogRoot, req.LogPath)
 		if err != nil {
 			return 0, fmt.Errorf("container %s: %w", id, err)
 		}
@@ -183,8 +186,8 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	}
 	c.startCopiers(req.Tty)
 
-	c.st = ContainerState{ID: id, Status: StatusCreated, Pid: pid, CreatedAt: time.Now(), LogPath: req.LogPath}
-	if err := writeRecord(s.opts.StateDir, c.st); err != nil {
+	c.st = shim.ContainerState{ID: id, Status: shim.StatusCreated, Pid: pid, CreatedAt: time.Now(), LogPath: req.LogPath}
+	if err := shim.WriteRecord(s.opts.StateDir, c.st); err != nil {
 		s.abort(ctx, c, exited)
 		return 0, fmt.Errorf("container %s: %w", id, err)
 	}
@@ -229,7 +232,7 @@ func (s *Server) abort(ctx context.Context, c *container, exited <-chan unix.Wai
 		}
 	})
 	c.closeIO()
-	_ = removeRecord(s.opts.StateDir, c.id)
+	_ = shim.RemoveRecord(s.opts.StateDir, c.id)
 }
 
 // openIO makes the new init's stdio: pipes (their read ends go to the log), or a console
@@ -272,7 +275,7 @@ func (c *container) openIO(stdin, tty bool) (Stdio, *consoleSocket, []*os.File, 
 // until every writer is gone.
 func (c *container) startCopiers(tty bool) {
 	streams := []string{StreamStdout, StreamStderr}
-	frames := []frameType{frameStdout, frameStderr}
+	frames := []wire.FrameType{wire.FrameStdout, wire.FrameStderr}
 	if tty {
 		streams = streams[:1] // a terminal has one output, logged as stdout
 	}
@@ -325,19 +328,19 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 	if c.input != nil {
 		c.input.release()
 	}
-	_ = c.update(func(st *ContainerState) {
-		st.Status = StatusStopped
+	_ = c.update(func(st *shim.ContainerState) {
+		st.Status = shim.StatusStopped
 		st.FinishedAt = finished
 		st.ExitCode = code
 		st.Signaled = signaled
 		st.OOMKilled = oom
 		switch {
 		case oom:
-			st.Reason = ReasonOOMKilled
+			st.Reason = shim.ReasonOOMKilled
 		case code == 0:
-			st.Reason = ReasonCompleted
+			st.Reason = shim.ReasonCompleted
 		default:
-			st.Reason = ReasonError
+			st.Reason = shim.ReasonError
 		}
 	})
 	close(c.exited)
@@ -352,7 +355,7 @@ func (s *Server) start(ctx context.Context, id string) (int, error) {
 	c.ops.Lock()
 	defer c.ops.Unlock()
 	st := c.state()
-	if st.Status != StatusCreated || c.hasExited() {
+	if st.Status != shim.StatusCreated || c.hasExited() {
 		return 0, fmt.Errorf("start container %s: it is %s: %w", id, st.Status, errdefs.ErrFailedPrecondition)
 	}
 	if err := c.rt.Start(ctx); err != nil {
@@ -362,12 +365,12 @@ func (s *Server) start(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("start container %s: %w", id, err)
 	}
 	started := time.Now()
-	err = c.update(func(st *ContainerState) {
+	err = c.update(func(st *shim.ContainerState) {
 		if st.StartedAt.IsZero() {
 			st.StartedAt = started
 		}
-		if st.Status == StatusCreated {
-			st.Status = StatusRunning
+		if st.Status == shim.StatusCreated {
+			st.Status = shim.StatusRunning
 		}
 	})
 	if err != nil {
@@ -391,16 +394,16 @@ func (s *Server) signal(ctx context.Context, id string, sig syscall.Signal, all 
 	return nil
 }
 
-func (s *Server) wait(ctx context.Context, id string) (ContainerState, error) {
+func (s *Server) wait(ctx context.Context, id string) (shim.ContainerState, error) {
 	c, err := s.get(id)
 	if err != nil {
-		return ContainerState{}, err
+		return shim.ContainerState{}, err
 	}
 	select {
 	case <-c.exited:
 		return c.state(), nil
 	case <-ctx.Done():
-		return ContainerState{}, ctx.Err()
+		return shim.ContainerState{}, ctx.Err()
 	}
 }
 
@@ -411,7 +414,7 @@ func (s *Server) reopenLog(id string) error {
 	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
-	if c.hasExited() || c.state().Status != StatusRunning {
+	if c.hasExited() || c.state().Status != shim.StatusRunning {
 		return fmt.Errorf("reopen log of container %s: it is not running: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	if c.logw == nil {
@@ -433,7 +436,7 @@ func (s *Server) delete(ctx context.Context, id string) error {
 		if rerr != nil {
 			return fmt.Errorf("delete container %s: %w", id, rerr)
 		}
-		return removeRecord(s.opts.StateDir, id)
+		return shim.RemoveRecord(s.opts.StateDir, id)
 	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
@@ -456,7 +459,7 @@ func (s *Server) delete(ctx context.Context, id string) error {
 		return fmt.Errorf("delete container %s: %w", id, derr)
 	}
 	c.closeIO()
-	if err := removeRecord(s.opts.StateDir, id); err != nil {
+	if err := shim.RemoveRecord(s.opts.StateDir, id); err != nil {
 		return err
 	}
 	c.deleted = true

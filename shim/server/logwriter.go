@@ -1,4 +1,4 @@
-package shim
+package server
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/shim"
 )
 
 // MaxLogLine is the longest piece of a line one log entry holds (the kubelet's limit); a longer
@@ -47,7 +49,7 @@ type LogWriter struct {
 // OpenLogWriter opens the log file rel beneath the log directory root for appending
 // (creating it and its directories if needed), never through a symlink (see OpenLogFile).
 func OpenLogWriter(root, rel string, l *zap.Logger) (*LogWriter, error) {
-	f, err := OpenLogFile(root, rel)
+	f, err := shim.OpenLogFile(root, rel)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +64,7 @@ func (w *LogWriter) Reopen() error {
 	if w.f == nil {
 		return fmt.Errorf("reopen log %s: writer is closed", w.path)
 	}
-	f, err := OpenLogFile(w.root, w.rel)
+	f, err := shim.OpenLogFile(w.root, w.rel)
 	if err != nil {
 		return fmt.Errorf("reopen log: %w", err)
 	}

@@ -1,4 +1,4 @@
-package shim
+package server
 
 import (
 	"bytes"
@@ -15,6 +15,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // execChunk is a piece of an exec's output, or its end.
@@ -38,7 +41,7 @@ type execCmd struct {
 // command's process group (every exec process leads its own session), reports timed out, and
 // leaves the container running. Output is not waited for longer than ExecDrain of silence
 // after the command exited: a background child may keep the pipes open forever.
-func (s *Server) execSync(ctx context.Context, id string, o ExecSyncOptions, send func(execChunk) error) error {
+func (s *Server) execSync(ctx context.Context, id string, o shim.ExecSyncOptions, send func(execChunk) error) error {
 	if len(o.Args) == 0 {
 		return fmt.Errorf("exec in container %s: no command: %w", id, errdefs.ErrInvalidArgument)
 	}
@@ -76,10 +79,10 @@ func (s *Server) execSync(ctx context.Context, id string, o ExecSyncOptions, sen
 	var kept [2]int
 	out := &execOutput{files: []*os.File{outR, errR}, drain: s.opts.ExecDrain}
 	out.start(func(i int, b []byte) error {
-		if kept[i] >= MaxExecOutput {
+		if kept[i] >= shim.MaxExecOutput {
 			return nil
 		}
-		b = bytes.Clone(b[:min(len(b), MaxExecOutput-kept[i])])
+		b = bytes.Clone(b[:min(len(b), shim.MaxExecOutput-kept[i])])
 		kept[i] += len(b)
 		if i == 0 {
 			chunks <- execChunk{stdout: b}
@@ -150,7 +153,7 @@ func (s *Server) runningContainer(op, id string) (*container, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st := c.state(); c.hasExited() || st.Status != StatusRunning {
+	if st := c.state(); c.hasExited() || st.Status != shim.StatusRunning {
 		return nil, fmt.Errorf("%s container %s: it is %s: %w", op, id, st.Status, errdefs.ErrFailedPrecondition)
 	}
 	return c, nil
@@ -201,7 +204,7 @@ type execOutput struct {
 func (o *execOutput) start(emit func(i int, b []byte) error) {
 	for i, f := range o.files {
 		o.wg.Go(func() {
-			buf := make([]byte, maxFramePayload)
+			buf := make([]byte, wire.MaxFramePayload)
 			for {
 				if o.exited.Load() {
 					_ = f.SetReadDeadline(time.Now().Add(o.drain))

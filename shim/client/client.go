@@ -1,4 +1,4 @@
-package shim
+package client
 
 import (
 	"bytes"
@@ -17,7 +17,9 @@ import (
 	"github.com/containerd/ttrpc"
 	"go.uber.org/zap"
 
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/api"
+	"github.com/peapod-runtime/peapod/shim/wire"
 
 	plog "github.com/peapod-runtime/peapod/internal/log"
 )
@@ -47,7 +49,7 @@ type Client struct {
 	done   chan struct{}
 }
 
-// readyFD is the fd on which a starting shim reports whether it serves (see WriteReady).
+// readyFD is the fd on which a starting shim reports whether it serves (see wire.WriteReady).
 const readyFD = 3
 
 // Start launches a shim for a pod, detached in its own session so that it survives the
@@ -102,7 +104,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("start shim for pod %s: %w", o.PodID, ctx.Err())
 	}
-	if err := readReady(ready); err != nil {
+	if err := wire.ReadReady(ready); err != nil {
 		_ = cmd.Process.Kill()
 		if len(bytes.TrimSpace(ready)) == 0 {
 			select {
@@ -111,39 +113,10 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 			case <-time.After(time.Second):
 			}
 		}
-		return nil, fmt.Errorf("start shim for pod %s (see %s): %w", o.PodID, LogPath(o.StateDir), err)
+		return nil, fmt.Errorf("start shim for pod %s (see %s): %w", o.PodID, shim.LogPath(o.StateDir), err)
 	}
 	l.Info("shim started", plog.PodSandboxID(o.PodID), zap.Int(plog.KeyPID, pid))
-	return Connect(ctx, SocketPath(o.StateDir))
-}
-
-type readyMessage struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-	Class string `json:"class,omitempty"`
-}
-
-// WriteReady is how a starting shim tells Start that it serves (err == nil) or why it cannot.
-func WriteReady(w io.Writer, err error) error {
-	m := readyMessage{OK: err == nil}
-	if err != nil {
-		m.Error = err.Error()
-		m.Class = errorClass(err)
-	}
-	b, _ := json.Marshal(m)
-	_, werr := w.Write(append(b, '\n'))
-	return werr
-}
-
-func readReady(b []byte) error {
-	var m readyMessage
-	if err := json.Unmarshal(bytes.TrimSpace(b), &m); err != nil {
-		return fmt.Errorf("shim exited before it served (said %q)", b)
-	}
-	if m.OK {
-		return nil
-	}
-	return classError(m.Class, m.Error)
+	return Connect(ctx, shim.SocketPath(o.StateDir))
 }
 
 // Connect connects to the shim serving socketPath (SocketPath of the pod's state dir).
@@ -176,12 +149,12 @@ func (c *Client) SocketPath() string { return c.socket }
 func (c *Client) err(op string, err error) error { return fromWire(op, c.socket, err) }
 
 // Info describes the shim.
-func (c *Client) Info(ctx context.Context) (Info, error) {
+func (c *Client) Info(ctx context.Context) (shim.Info, error) {
 	r, err := c.shim.Info(ctx, &api.InfoRequest{})
 	if err != nil {
-		return Info{}, c.err("info", err)
+		return shim.Info{}, c.err("info", err)
 	}
-	return Info{
+	return shim.Info{
 		Pid:          int(r.GetPid()),
 		PodID:        r.GetPodId(),
 		PidNamespace: r.GetPidNamespace(),
@@ -194,7 +167,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 
 // Create creates a container and starts its init, which waits for Start before it runs the
 // user's process (the container is StatusCreated). It returns the init's pid.
-func (c *Client) Create(ctx context.Context, o CreateOptions) (int, error) {
+func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) {
 	if o.Spec == nil {
 		return 0, fmt.Errorf("create container %s: no spec: %w", o.ID, errdefs.ErrInvalidArgument)
 	}
@@ -236,35 +209,35 @@ func (c *Client) Signal(ctx context.Context, id string, sig syscall.Signal, all 
 }
 
 // State reports one container; an unknown one gives errdefs.ErrNotFound.
-func (c *Client) State(ctx context.Context, id string) (ContainerState, error) {
+func (c *Client) State(ctx context.Context, id string) (shim.ContainerState, error) {
 	r, err := c.shim.State(ctx, &api.StateRequest{Id: id})
 	if err != nil {
-		return ContainerState{}, c.err("state", err)
+		return shim.ContainerState{}, c.err("state", err)
 	}
-	return stateFromAPI(r), nil
+	return shim.StateFromAPI(r), nil
 }
 
 // List reports every container of the shim.
-func (c *Client) List(ctx context.Context) ([]ContainerState, error) {
+func (c *Client) List(ctx context.Context) ([]shim.ContainerState, error) {
 	r, err := c.shim.List(ctx, &api.ListRequest{})
 	if err != nil {
 		return nil, c.err("list", err)
 	}
-	out := make([]ContainerState, 0, len(r.GetContainers()))
+	out := make([]shim.ContainerState, 0, len(r.GetContainers()))
 	for _, s := range r.GetContainers() {
-		out = append(out, stateFromAPI(s))
+		out = append(out, shim.StateFromAPI(s))
 	}
 	return out, nil
 }
 
 // Wait blocks until the container has exited and its exit is persisted, and returns its
 // final state. If the shim dies meanwhile, it returns an error wrapping errdefs.ErrUnavailable.
-func (c *Client) Wait(ctx context.Context, id string) (ContainerState, error) {
+func (c *Client) Wait(ctx context.Context, id string) (shim.ContainerState, error) {
 	r, err := c.shim.Wait(ctx, &api.WaitRequest{Id: id})
 	if err != nil {
-		return ContainerState{}, c.err("wait", err)
+		return shim.ContainerState{}, c.err("wait", err)
 	}
-	return stateFromAPI(r), nil
+	return shim.StateFromAPI(r), nil
 }
 
 // Delete kills the container if it runs, removes its cgroup, state and record. Deleting a
@@ -278,23 +251,23 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 // command that cannot be found gives exit code 127 (126 if it cannot run), not an error; a
 // timeout gives TimedOut with the container left running; a container that is not running
 // gives errdefs.ErrFailedPrecondition. ctx should outlive o.Timeout.
-func (c *Client) ExecSync(ctx context.Context, id string, o ExecSyncOptions) (ExecSyncResult, error) {
+func (c *Client) ExecSync(ctx context.Context, id string, o shim.ExecSyncOptions) (shim.ExecSyncResult, error) {
 	req := &api.ExecSyncRequest{Id: id, Args: o.Args, Env: o.Env, Cwd: o.Cwd, TimeoutNs: int64(o.Timeout)}
 	if o.User != nil {
 		req.User = &api.User{Uid: o.User.UID, Gid: o.User.GID, AdditionalGids: o.User.AdditionalGids}
 	}
 	stream, err := c.shim.ExecSync(ctx, req)
 	if err != nil {
-		return ExecSyncResult{}, c.err("exec", err)
+		return shim.ExecSyncResult{}, c.err("exec", err)
 	}
-	var res ExecSyncResult
+	var res shim.ExecSyncResult
 	for {
 		ch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return ExecSyncResult{}, fmt.Errorf("shim exec in %s: stream ended before the exit: %w", id, errdefs.ErrUnavailable)
+			return shim.ExecSyncResult{}, fmt.Errorf("shim exec in %s: stream ended before the exit: %w", id, errdefs.ErrUnavailable)
 		}
 		if err != nil {
-			return ExecSyncResult{}, c.err("exec", err)
+			return shim.ExecSyncResult{}, c.err("exec", err)
 		}
 		res.Stdout = append(res.Stdout, ch.GetStdout()...)
 		res.Stderr = append(res.Stderr, ch.GetStderr()...)

@@ -1,4 +1,4 @@
-package shim
+package client
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
+
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 func TestErrorClassesSurviveTheWire(t *testing.T) {
@@ -21,13 +23,13 @@ func TestErrorClassesSurviveTheWire(t *testing.T) {
 		errdefs.ErrFailedPrecondition, errdefs.ErrUnavailable, errdefs.ErrNotImplemented,
 		context.DeadlineExceeded, context.Canceled,
 	} {
-		sent := toStatus(fmt.Errorf("container x: %w", class))
+		sent := wire.ToStatus(fmt.Errorf("container x: %w", class))
 		got := fromWire("op", "/s", sent)
 		if !errors.Is(got, class) {
 			t.Errorf("%v: came back as %v", class, got)
 		}
 	}
-	if got := fromWire("op", "/s", toStatus(errors.New("plain"))); errors.Is(got, errdefs.ErrUnavailable) || got == nil {
+	if got := fromWire("op", "/s", wire.ToStatus(errors.New("plain"))); errors.Is(got, errdefs.ErrUnavailable) || got == nil {
 		t.Errorf("plain error came back as %v", got)
 	}
 }
@@ -36,25 +38,6 @@ func TestConnectionLossIsUnavailable(t *testing.T) {
 	for _, err := range []error{ttrpc.ErrClosed, io.EOF, syscall.ECONNREFUSED, syscall.ENOENT, fmt.Errorf("dial: %w", syscall.ECONNRESET)} {
 		if got := fromWire("op", "/s", err); !errors.Is(got, errdefs.ErrUnavailable) {
 			t.Errorf("%v: got %v, want Unavailable", err, got)
-		}
-	}
-}
-
-func TestExecStartExitCode(t *testing.T) {
-	for _, tc := range []struct {
-		msg  string
-		code int
-		ok   bool
-	}{
-		{`unable to start container process: exec: "nope": executable file not found in $PATH`, 127, true},
-		{`exec: "/no/such": stat /no/such: no such file or directory`, 127, true},
-		{`exec: "/etc/passwd": permission denied`, 126, true},
-		{`chdir to cwd ("/nope") set in config.json failed: no such file or directory`, 0, false},
-		{`container not running`, 0, false},
-	} {
-		code, ok := execStartExitCode(errors.New(tc.msg))
-		if code != tc.code || ok != tc.ok {
-			t.Errorf("%q: got %d %v, want %d %v", tc.msg, code, ok, tc.code, tc.ok)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package shim
+package client
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"sync"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // Exec runs o.Args in running container id, relays its stdio until it exits and all its output
@@ -18,12 +21,12 @@ import (
 // the image is exit code 127 (126 if it cannot run), not an error; its message goes to Stderr
 // (Stdout with Tty). Errors: errdefs.ErrNotFound (unknown container), ErrFailedPrecondition (not
 // running), ErrInvalidArgument (no args), ErrUnavailable (shim gone).
-func (c *Client) Exec(ctx context.Context, id string, o ExecOptions) (int, error) {
+func (c *Client) Exec(ctx context.Context, id string, o shim.ExecOptions) (int, error) {
 	if len(o.Args) == 0 {
 		return 0, fmt.Errorf("exec in container %s: no command: %w", id, errdefs.ErrInvalidArgument)
 	}
-	h := streamHeader{
-		Op: opExec, ID: id, Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User, Tty: o.Tty,
+	h := wire.StreamHeader{
+		Op: wire.OpExec, ID: id, Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User, Tty: o.Tty,
 		Stdin: o.Stdin != nil, Stdout: o.Stdout != nil, Stderr: o.Stderr != nil, Size: initialSize(o.Resize),
 	}
 	return c.stream(ctx, h, o.Stdin, o.Stdout, o.Stderr, o.Resize)
@@ -41,9 +44,9 @@ func (c *Client) Exec(ctx context.Context, id string, o ExecOptions) (int, error
 // character), so the container reads EOF; later clients' stdin is ignored. A tty container's
 // output is all on Stdout. Errors: errdefs.ErrNotFound, ErrFailedPrecondition (not running),
 // ErrUnavailable (shim gone).
-func (c *Client) Attach(ctx context.Context, id string, o AttachOptions) error {
-	h := streamHeader{
-		Op: opAttach, ID: id,
+func (c *Client) Attach(ctx context.Context, id string, o shim.AttachOptions) error {
+	h := wire.StreamHeader{
+		Op: wire.OpAttach, ID: id,
 		Stdin: o.Stdin != nil, Stdout: o.Stdout != nil, Stderr: o.Stderr != nil, Size: initialSize(o.Resize),
 	}
 	_, err := c.stream(ctx, h, o.Stdin, o.Stdout, o.Stderr, o.Resize)
@@ -51,7 +54,7 @@ func (c *Client) Attach(ctx context.Context, id string, o AttachOptions) error {
 }
 
 // initialSize takes a size already waiting in resize, so that the terminal starts with it.
-func initialSize(resize <-chan TerminalSize) *TerminalSize {
+func initialSize(resize <-chan shim.TerminalSize) *shim.TerminalSize {
 	select {
 	case s, ok := <-resize:
 		if ok {
@@ -63,9 +66,9 @@ func initialSize(resize <-chan TerminalSize) *TerminalSize {
 }
 
 // stream runs one session on the shim's stream socket and returns the exit code it ends with.
-func (c *Client) stream(ctx context.Context, h streamHeader, stdin io.Reader, stdout, stderr io.Writer, resize <-chan TerminalSize) (int, error) {
-	path := StreamSocketPath(filepath.Dir(c.socket))
-	what := fmt.Sprintf("%s container %s", map[string]string{opExec: "exec in", opAttach: "attach to"}[h.Op], h.ID)
+func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reader, stdout, stderr io.Writer, resize <-chan shim.TerminalSize) (int, error) {
+	path := shim.StreamSocketPath(filepath.Dir(c.socket))
+	what := fmt.Sprintf("%s container %s", map[string]string{wire.OpExec: "exec in", wire.OpAttach: "attach to"}[h.Op], h.ID)
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -83,24 +86,24 @@ func (c *Client) stream(ctx context.Context, h streamHeader, stdin io.Reader, st
 		}
 		return fmt.Errorf("shim %s at %s: session ended before the exit: %w: %w", what, path, errdefs.ErrUnavailable, err)
 	}
-	w, r := newFrameWriter(conn), newFrameReader(conn)
-	if err := w.writeJSON(frameHeader, h); err != nil {
+	w, r := wire.NewFrameWriter(conn), wire.NewFrameReader(conn)
+	if err := w.WriteJSON(wire.FrameHeader, h); err != nil {
 		return 0, lost(err)
 	}
-	t, p, err := r.next()
+	t, p, err := r.Next()
 	if err != nil {
 		return 0, lost(err)
 	}
-	var reply streamReply
+	var reply wire.StreamReply
 	switch t {
-	case frameError:
+	case wire.FrameError:
 		return 0, remoteError(what, p)
-	case frameOK:
+	case wire.FrameOK:
 		if err := json.Unmarshal(p, &reply); err != nil {
-			return 0, fmt.Errorf("shim %s: reply: %v: %w", what, err, errProtocol)
+			return 0, fmt.Errorf("shim %s: reply: %v: %w", what, err, wire.ErrProtocol)
 		}
 	default:
-		return 0, fmt.Errorf("shim %s: frame %q instead of a reply: %w", what, t, errProtocol)
+		return 0, fmt.Errorf("shim %s: frame %q instead of a reply: %w", what, t, wire.ErrProtocol)
 	}
 
 	if stdin != nil && reply.Stdin {
@@ -119,7 +122,7 @@ func (c *Client) stream(ctx context.Context, h streamHeader, stdin io.Reader, st
 			for {
 				select {
 				case s, ok := <-resize:
-					if !ok || w.writeResize(s) != nil {
+					if !ok || w.WriteResize(s) != nil {
 						return
 					}
 				case <-done:
@@ -129,52 +132,52 @@ func (c *Client) stream(ctx context.Context, h streamHeader, stdin io.Reader, st
 		})
 	}
 	for {
-		t, p, err := r.next()
+		t, p, err := r.Next()
 		if err != nil {
 			return 0, lost(err)
 		}
 		var out io.Writer
 		switch t {
-		case frameStdout:
+		case wire.FrameStdout:
 			out = stdout
-		case frameStderr:
+		case wire.FrameStderr:
 			out = stderr
-		case frameExit:
-			return decodeExit(p), nil
-		case frameError:
+		case wire.FrameExit:
+			return wire.DecodeExit(p), nil
+		case wire.FrameError:
 			return 0, remoteError(what, p)
 		default:
-			return 0, fmt.Errorf("shim %s: unexpected frame %q: %w", what, t, errProtocol)
+			return 0, fmt.Errorf("shim %s: unexpected frame %q: %w", what, t, wire.ErrProtocol)
 		}
 		if out == nil {
 			continue
 		}
 		if _, err := out.Write(p); err != nil {
 			// Our caller's client is gone: ending the session says so to the shim.
-			return 0, fmt.Errorf("%s: write %s: %w", what, map[frameType]string{frameStdout: "stdout", frameStderr: "stderr"}[t], err)
+			return 0, fmt.Errorf("%s: write %s: %w", what, map[wire.FrameType]string{wire.FrameStdout: "stdout", wire.FrameStderr: "stderr"}[t], err)
 		}
 	}
 }
 
 // sendStdin sends r as stdin frames until it ends, then says the stdin is closed.
-func sendStdin(r io.Reader, w *frameWriter) {
-	buf := make([]byte, maxFramePayload)
+func sendStdin(r io.Reader, w *wire.FrameWriter) {
+	buf := make([]byte, wire.MaxFramePayload)
 	for {
 		n, err := r.Read(buf)
-		if n > 0 && w.write(frameStdin, buf[:n]) != nil {
+		if n > 0 && w.WriteFrame(wire.FrameStdin, buf[:n]) != nil {
 			return
 		}
 		if err != nil {
-			_ = w.write(frameStdinClose, nil)
+			_ = w.WriteFrame(wire.FrameStdinClose, nil)
 			return
 		}
 	}
 }
 
 func remoteError(what string, p []byte) error {
-	var e streamError
+	var e wire.StreamError
 	if err := json.Unmarshal(p, &e); err != nil {
-		return fmt.Errorf("shim %s: error frame: %v: %w", what, err, errProtocol)
+		return fmt.Errorf("shim %s: error frame: %v: %w", what, err, wire.ErrProtocol)
 	}
-	return classError(e.Class, "shim "+what+": "+e.Message)
+	return wire.ClassError(e.Class, "shim "+what+": "+e.Message)
 }

@@ -1,4 +1,4 @@
-package shim
+package server
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/api"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // service adapts the Server to the generated ttrpc interface.
@@ -30,7 +32,7 @@ func (v *service) Info(context.Context, *api.InfoRequest) (*api.InfoResponse, er
 
 func (v *service) Create(ctx context.Context, r *api.CreateRequest) (*api.CreateResponse, error) {
 	pid, err := v.s.create(ctx, createRequest{
-		CreateOptions: CreateOptions{
+		CreateOptions: shim.CreateOptions{
 			ID:        r.GetId(),
 			Rootfs:    r.GetRootfs(),
 			Stdin:     r.GetStdin(),
@@ -67,13 +69,13 @@ func (v *service) State(_ context.Context, r *api.StateRequest) (*api.ContainerS
 	if err != nil {
 		return nil, err
 	}
-	return c.state().toAPI(), nil
+	return c.state().ToAPI(), nil
 }
 
 func (v *service) List(context.Context, *api.ListRequest) (*api.ListResponse, error) {
 	var resp api.ListResponse
 	for _, st := range v.s.list() {
-		resp.Containers = append(resp.Containers, st.toAPI())
+		resp.Containers = append(resp.Containers, st.ToAPI())
 	}
 	return &resp, nil
 }
@@ -83,7 +85,7 @@ func (v *service) Wait(ctx context.Context, r *api.WaitRequest) (*api.ContainerS
 	if err != nil {
 		return nil, err
 	}
-	return st.toAPI(), nil
+	return st.ToAPI(), nil
 }
 
 func (v *service) Delete(ctx context.Context, r *api.DeleteRequest) (*api.DeleteResponse, error) {
@@ -94,7 +96,7 @@ func (v *service) Delete(ctx context.Context, r *api.DeleteRequest) (*api.Delete
 }
 
 func (v *service) ExecSync(ctx context.Context, r *api.ExecSyncRequest, stream api.Shim_ExecSyncServer) error {
-	o := ExecSyncOptions{
+	o := shim.ExecSyncOptions{
 		Args:    r.GetArgs(),
 		Env:     r.GetEnv(),
 		Cwd:     r.GetCwd(),
@@ -114,7 +116,7 @@ func (v *service) ExecSync(ctx context.Context, r *api.ExecSyncRequest, stream a
 	})
 	// Streams bypass the unary interceptor: note the activity and map the error class here.
 	v.s.touch()
-	return toStatus(err)
+	return wire.ToStatus(err)
 }
 
 func (v *service) ReopenLog(_ context.Context, r *api.ReopenLogRequest) (*api.ReopenLogResponse, error) {

@@ -1,4 +1,4 @@
-package shim
+package server
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/shim"
 )
 
 // inputEnd is the shim's writing end of a process's stdin: a pipe, or the master of the
@@ -89,7 +91,7 @@ func termEOF(master *os.File) byte {
 }
 
 // setWinsize resizes the terminal whose master is f.
-func setWinsize(f *os.File, s TerminalSize) error {
+func setWinsize(f *os.File, s shim.TerminalSize) error {
 	var err error
 	control(f, func(fd int) {
 		err = unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Col: s.Width, Row: s.Height})

@@ -1,4 +1,4 @@
-package shim_test
+package client_test
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/internal/testutil"
 	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/client"
 	"github.com/peapod-runtime/peapod/shim/internal/shimtest"
 )
 
@@ -63,7 +64,7 @@ func TestMain(m *testing.M) {
 func startHelper(stateDir string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: os.Getenv("PEAPOD_SHIMTEST_BIN"), PodID: "orphan", StateDir: stateDir})
+	c, err := client.Start(ctx, client.StartOptions{Binary: os.Getenv("PEAPOD_SHIMTEST_BIN"), PodID: "orphan", StateDir: stateDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -91,7 +92,7 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 
 // pod is one shim under test.
 type pod struct {
-	c        *shim.Client
+	c        *client.Client
 	stateDir string
 	cgroup   string
 	logDir   string
@@ -113,7 +114,7 @@ func startPod(t testing.TB, pidNS bool) *pod {
 	t.Helper()
 	requireShim(t)
 	p := &pod{cgroup: shimtest.CgroupParent(t), stateDir: stateDir(t), logDir: t.TempDir()}
-	c, err := shim.Start(ctxT(t, 20*time.Second), shim.StartOptions{
+	c, err := client.Start(ctxT(t, 20*time.Second), client.StartOptions{
 		Binary: shimBin, PodID: "pod-" + shimtest.RandomSuffix(), StateDir: p.stateDir, PidNamespace: pidNS,
 	})
 	if err != nil {
@@ -137,7 +138,7 @@ func (p *pod) stop(t testing.TB) {
 	p.stopped = true
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := shim.Connect(ctx, shim.SocketPath(p.stateDir))
+	c, err := client.Connect(ctx, shim.SocketPath(p.stateDir))
 	if err == nil {
 		states, _ := c.List(ctx)
 		for _, s := range states {
@@ -514,7 +515,7 @@ func TestReconnectAndExitWhileDisconnected(t *testing.T) {
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
 	ctx := ctxT(t, 30*time.Second)
-	c, err := shim.Connect(ctx, shim.SocketPath(dir))
+	c, err := client.Connect(ctx, shim.SocketPath(dir))
 	if err != nil {
 		t.Fatalf("connect after the parent exited: %v", err)
 	}
@@ -530,7 +531,7 @@ func TestReconnectAndExitWhileDisconnected(t *testing.T) {
 	c.Close()
 	time.Sleep(1200 * time.Millisecond)
 
-	c, err = shim.Connect(ctx, shim.SocketPath(dir))
+	c, err = client.Connect(ctx, shim.SocketPath(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +576,7 @@ func TestShimKilled(t *testing.T) {
 		t.Errorf("call to a dead shim: %v, want Unavailable", err)
 	}
 	waitGone(t, p.shimPid)
-	if _, err := shim.Connect(ctx, shim.SocketPath(p.stateDir)); !errors.Is(err, errdefs.ErrUnavailable) {
+	if _, err := client.Connect(ctx, shim.SocketPath(p.stateDir)); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("connect to a dead shim: %v, want Unavailable", err)
 	}
 	// What the dead shim persisted is still readable.
@@ -592,7 +593,7 @@ func TestShimKilled(t *testing.T) {
 	if err := syscall.Kill(st.Pid, 0); err != nil {
 		t.Errorf("container init %d died with the shim: %v", st.Pid, err)
 	}
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
+	c, err := client.Start(ctx, client.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +614,7 @@ func TestShimKilled(t *testing.T) {
 
 func TestSecondShimRefused(t *testing.T) {
 	p := startPod(t, false)
-	_, err := shim.Start(ctxT(t, 20*time.Second), shim.StartOptions{Binary: shimBin, PodID: "dup", StateDir: p.stateDir})
+	_, err := client.Start(ctxT(t, 20*time.Second), client.StartOptions{Binary: shimBin, PodID: "dup", StateDir: p.stateDir})
 	if !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Fatalf("second shim for the pod: %v, want AlreadyExists", err)
 	}
@@ -690,7 +691,7 @@ func TestStaleHolderKilled(t *testing.T) {
 	if err := syscall.Kill(info.PidHolderPid, 0); err != nil {
 		t.Fatalf("holder died with its shim: %v", err)
 	}
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
+	c, err := client.Start(ctx, client.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -829,7 +830,7 @@ func TestSigtermLeavesContainers(t *testing.T) {
 			t.Errorf("process %d did not survive its shim's SIGTERM: %v", pid, err)
 		}
 	}
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
+	c, err := client.Start(ctx, client.StartOptions{Binary: shimBin, PodID: "again", StateDir: p.stateDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package shim
+package server
 
 import (
 	"context"
@@ -17,6 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	plog "github.com/peapod-runtime/peapod/internal/log"
+
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // headerTimeout bounds how long a new connection may take to send its header.
@@ -25,44 +28,42 @@ const headerTimeout = 10 * time.Second
 // streamSession is one connection to the stream socket.
 type streamSession struct {
 	conn    *net.UnixConn
-	r       *frameReader
-	w       *frameWriter
+	r       *wire.FrameReader
+	w       *wire.FrameWriter
 	replied bool
 }
 
 // ok accepts the session.
-func (ss *streamSession) ok(r streamReply) error {
+func (ss *streamSession) ok(r wire.StreamReply) error {
 	ss.replied = true
-	return ss.w.writeJSON(frameOK, r)
+	return ss.w.WriteJSON(wire.FrameOK, r)
 }
 
-// serveStreams accepts sessions on l until l is closed, each in its own goroutine of
-// sessions. Sessions end when ctx does.
 // inputHandlers are what a session does with its client's frames; stdin returning false
 // ends the reading.
 type inputHandlers struct {
 	stdin  func([]byte) bool
 	eof    func()
-	resize func(TerminalSize)
+	resize func(shim.TerminalSize)
 }
 
 // readInput hands the client's frames to h until the connection ends, h.stdin says stop, or
 // a frame comes that a client never sends.
 func (ss *streamSession) readInput(log *zap.Logger, h inputHandlers) {
 	for {
-		t, b, err := ss.r.next()
+		t, b, err := ss.r.Next()
 		if err != nil {
 			return
 		}
 		switch t {
-		case frameStdin:
+		case wire.FrameStdin:
 			if !h.stdin(b) {
 				return
 			}
-		case frameStdinClose:
+		case wire.FrameStdinClose:
 			h.eof()
-		case frameResize:
-			h.resize(decodeResize(b))
+		case wire.FrameResize:
+			h.resize(wire.DecodeResize(b))
 		default:
 			log.Warn("unexpected frame from a stream client", zap.Stringer("frame", t))
 			return
@@ -70,6 +71,8 @@ func (ss *streamSession) readInput(log *zap.Logger, h inputHandlers) {
 	}
 }
 
+// serveStreams accepts sessions on l until l is closed, each in its own goroutine of
+// sessions. Sessions end when ctx does.
 func (s *Server) serveStreams(ctx context.Context, l net.Listener, sessions *sync.WaitGroup) {
 	for {
 		conn, err := l.Accept()
@@ -100,7 +103,7 @@ func (s *Server) serveStream(ctx context.Context, conn *net.UnixConn) {
 	s.touch()
 	defer s.touch()
 
-	ss := &streamSession{conn: conn, r: newFrameReader(conn), w: newFrameWriter(conn)}
+	ss := &streamSession{conn: conn, r: wire.NewFrameReader(conn), w: wire.NewFrameWriter(conn)}
 	if err := checkPeer(conn); err != nil {
 		s.log.Warn("stream session refused", zap.Error(err))
 		return
@@ -109,32 +112,32 @@ func (s *Server) serveStream(ctx context.Context, conn *net.UnixConn) {
 	h, err := readHeader(ss.r)
 	_ = conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		_ = ss.w.writeError(err)
+		_ = ss.w.WriteError(err)
 		return
 	}
 	switch h.Op {
-	case opExec:
+	case wire.OpExec:
 		err = s.execStream(ctx, ss, h)
-	case opAttach:
+	case wire.OpAttach:
 		err = s.attachStream(ctx, ss, h)
 	default:
 		err = fmt.Errorf("stream session: unknown op %q: %w", h.Op, errdefs.ErrInvalidArgument)
 	}
 	if err != nil {
 		if !ss.replied {
-			_ = ss.w.writeError(err)
+			_ = ss.w.WriteError(err)
 		}
 		s.log.Info("stream session failed", zap.String("op", h.Op), plog.ContainerID(h.ID), zap.Error(err))
 	}
 }
 
-func readHeader(r *frameReader) (streamHeader, error) {
-	var h streamHeader
-	t, p, err := r.next()
+func readHeader(r *wire.FrameReader) (wire.StreamHeader, error) {
+	var h wire.StreamHeader
+	t, p, err := r.Next()
 	if err != nil {
 		return h, fmt.Errorf("stream session header: %w", err)
 	}
-	if t != frameHeader {
+	if t != wire.FrameHeader {
 		return h, fmt.Errorf("stream session: first frame is %q, not a header: %w", t, errdefs.ErrInvalidArgument)
 	}
 	if err := json.Unmarshal(p, &h); err != nil {
@@ -169,7 +172,7 @@ func checkPeer(conn *net.UnixConn) error {
 // execStream runs an interactive exec: the command's stdio are pipes (or a terminal) relayed
 // over the session until the command exits and its output is delivered. The client hanging
 // up, or the shim stopping, kills the command's process group.
-func (s *Server) execStream(ctx context.Context, ss *streamSession, h streamHeader) error {
+func (s *Server) execStream(ctx context.Context, ss *streamSession, h wire.StreamHeader) error {
 	if len(h.Args) == 0 {
 		return fmt.Errorf("exec in container %s: no command: %w", h.ID, errdefs.ErrInvalidArgument)
 	}
@@ -178,134 +181,177 @@ func (s *Server) execStream(ctx context.Context, ss *streamSession, h streamHead
 		return err
 	}
 	p := execProcess(c.spec.Process, execCmd{Args: h.Args, Env: h.Env, Cwd: h.Cwd, User: h.User})
-
-	var (
-		stdio     Stdio
-		childEnds []*os.File
-		outs      []*os.File
-		kinds     []frameType
-		input     *inputEnd
-		console   *consoleSocket
-	)
-	closeAll := func() {
-		for _, f := range append(childEnds, outs...) {
-			f.Close()
-		}
-		if input != nil {
-			input.f.Close()
-		}
-		if console != nil {
-			console.close()
-		}
-	}
 	if h.Tty {
 		p.Terminal = true
 		if h.Size != nil {
 			p.ConsoleSize = &specs.Box{Width: uint(h.Size.Width), Height: uint(h.Size.Height)}
 		}
-		if console, err = newConsoleSocket(); err != nil {
-			return err
-		}
-		stdio.ConsoleSocket = console.child
-	} else {
-		pipe := func() (*os.File, *os.File, error) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("exec pipe: %w", err)
-			}
-			return r, w, nil
-		}
-		if h.Stdin {
-			r, w, err := pipe()
-			if err != nil {
-				return err
-			}
-			stdio.Stdin, input = r, &inputEnd{f: w}
-			childEnds = append(childEnds, r)
-		}
-		for _, o := range []struct {
-			want bool
-			end  **os.File
-			kind frameType
-		}{{h.Stdout, &stdio.Stdout, frameStdout}, {h.Stderr, &stdio.Stderr, frameStderr}} {
-			if !o.want {
-				continue
-			}
-			r, w, err := pipe()
-			if err != nil {
-				return err
-			}
-			*o.end = w
-			childEnds = append(childEnds, w)
-			outs, kinds = append(outs, r), append(kinds, o.kind)
-		}
 	}
-	pid, exited, err := s.spawnExec(ctx, c, p, stdio)
-	for _, f := range childEnds {
-		f.Close()
-	}
-	childEnds = nil
+	eio, err := newExecIO(h)
 	if err != nil {
-		closeAll()
+		return err
+	}
+	pid, exited, err := s.spawnExec(ctx, c, p, eio.stdio)
+	eio.closeChildEnds()
+	if err != nil {
+		eio.closeAll()
 		var nr *execNotRunnable
 		if !errors.As(err, &nr) {
 			return err
 		}
-		// The command's result, as a shell would give it.
-		if err := ss.ok(streamReply{}); err != nil {
-			return err
-		}
-		msg := []byte(nr.Error() + "\n")
-		if h.Stderr && !h.Tty {
-			_ = ss.w.writeData(frameStderr, msg)
-		} else if h.Stdout {
-			_ = ss.w.writeData(frameStdout, msg)
-		}
-		return ss.w.writeExit(nr.code)
+		return ss.notRunnable(h, nr)
 	}
 	if h.Tty {
-		master, err := console.receive(5 * time.Second)
-		console.close()
-		console = nil
-		if err != nil {
+		if err := eio.receiveTerminal(); err != nil {
 			s.reaper.killGroup(pid)
 			<-exited
 			return fmt.Errorf("exec in container %s: %w", h.ID, err)
 		}
-		outs, kinds = []*os.File{master}, []frameType{frameStdout}
-		input = &inputEnd{f: master, tty: true}
 	}
 	log := c.log.With(zap.Int(plog.KeyPID, pid))
 	log.Debug("interactive exec started", zap.Strings("args", h.Args), zap.Bool("tty", h.Tty))
-	if err := ss.ok(streamReply{Stdin: h.Stdin}); err != nil {
+	if err := ss.ok(wire.StreamReply{Stdin: h.Stdin}); err != nil {
 		s.reaper.killGroup(pid)
 	}
+	s.relayExec(ss, h, eio, log, pid, exited)
+	return nil
+}
 
-	gone := make(chan struct{}) // the client hung up or broke the protocol
-	var goneOnce sync.Once
-	clientGone := func() { goneOnce.Do(func() { close(gone) }) }
-	var ending atomic.Bool
-	// A stdin write blocked on a command that does not read asks this: the client may have
-	// hung up with more stdin still queued on the socket, which must not be waited on.
-	abandon := func() bool {
-		if ending.Load() {
-			return true
+// execIO are the shim's ends of an interactive exec's stdio: pipes, or the terminal whose
+// master the command sends back over the console socket.
+type execIO struct {
+	stdio     Stdio            // the command's ends, as it is spawned
+	childEnds []*os.File       // the command's ends, closed here once it is spawned
+	outs      []*os.File       // what the command writes, read here
+	kinds     []wire.FrameType // the frame type of each of outs
+	input     *inputEnd        // the command's stdin (the terminal with a tty), or nil
+	console   *consoleSocket
+}
+
+// newExecIO makes the stdio of an exec session h asks for: a console socket for a terminal,
+// otherwise one pipe per stream the client has.
+func newExecIO(h wire.StreamHeader) (*execIO, error) {
+	e := &execIO{}
+	if h.Tty {
+		console, err := newConsoleSocket()
+		if err != nil {
+			return nil, err
 		}
-		if peerClosed(ss.conn) {
-			clientGone()
-			return true
-		}
-		return false
+		e.console, e.stdio.ConsoleSocket = console, console.child
+		return e, nil
 	}
+	if h.Stdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("exec pipe: %w", err)
+		}
+		e.stdio.Stdin, e.input = r, &inputEnd{f: w}
+		e.childEnds = append(e.childEnds, r)
+	}
+	for _, o := range []struct {
+		want bool
+		end  **os.File
+		kind wire.FrameType
+	}{{h.Stdout, &e.stdio.Stdout, wire.FrameStdout}, {h.Stderr, &e.stdio.Stderr, wire.FrameStderr}} {
+		if !o.want {
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			e.closeAll()
+			return nil, fmt.Errorf("exec pipe: %w", err)
+		}
+		*o.end = w
+		e.childEnds = append(e.childEnds, w)
+		e.outs, e.kinds = append(e.outs, r), append(e.kinds, o.kind)
+	}
+	return e, nil
+}
 
-	out := &execOutput{files: outs, drain: s.opts.ExecDrain}
+// closeChildEnds closes the command's ends once it holds them.
+func (e *execIO) closeChildEnds() {
+	for _, f := range e.childEnds {
+		f.Close()
+	}
+	e.childEnds = nil
+}
+
+// closeAll closes every end of a session that does not run.
+func (e *execIO) closeAll() {
+	for _, f := range append(e.childEnds, e.outs...) {
+		f.Close()
+	}
+	if e.input != nil {
+		e.input.f.Close()
+	}
+	if e.console != nil {
+		e.console.close()
+	}
+}
+
+// receiveTerminal takes the master of the command's new terminal: its one output and input.
+func (e *execIO) receiveTerminal() error {
+	master, err := e.console.receive(5 * time.Second)
+	e.console.close()
+	e.console = nil
+	if err != nil {
+		return err
+	}
+	e.outs, e.kinds = []*os.File{master}, []wire.FrameType{wire.FrameStdout}
+	e.input = &inputEnd{f: master, tty: true}
+	return nil
+}
+
+// notRunnable gives the client a command that could not start as a shell would: its message
+// on stderr (stdout with a tty) and exit code 127 or 126.
+func (ss *streamSession) notRunnable(h wire.StreamHeader, nr *execNotRunnable) error {
+	if err := ss.ok(wire.StreamReply{}); err != nil {
+		return err
+	}
+	msg := []byte(nr.Error() + "\n")
+	if h.Stderr && !h.Tty {
+		_ = ss.w.WriteData(wire.FrameStderr, msg)
+	} else if h.Stdout {
+		_ = ss.w.WriteData(wire.FrameStdout, msg)
+	}
+	return ss.w.WriteExit(nr.code)
+}
+
+// execRelay is the state an exec session's output pumps and input reader share.
+type execRelay struct {
+	ss     *streamSession
+	gone   chan struct{} // the client hung up or broke the protocol
+	once   sync.Once
+	ending atomic.Bool // the command exited: its stdin has nowhere to go
+}
+
+func (r *execRelay) clientGone() { r.once.Do(func() { close(r.gone) }) }
+
+// abandon is asked by a stdin write blocked on a command that does not read: the client may
+// have hung up with more stdin still queued on the socket, which must not be waited on.
+func (r *execRelay) abandon() bool {
+	if r.ending.Load() {
+		return true
+	}
+	if peerClosed(r.ss.conn) {
+		r.clientGone()
+		return true
+	}
+	return false
+}
+
+// relayExec relays an accepted exec session until the command has exited and its output
+// is delivered (or the client is gone, which kills the command's process group), then
+// sends the exit code and closes the connection.
+func (s *Server) relayExec(ss *streamSession, h wire.StreamHeader, eio *execIO, log *zap.Logger, pid int, exited <-chan unix.WaitStatus) {
+	r := &execRelay{ss: ss, gone: make(chan struct{})}
+	out := &execOutput{files: eio.outs, drain: s.opts.ExecDrain}
 	out.start(func(i int, b []byte) error {
-		if kinds[i] == frameStdout && !h.Stdout {
+		if eio.kinds[i] == wire.FrameStdout && !h.Stdout {
 			return nil // a terminal's output nobody wants
 		}
-		if err := ss.w.write(kinds[i], b); err != nil {
-			clientGone()
+		if err := ss.w.WriteFrame(eio.kinds[i], b); err != nil {
+			r.clientGone()
 			return err
 		}
 		return nil
@@ -313,70 +359,74 @@ func (s *Server) execStream(ctx context.Context, ss *streamSession, h streamHead
 	inputDone := make(chan struct{})
 	go func() {
 		defer close(inputDone)
-		defer clientGone()
-		ss.readInput(log, inputHandlers{
-			stdin: func(b []byte) bool {
-				if !h.Stdin {
-					return true
-				}
-				// A command that closed its stdin or exited loses what comes after.
-				if err := input.write(b, abandon); err != nil && ending.Load() {
-					return false
-				}
-				select {
-				case <-gone:
-					return false // what is still queued on the socket has nowhere to go
-				default:
-					return true
-				}
-			},
-			eof: func() {
-				if h.Stdin {
-					input.eof(abandon)
-				}
-			},
-			resize: func(sz TerminalSize) {
-				if h.Tty {
-					if err := setWinsize(outs[0], sz); err != nil {
-						log.Debug("resize exec terminal", zap.Error(err))
-					}
-				}
-			},
-		})
+		defer r.clientGone()
+		ss.readInput(log, r.inputHandlers(h, eio, log))
 	}()
 
 	var ws unix.WaitStatus
 	select {
 	case ws = <-exited:
-	case <-gone:
+	case <-r.gone:
 		s.reaper.killGroup(pid)
 		ws = <-exited
 	}
 	out.commandExited()
 	out.wait()
 	out.close()
-	ending.Store(true)
-	if input != nil {
-		input.release()
+	r.ending.Store(true)
+	if eio.input != nil {
+		eio.input.release()
 	}
 	code, _ := exitCode(ws)
 	select {
-	case <-gone:
+	case <-r.gone:
 		log.Debug("interactive exec ended by its client", zap.Int("exit_code", code))
 	default:
-		_ = ss.w.writeExit(code)
+		_ = ss.w.WriteExit(code)
 		log.Debug("interactive exec exited", zap.Int("exit_code", code))
 	}
 	ss.conn.Close()
 	<-inputDone
-	return nil
+}
+
+// inputHandlers pass the client's stdin, its end and terminal resizes to the command.
+func (r *execRelay) inputHandlers(h wire.StreamHeader, eio *execIO, log *zap.Logger) inputHandlers {
+	return inputHandlers{
+		stdin: func(b []byte) bool {
+			if !h.Stdin {
+				return true
+			}
+			// A command that closed its stdin or exited loses what comes after.
+			if err := eio.input.write(b, r.abandon); err != nil && r.ending.Load() {
+				return false
+			}
+			select {
+			case <-r.gone:
+				return false // what is still queued on the socket has nowhere to go
+			default:
+				return true
+			}
+		},
+		eof: func() {
+			if h.Stdin {
+				eio.input.eof(r.abandon)
+			}
+		},
+		resize: func(sz shim.TerminalSize) {
+			if h.Tty {
+				if err := setWinsize(eio.outs[0], sz); err != nil {
+					log.Debug("resize exec terminal", zap.Error(err))
+				}
+			}
+		},
+	}
 }
 
 // attachStream relays a container's own stdio until the container exits, the client hangs
 // up or falls too far behind the output, or the shim stops. The container is never touched,
 // except that the end of the stdin of the first client attached to a StdinOnce container
 // closes the container's stdin.
-func (s *Server) attachStream(ctx context.Context, ss *streamSession, h streamHeader) error {
+func (s *Server) attachStream(ctx context.Context, ss *streamSession, h wire.StreamHeader) error {
 	c, err := s.runningContainer("attach to", h.ID)
 	if err != nil {
 		return err
@@ -389,7 +439,7 @@ func (s *Server) attachStream(ctx context.Context, ss *streamSession, h streamHe
 	if h.Size != nil && c.console != nil {
 		_ = setWinsize(c.console, *h.Size)
 	}
-	if err := ss.ok(streamReply{Stdin: stdin}); err != nil {
+	if err := ss.ok(wire.StreamReply{Stdin: stdin}); err != nil {
 		return nil
 	}
 	log := c.log.With(zap.String("session", "attach"))
@@ -431,7 +481,7 @@ func (s *Server) attachStream(ctx context.Context, ss *streamSession, h streamHe
 				return !hungUp.Load() && !ending.Load()
 			},
 			eof: endStdin,
-			resize: func(sz TerminalSize) {
+			resize: func(sz shim.TerminalSize) {
 				if c.console != nil {
 					_ = setWinsize(c.console, sz)
 				}
@@ -446,7 +496,7 @@ func (s *Server) attachStream(ctx context.Context, ss *streamSession, h streamHe
 
 	send := func(chunks []outputChunk) bool {
 		for _, ch := range chunks {
-			if ss.w.writeData(ch.stream, ch.data) != nil {
+			if ss.w.WriteData(ch.stream, ch.data) != nil {
 				return false
 			}
 		}
@@ -460,7 +510,7 @@ func (s *Server) attachStream(ctx context.Context, ss *streamSession, h streamHe
 			if dropped {
 				// Nothing more goes to this client; it may not even read the error.
 				_ = ss.conn.SetWriteDeadline(time.Now().Add(time.Second))
-				_ = ss.w.writeError(fmt.Errorf("attach to container %s: the client fell more than %d bytes behind the container's output and was detached", h.ID, maxAttachBacklog))
+				_ = ss.w.WriteError(fmt.Errorf("attach to container %s: the client fell more than %d bytes behind the container's output and was detached", h.ID, maxAttachBacklog))
 				return nil
 			}
 			if !send(chunks) {
@@ -473,7 +523,7 @@ func (s *Server) attachStream(ctx context.Context, ss *streamSession, h streamHe
 			// The output has ended by now, or was given up on (ioDrainTimeout).
 			chunks, _, _ := q.take()
 			if send(chunks) {
-				_ = ss.w.writeExit(c.state().ExitCode)
+				_ = ss.w.WriteExit(c.state().ExitCode)
 			}
 			return nil
 		case <-gone:
