@@ -62,6 +62,9 @@ type Options struct {
 	// OnShimLost, if set, is called once for each pod shim found gone while it still held
 	// containers that had not exited (they are reported exited with the monitor lost).
 	OnShimLost func()
+	// ShimTimeout bounds each (re)connection to a pod's shim and its recovery at start
+	// (config runtime.shim_timeout_seconds); 0 means 5 s.
+	ShimTimeout time.Duration
 }
 
 // Manager owns every container of this daemon.
@@ -117,13 +120,16 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.ShimTimeout <= 0 {
+		opts.ShimTimeout = defaultShimTimeout
+	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m := &Manager{
 		opts: opts, db: opts.DB, log: opts.Logger, dir: filepath.Join(opts.RootDir, "containers"),
 		ctx: mctx, cancel: cancel,
 		ctrs: map[string]*entry{},
 	}
-	m.shims = newShims(opts.ShimBinary, opts.Logger)
+	m.shims = newShims(opts.ShimBinary, opts.Logger, opts.ShimTimeout, m.holderExited)
 	m.warmer = newMigrationWarmer()
 	m.trash = filepath.Join(opts.RootDir, "containers.trash")
 	for d, mode := range map[string]os.FileMode{m.dir: 0o711, m.trash: 0o700} {
@@ -185,6 +191,10 @@ func (m *Manager) lock(ctx context.Context, id string) (e *entry, unlock func(),
 	if e.removed {
 		e.op.Unlock()
 		return nil, nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	if err := m.unknown(e); err != nil {
+		e.op.Unlock()
+		return nil, nil, err
 	}
 	return e, e.op.Unlock, nil
 }
@@ -266,7 +276,14 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Contain
 		return Container{}, err
 	}
 	if pod.State != sandbox.StateReady {
-		return Container{}, fmt.Errorf("pod sandbox %s is not ready: %w", pod.ID, errdefs.ErrFailedPrecondition)
+		why := ""
+		if pod.Reason != "" {
+			why = " (" + pod.Reason + ")"
+		}
+		return Container{}, fmt.Errorf("pod sandbox %s is not ready%s: %w", pod.ID, why, errdefs.ErrFailedPrecondition)
+	}
+	if err := m.shims.answering(pod.ID); err != nil {
+		return Container{}, err
 	}
 	name := m.containerName(pod.ID, cfg.Metadata)
 	existing := func() (inflight.Holder[Container], bool) {

@@ -134,6 +134,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		Images: imageService, Sandboxes: sandboxes, Cgroups: cgroupManager, Host: host,
 		PidsLimit: cfg.Runtime.PidsLimit,
 		OnExit:    mets.ContainerExited, OnShimLost: mets.ShimLost,
+		ShimTimeout: time.Duration(cfg.Runtime.ShimTimeoutSeconds) * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
@@ -201,7 +202,8 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	defer os.Remove(cfg.Listen)
 
 	// Recover, then serve: until every shim is asked what happened meanwhile, RPCs answer
-	// Unavailable.
+	// Unavailable. A shim that does not answer within runtime.shim_timeout_seconds holds
+	// back only its own pod.
 	go func() {
 		if err := containers.Recover(ctx); err != nil {
 			logger.Error("recover containers", zap.Error(err))
