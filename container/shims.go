@@ -355,8 +355,8 @@ func (s *shims) client(ctx context.Context, podID string) (*shimclient.Client, e
 	return s.reconnect(ctx, podID)
 }
 
-// reconnect is client for the recovery of a shim that did not answer: it asks the shim
-// whatever the last attempt found. Connecting is bounded by the shim timeout.
+// reconnect is client without the not-answering check: the recovery that retries such a
+// shim uses it. Connecting (the dial and the shim's Info) is bounded by the shim timeout.
 func (s *shims) reconnect(ctx context.Context, podID string) (*shimclient.Client, error) {
 	s.mu.Lock()
 	p, ok := s.pods[podID]
