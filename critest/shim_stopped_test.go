@@ -1,6 +1,7 @@
 package critest
 
 import (
+	"context"
 	"strings"
 	"syscall"
 	"testing"
@@ -128,5 +129,66 @@ func TestShimStoppedAtRestart(t *testing.T) {
 	}
 	if st := hung.status(t, hungCtr); st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 137 {
 		t.Errorf("after StopContainer: %v exit %d, want EXITED 137", st.GetState(), st.GetExitCode())
+	}
+}
+
+// TestShimStoppedWhileServing: a pod's shim that stops answering while the daemon is
+// connected to it (SIGSTOP) costs each call that needs it no more than the call's own
+// deadline; reads answer from memory at once, and the other pods work as usual. Once the
+// shim goes on, its container answers again.
+func TestShimStoppedWhileServing(t *testing.T) {
+	framework.RequirePeapod(t)
+	hung := newTestPod(t, "shim-stopped-live", nil)
+	other := newTestPod(t, "shim-fine-live", nil)
+	hungCtr := hung.run(t, sleeper("sleeper", framework.ImageBusybox, nil))
+	otherCtr := other.run(t, sleeper("sleeper", framework.ImageBusybox, nil))
+	shim := shimPid(t, hung.id)
+	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
+				t.Errorf("SIGCONT shim %d: %v", shim, err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+
+	const deadline = 2 * time.Second
+	for what, call := range map[string]func(ctx context.Context) error{
+		"ExecSync": func(ctx context.Context) error {
+			_, _, err := hung.rt.ExecSync(ctx, hungCtr, []string{"true"}, 0)
+			return err
+		},
+		"ReopenContainerLog": func(ctx context.Context) error { return hung.rt.ReopenContainerLog(ctx, hungCtr) },
+	} {
+		ctx, cancel := context.WithTimeout(framework.Quiet(context.Background()), deadline)
+		began := time.Now()
+		err := call(ctx)
+		cancel()
+		if took := time.Since(began); err == nil || took > deadline+time.Second {
+			t.Errorf("%s with the pod's shim stopped: %v after %v, want an error within its %v deadline", what, err, took, deadline)
+		}
+	}
+	ctx := framework.Context(t)
+	began := time.Now()
+	if st := hung.status(t, hungCtr); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("ContainerStatus with the shim stopped: %v, want RUNNING (its last known state)", st.GetState())
+	}
+	if _, err := hung.rt.ListPodSandbox(ctx, nil); err != nil {
+		t.Errorf("ListPodSandbox: %v", err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("reads with a shim stopped took %v", took)
+	}
+	if got := other.sh(t, otherCtr, "echo up"); got != "up" {
+		t.Errorf("exec in the other pod: %q", got)
+	}
+	resume()
+	if got := hung.sh(t, hungCtr, "echo back"); got != "back" {
+		t.Errorf("exec after the shim went on: %q", got)
 	}
 }
