@@ -528,6 +528,11 @@ func (s *shims) closeAll() {
 		if p.client != nil {
 			p.client.Close()
 		}
-		p.holder.Close()
+		// A pod busy starting its shim keeps its watch: the manager's context has ended,
+		// and the next daemon finds a holder that died meanwhile.
+		if p.mu.TryLock() {
+			s.dropHolder(p)
+			p.mu.Unlock()
+		}
 	}
 }

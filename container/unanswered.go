@@ -123,6 +123,9 @@ func (m *Manager) unknown(e *entry) error {
 // run a container any more. It is reported NotReady, so that a kubelet makes a new one, as
 // it does when a pause container dies.
 func (m *Manager) holderExited(podID string, pid int) {
+	if m.ctx.Err() != nil {
+		return // the daemon stops: the next one finds the holder gone at start
+	}
 	why := fmt.Sprintf("its PID namespace holder (peapod-shim pause, pid %d) exited", pid)
 	if err := m.opts.Sandboxes.MarkNotReady(m.ctx, podID, why); err != nil {
 		m.log.Error("mark a pod whose PID namespace holder exited not ready", log.PodSandboxID(podID), zap.Error(err))
