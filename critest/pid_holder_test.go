@@ -194,10 +194,12 @@ func podState(t *testing.T, pod *testPod) runtimeapi.PodSandboxState {
 // waitPodState waits until PodSandboxStatus reports the pod in state want.
 func waitPodState(t *testing.T, pod *testPod, want runtimeapi.PodSandboxState, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	began := time.Now()
+	deadline := began.Add(timeout)
 	for {
 		got := podState(t, pod)
 		if got == want {
+			t.Logf("pod %.12s %v after %v", pod.id, want, time.Since(began).Round(time.Millisecond))
 			return
 		}
 		if time.Now().After(deadline) {
