@@ -30,6 +30,8 @@ const (
 	DriverSystemd      = "systemd"
 	DefaultPauseImage  = "registry.k8s.io/pause:3.10"
 	DefaultRuntimeName = "peapod"
+	// DefaultShimTimeoutSeconds is runtime.shim_timeout_seconds when the file says nothing.
+	DefaultShimTimeoutSeconds = 5
 )
 
 // MaxSocketPath is the longest unix socket path the kernel accepts: sun_path holds 108
@@ -123,6 +125,10 @@ type Runtime struct {
 	// host without a hugetlb cgroup controller (a kubelet sends one for every page size the
 	// node has); false refuses them with FailedPrecondition.
 	TolerateMissingHugetlbController bool `toml:"tolerate_missing_hugetlb_controller" json:"tolerate_missing_hugetlb_controller" comment:"Drop hugepage limits (a kubelet sends one per page size the node has) on hosts without a hugetlb cgroup controller; false refuses them with FailedPrecondition."`
+	// ShimTimeoutSeconds bounds how long the daemon waits for a pod's shim when it
+	// (re)connects to it, at start and after a lost connection. A shim that does not answer
+	// (a stopped or hung process) then holds back only its own pod.
+	ShimTimeoutSeconds int `toml:"shim_timeout_seconds" json:"shim_timeout_seconds" comment:"Seconds the daemon waits for a pod's shim to answer when it (re)connects to it: at start-up and after a lost connection. A shim that does not answer in time (a stopped or hung process) holds back only its own pod: the daemon serves, that pod's unfinished containers are reported UNKNOWN, calls that need the shim fail at once with Unavailable naming the pod, and the daemon retries in the background (1 s, doubling to 30 s). 1 to 600."`
 }
 
 // Default returns the configuration used when no file is given.
@@ -137,7 +143,7 @@ func Default() Config {
 		Network:      Network{ConfDir: DefaultCNIConfDir, BinDirs: []string{DefaultCNIBinDir}},
 		Streaming:    Streaming{Address: DefaultStreamAddr},
 		Registries:   map[string]Registry{},
-		Runtime:      Runtime{TolerateMissingHugetlbController: true},
+		Runtime:      Runtime{TolerateMissingHugetlbController: true, ShimTimeoutSeconds: DefaultShimTimeoutSeconds},
 		CDI:          CDI{SpecDirs: []string{DefaultCDIStaticDir, DefaultCDIDynamicDir}},
 	}
 }
@@ -256,6 +262,9 @@ func (c Config) problems() []Problem {
 	}
 	if c.Runtime.PidsLimit < 0 {
 		add("runtime.pids_limit", "%d must not be negative", c.Runtime.PidsLimit)
+	}
+	if c.Runtime.ShimTimeoutSeconds < 1 || c.Runtime.ShimTimeoutSeconds > 600 {
+		add("runtime.shim_timeout_seconds", "%d must be from 1 to 600", c.Runtime.ShimTimeoutSeconds)
 	}
 	if c.Runtime.ShimBinary != "" && !filepath.IsAbs(c.Runtime.ShimBinary) {
 		add("runtime.shim_binary", "%q must be an absolute path", c.Runtime.ShimBinary)

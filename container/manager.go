@@ -57,6 +57,9 @@ type Options struct {
 	// OnShimLost, if set, is called once for each pod shim found gone while it still held
 	// containers that had not exited (they are reported exited with the monitor lost).
 	OnShimLost func()
+	// ShimTimeout bounds each (re)connection to a pod's shim and its recovery at start
+	// (config runtime.shim_timeout_seconds); 0 means 5 s.
+	ShimTimeout time.Duration
 }
 
 // Manager owns every container of this daemon.
@@ -110,6 +113,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.ShimTimeout <= 0 {
+		opts.ShimTimeout = defaultShimTimeout
+	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m := &Manager{
 		opts: opts, db: opts.DB, log: opts.Logger, dir: filepath.Join(opts.RootDir, "containers"),
@@ -121,7 +127,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		}
 		return nil
 	})
-	m.shims = newShims(opts.ShimBinary, opts.Logger)
+	m.shims = newShims(opts.ShimBinary, opts.Logger, opts.ShimTimeout, m.holderExited)
 	m.shims.podReady = func(id string) bool {
 		pod, err := m.opts.Sandboxes.Get(id)
 		return err == nil && pod.State == sandbox.StateReady
@@ -174,6 +180,10 @@ func (m *Manager) lock(ctx context.Context, id string) (*entry, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := m.unknown(e); err != nil {
+		unlock()
+		return nil, nil, err
+	}
 	return e, unlock, nil
 }
 
@@ -216,7 +226,14 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Contain
 		return Container{}, err
 	}
 	if pod.State != sandbox.StateReady {
-		return Container{}, fmt.Errorf("pod sandbox %s is not ready: %w", pod.ID, errdefs.ErrFailedPrecondition)
+		why := ""
+		if pod.Reason != "" {
+			why = " (" + pod.Reason + ")"
+		}
+		return Container{}, fmt.Errorf("pod sandbox %s is not ready%s: %w", pod.ID, why, errdefs.ErrFailedPrecondition)
+	}
+	if err := m.shims.answering(pod.ID); err != nil {
+		return Container{}, err
 	}
 	name := m.containerName(pod.ID, cfg.Metadata)
 	existing := inflight.Existing(func() (string, error) { return m.db.Holder(nameKind, name) }, m.ctrs.Exact,

@@ -16,7 +16,8 @@ import (
 //	                      └──────────Stop / monitor lost────────┘
 //
 // Every change is persisted before it is acknowledged. Unknown is only reported while the
-// daemon has not yet learned a container's fate after a restart. A Created container's
+// daemon has not yet learned a container's fate after a restart: its shim did not answer
+// the recovery in time, and the record keeps what was last persisted until it does. A Created container's
 // init may still be in the making (Manager.Create); if that fails, it goes straight to
 // Exited with reason StartError.
 type State string

@@ -12,9 +12,12 @@ import (
 //
 //	(none) ──Run──► Ready ──Stop──► NotReady ──Remove──► (gone)
 //	                  │                 ▲
-//	                  └─────Stop────────┘   Stop and Remove repeat harmlessly.
+//	                  └──Stop, lost─────┘   Stop and Remove repeat harmlessly.
 //
-// A Run that fails part-way undoes what it did and leaves no record.
+// A Run that fails part-way undoes what it did and leaves no record. A pod that can no
+// longer run containers (its PID namespace holder exited) is NotReady with a Reason, as a
+// pod whose pause container died is for containerd: a kubelet then stops it and makes a
+// new one.
 type State string
 
 // The states a pod record can be in.
@@ -115,6 +118,8 @@ type Sandbox struct {
 	HostsPath    string `json:"hosts_path"`
 	// NetworkDown is set once CNI DEL succeeded, so a repeated Stop skips it.
 	NetworkDown bool `json:"network_down,omitempty"`
+	// Reason says why a pod nobody stopped is NotReady (MarkNotReady).
+	Reason string `json:"reason,omitempty"`
 }
 
 // Name is the key under which a pod's name is reserved: the kubelet's own pod name parts.

@@ -193,6 +193,7 @@ func (d *wiring) startContainers(ctx context.Context) error {
 		Images: d.images, Sandboxes: d.sandboxes, Cgroups: d.cgroups, Host: host,
 		PidsLimit: cfg.Runtime.PidsLimit,
 		OnExit:    d.mets.ContainerExited, OnShimLost: d.mets.ShimLost,
+		ShimTimeout: time.Duration(cfg.Runtime.ShimTimeoutSeconds) * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
@@ -283,7 +284,8 @@ func (d *wiring) serveMetrics() error {
 }
 
 // recoverThenReady recovers in the background. Recover, then serve: until every shim is
-// asked what happened meanwhile, RPCs answer Unavailable.
+// asked what happened meanwhile, RPCs answer Unavailable. A shim that does not answer within
+// runtime.shim_timeout_seconds holds back only its own pod.
 func (d *wiring) recoverThenReady(ctx context.Context) {
 	go func() {
 		if err := d.containers.Recover(ctx); err != nil {
