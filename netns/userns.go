@@ -11,8 +11,8 @@ import (
 // IDMapping is a user namespace's uid and gid maps: one range each, in the runtime spec's
 // terms (container id, host id, size).
 type IDMapping struct {
-	UIDs []specs.LinuxIDMapping
-	GIDs []specs.LinuxIDMapping
+	UIDs []specs.LinuxIDMapping `json:"uids"`
+	GIDs []specs.LinuxIDMapping `json:"gids"`
 }
 
 // Validate checks what the kernel would refuse or what would leave the namespace useless:
