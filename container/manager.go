@@ -242,6 +242,9 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	c := Container{ID: table.NewID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(pod.ID), zap.String(log.KeyContainerName, cfg.Metadata.Name))
 	l := log.From(ctx)
+	if err := checkUserNamespace(pod, cfg.UserNamespace); err != nil {
+		return Container{}, err
+	}
 	var undo undoList
 	defer func() {
 		if retErr != nil {
@@ -307,7 +310,13 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 			l.Error("remove rootfs", zap.Error(err))
 		}
 	})
-	rootfs, err := mountRootfs(c.Dir, layers)
+	var rootfs string
+	if u := pod.Config.UserNamespace; u != nil && pod.UserNSPath != "" {
+		uid, gid := u.RootIDs()
+		rootfs, err = mountRootfsInUserNS(c.Dir, layers, pod.UserNSPath, uid, gid)
+	} else {
+		rootfs, err = mountRootfs(c.Dir, layers)
+	}
 	if err != nil {
 		return Container{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -197,7 +198,20 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 			return nil, Resolved{}, err
 		}
 	}
-	mounts := slices.Concat(volumes.PodMounts(in.PodFiles, sec.ReadonlyRootfs, in.Mounts), imageMounts, criMounts)
+	podMounts := volumes.PodMounts(in.PodFiles, sec.ReadonlyRootfs, in.Mounts)
+	if userns := in.Namespaces.User; userns.Path != "" {
+		// The pod's files and the caller's volumes keep their host ids on disk and show them
+		// inside through the pod's mapping. The image's VOLUMEs were seeded from the rootfs
+		// as the container sees it (its layers are idmapped already), so they are not: a
+		// fresh one, made by us as host root, goes to the pod's root.
+		podMounts, criMounts = idmapped(podMounts), idmapped(criMounts)
+		for _, m := range imageMounts {
+			if err := ownByPodRoot(m.Source, userns); err != nil {
+				return nil, Resolved{}, err
+			}
+		}
+	}
+	mounts := slices.Concat(podMounts, imageMounts, criMounts)
 
 	env := ProcessEnv(in.Image, hostname, in.TTY, in.Env)
 	opts := []Opt{
@@ -252,4 +266,33 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 		return nil, Resolved{}, fmt.Errorf("container %s spec: %w", in.ID, err)
 	}
 	return s, Resolved{User: u}, nil
+}
+
+// idmapped adds "idmap" to each bind mount: libcontainer then mounts it through the user
+// namespace the container joins (kernel idmapped mounts), so a file of host uid N shows as
+// container uid N. Submounts of an rbind are left as they are: idmapping them all would fail
+// on the first filesystem that cannot be idmapped.
+func idmapped(mounts []specs.Mount) []specs.Mount {
+	out := slices.Clone(mounts)
+	for i, m := range out {
+		if m.Type == "bind" && !slices.Contains(m.Options, "idmap") {
+			out[i].Options = append(slices.Clone(m.Options), "idmap")
+		}
+	}
+	return out
+}
+
+// ownByPodRoot gives dir to the pod's root when it belongs to the host's (who created it),
+// an id the pod's user namespace does not map.
+func ownByPodRoot(dir string, u UserNamespace) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("image volume %s: %w", dir, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 && st.Gid == 0 {
+		if err := os.Lchown(dir, int(u.RootUID), int(u.RootGID)); err != nil {
+			return fmt.Errorf("give image volume %s to the pod's root: %w", dir, err)
+		}
+	}
+	return nil
 }
