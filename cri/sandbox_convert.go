@@ -174,9 +174,10 @@ func criSandboxStatus(sb sandbox.Sandbox, verbose bool) (*runtimeapi.PodSandboxS
 		CreatedAt: sb.CreatedAt.UnixNano(),
 		Network:   &runtimeapi.PodSandboxNetworkStatus{},
 		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
-			Network: criNamespaceMode(sb.Config.Namespaces.Network),
-			Pid:     criNamespaceMode(sb.Config.Namespaces.PID),
-			Ipc:     criNamespaceMode(sb.Config.Namespaces.IPC),
+			Network:       criNamespaceMode(sb.Config.Namespaces.Network),
+			Pid:           criNamespaceMode(sb.Config.Namespaces.PID),
+			Ipc:           criNamespaceMode(sb.Config.Namespaces.IPC),
+			UsernsOptions: criUserNamespace(sb.Config.UserNamespace),
 		}}},
 		Labels:         sb.Config.Labels,
 		Annotations:    sb.Config.Annotations,
@@ -254,4 +255,20 @@ func userNamespace(ns *runtimeapi.NamespaceOption) (m *netns.IDMapping, node boo
 		return m, false, nil
 	}
 	return nil, false, fmt.Errorf("userns_options mode %s: a user namespace is the pod's (POD) or the node's (NODE), never per container or another's: %w", u.GetMode(), errdefs.ErrInvalidArgument)
+}
+
+// criUserNamespace is the pod's user namespace as the CRI states it: POD with its mappings, or
+// NODE.
+func criUserNamespace(m *netns.IDMapping) *runtimeapi.UserNamespace {
+	if m == nil {
+		return &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}
+	}
+	conv := func(in []specs.LinuxIDMapping) []*runtimeapi.IDMapping {
+		out := make([]*runtimeapi.IDMapping, 0, len(in))
+		for _, r := range in {
+			out = append(out, &runtimeapi.IDMapping{ContainerId: r.ContainerID, HostId: r.HostID, Length: r.Size})
+		}
+		return out
+	}
+	return &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: conv(m.UIDs), Gids: conv(m.GIDs)}
 }

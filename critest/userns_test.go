@@ -114,6 +114,16 @@ func TestUserNamespacePod(t *testing.T) {
 			t.Errorf("PID 1 (the holder) runs as uid %q inside, want 0", got)
 		}
 	})
+	t.Run("status", func(t *testing.T) {
+		st, err := pod.rt.PodSandboxStatus(framework.Context(t), pod.id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := st.GetStatus().GetLinux().GetNamespaces().GetOptions().GetUsernsOptions()
+		if u.GetMode() != runtimeapi.NamespaceMode_POD || len(u.GetUids()) != 1 || u.GetUids()[0].GetHostId() != usernsHostID || len(u.GetGids()) != 1 {
+			t.Errorf("PodSandboxStatus userns_options %v, want POD with the mapping", u)
+		}
+	})
 	t.Run("one user namespace per pod", func(t *testing.T) {
 		na, nb := nsLink(t, pod.pid(t, a), "user"), nsLink(t, pod.pid(t, b), "user")
 		if na != nb {
