@@ -38,7 +38,14 @@ func ProbeUserNamespaces(ctx context.Context, dir string) (retErr error) {
 			break
 		}
 	}
-	tmp, err := os.MkdirTemp(dir, "userns-probe-")
+	// A daemon killed in the middle of its probe left one behind.
+	stale, _ := filepath.Glob(filepath.Join(dir, probePrefix+"*"))
+	for _, d := range stale {
+		_ = unix.Unmount(filepath.Join(d, "merged"), unix.MNT_DETACH)
+		_ = netns.RemoveAll(filepath.Join(d, "ns"))
+		_ = os.RemoveAll(d)
+	}
+	tmp, err := os.MkdirTemp(dir, probePrefix)
 	if err != nil {
 		return fmt.Errorf("probe user namespaces: %w", err)
 	}
@@ -77,6 +84,9 @@ func ProbeUserNamespaces(ctx context.Context, dir string) (retErr error) {
 	}
 	return nil
 }
+
+// probePrefix names the probe's scratch directories in the daemon's root.
+const probePrefix = "userns-probe-"
 
 // checkUserNamespace refuses a container whose userns_options contradict its pod's: every
 // container of a pod shares the pod's user namespace, or the node's when the pod has none.
