@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -276,4 +277,44 @@ func pidNSInit(t *testing.T, pidns string) int {
 		}
 	}
 	return 0
+}
+
+// TestUserNamespacePidHolderKilled: in a pod with its own user namespace, the PID namespace's
+// PID 1 is a child of the holder process the shim watches (only a single-threaded process can
+// join the user namespace and make the PID namespace inside it). Killing that watcher takes
+// PID 1 with it (its parent-death signal), so the kernel kills the pod's processes, as with a
+// plain holder: the containers exit 137, a new container is refused, and the pod is removed
+// with nothing left.
+func TestUserNamespacePidHolderKilled(t *testing.T) {
+	framework.RequirePeapod(t)
+	env := framework.Shared(t)
+	requireUserNamespaces(t, env)
+	pod := newTestPod(t, "userns-holder", func(c *runtimeapi.PodSandboxConfig) {
+		ns := usernsOption(usernsHostID)
+		ns.Pid = runtimeapi.NamespaceMode_POD
+		c.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}
+	})
+	ids := []string{pod.run(t, sleeper("a", framework.ImageBusybox, nil)), pod.run(t, sleeper("b", framework.ImageBusybox, nil))}
+	tr := tracePod(t, pod.rt, pod.id)
+	shim := shimPid(t, pod.id)
+	watcher := holderPid(t, shim)
+	pid1 := pidNSInit(t, nsLink(t, pod.pid(t, ids[0]), "pid"))
+	if pid1 == 0 || pid1 == watcher {
+		t.Fatalf("PID 1 of the pod's namespace is %d, the watcher %d: want the watcher's child", pid1, watcher)
+	}
+	if err := syscall.Kill(watcher, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	processGone(t, watcher, 5*time.Second)
+	processGone(t, pid1, 5*time.Second)
+	for _, id := range ids {
+		st := pod.waitExited(t, id, 10*time.Second)
+		if st.ExitCode != 137 || st.Reason != "Error" {
+			t.Errorf("container %s after the holder was killed: exit %d reason %q message %q, want 137 Error", id, st.ExitCode, st.Reason, st.Message)
+		}
+	}
+	_, err := pod.create(t, sleeper("next", framework.ImageBusybox, nil))
+	wantCode(t, "CreateContainer in a pod whose PID namespace is gone", err, codes.FailedPrecondition, "PID namespace")
+	removePodClean(t, pod, tr)
+	processGone(t, shim, 5*time.Second)
 }
