@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -124,5 +125,21 @@ func TestNewPinnedInUserNamespaceRefuses(t *testing.T) {
 				t.Errorf("dir created: %v", err)
 			}
 		})
+	}
+}
+
+// BenchmarkNewPinnedInUserNamespace: a pod's namespaces inside a user namespace of its own,
+// pinned and removed (compare BenchmarkNewPinnedRemove).
+func BenchmarkNewPinnedInUserNamespace(b *testing.B) {
+	testutil.RequireRoot(b)
+	m := netns.IDMapping{UIDs: oneRange(0, 200000, 65536), GIDs: oneRange(0, 200000, 65536)}
+	for i := range b.N {
+		dir := filepath.Join(b.TempDir(), strconv.Itoa(i))
+		if _, err := netns.NewPinnedInUserNamespace(context.Background(), dir, "bench", m, netns.PodKinds()...); err != nil {
+			b.Fatal(err)
+		}
+		if err := netns.RemoveAll(dir); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
