@@ -109,6 +109,10 @@ func TestUserNamespacePod(t *testing.T) {
 		if want := strconv.Itoa(usernsHostID); strings.Fields(st["Uid"])[0] != want || strings.Fields(st["Gid"])[0] != want {
 			t.Errorf("container init on the host: Uid %q Gid %q, want %s", st["Uid"], st["Gid"], want)
 		}
+		// ContainerStatus reports who the process is in its namespace, as the kubelet shows it.
+		if u := pod.status(t, a).GetUser().GetLinux(); u.GetUid() != 0 || u.GetGid() != 0 {
+			t.Errorf("ContainerStatus user %v, want uid 0 gid 0 (the pod's root, not the host ids)", u)
+		}
 		// The PID namespace's holder: root of the pod's namespace (0 inside), not an
 		// unmapped id (65534 inside), which the node's root would be.
 		if got := pod.sh(t, a, "awk '/^Uid:/{print $2}' /proc/1/status"); got != "0" {
