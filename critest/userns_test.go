@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -171,6 +172,26 @@ func TestUserNamespacePod(t *testing.T) {
 		}
 		if mi := pod.sh(t, a, "grep ' /vol ' /proc/self/mountinfo"); !strings.Contains(mi, "idmapped") {
 			t.Errorf("/vol is not an idmapped mount: %s", mi)
+		}
+	})
+	t.Run("image volumes", func(t *testing.T) {
+		// VOLUMEs are seeded from the rootfs as the container sees it (not idmapped mounts):
+		// one from the image keeps its owners as they show inside, a fresh one is root's.
+		const ref = "registry.k8s.io/e2e-test-images/peapod-userns-volumes:1.0"
+		img, err := framework.BuildImage(framework.ImageSpec{Busybox: true, Config: v1.Config{
+			Volumes: map[string]struct{}{"/bin": {}, "/fresh": {}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pod.env.Registry.Push(framework.Context(t), ref, img); err != nil {
+			t.Fatalf("push %s: %v", ref, err)
+		}
+		id := pod.run(t, sleeper("image-volumes", ref, sc))
+		if got := pod.sh(t, id, "stat -c %u:%g /bin /bin/busybox /fresh; touch /bin/x /fresh/x && echo ok"); got != "0:0\n0:0\n0:0\nok" {
+			t.Errorf("image VOLUMEs inside: %q, want root's and writable", got)
+		}
+		if err := pod.rt.StopContainer(framework.Context(t), id, 0); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("writable layer", func(t *testing.T) {
