@@ -310,13 +310,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 			l.Error("remove rootfs", zap.Error(err))
 		}
 	})
-	var rootfs string
-	if u := pod.Config.UserNamespace; u != nil && pod.UserNSPath != "" {
-		uid, gid := u.RootIDs()
-		rootfs, err = mountRootfsInUserNS(c.Dir, layers, pod.UserNSPath, uid, gid)
-	} else {
-		rootfs, err = mountRootfs(c.Dir, layers)
-	}
+	rootfs, err := podRootfs(pod, c.Dir, layers)
 	if err != nil {
 		return Container{}, err
 	}

@@ -124,9 +124,13 @@ func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shimclient
 	}
 	rootfs := filepath.Join(c.Dir, "rootfs")
 	if !isMountPoint(c.Dir, rootfs) {
-		layers, err := m.opts.Images.LayerPaths(ctx, c.ImageID)
+		pod, err := m.opts.Sandboxes.Get(c.PodID)
+		var layers []string
 		if err == nil {
-			_, err = mountRootfs(c.Dir, layers)
+			layers, err = m.opts.Images.LayerPaths(ctx, c.ImageID)
+		}
+		if err == nil {
+			_, err = podRootfs(pod, c.Dir, layers)
 		}
 		if err != nil {
 			l.Warn("remount the rootfs of a pending create", zap.Error(err))

@@ -85,6 +85,16 @@ func ProbeUserNamespaces(ctx context.Context, dir string) (retErr error) {
 	return nil
 }
 
+// podRootfs mounts a container's rootfs in dir for its pod: idmapped layers for a pod with a
+// user namespace of its own (mountRootfsInUserNS), a plain overlay otherwise.
+func podRootfs(pod sandbox.Sandbox, dir string, layers []string) (string, error) {
+	if u := pod.Config.UserNamespace; u != nil && pod.UserNSPath != "" {
+		uid, gid := u.RootIDs()
+		return mountRootfsInUserNS(dir, layers, pod.UserNSPath, uid, gid)
+	}
+	return mountRootfs(dir, layers)
+}
+
 // probePrefix names the probe's scratch directories in the daemon's root.
 const probePrefix = "userns-probe-"
 
