@@ -343,3 +343,35 @@ func TestUserNamespacePidHolderKilled(t *testing.T) {
 	removePodClean(t, pod, tr)
 	processGone(t, shim, 5*time.Second)
 }
+
+// TestUserNamespaceDaemonRestart: a user-namespaced pod survives a kill -9 of the daemon: its
+// running container keeps its namespace, a create the kill interrupted is finished (the
+// rootfs remounted with idmapped layers if need be) and the container starts, and a new
+// container after the restart joins the same user namespace.
+func TestUserNamespaceDaemonRestart(t *testing.T) {
+	framework.RequirePeapod(t)
+	d := framework.StartDaemon(t)
+	c := framework.MustConnect(t, d.Endpoint())
+	requireUserNamespaces(t, &framework.Env{Runtime: c.Runtime})
+	p := &testPod{env: framework.Shared(t), rt: c.Runtime, img: c.Image, daemon: d}
+	pod := newTestPodOn(t, p, "userns-restart", func(cfg *runtimeapi.PodSandboxConfig) {
+		cfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: usernsOption(usernsHostID)}
+	})
+	running := pod.run(t, sleeper("running", framework.ImageBusybox, nil))
+	userns := nsLink(t, pod.pid(t, running), "user")
+	pending, err := pod.create(t, sleeper("pending", framework.ImageBusybox, nil))
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	killAndRestart(t, d, pod, pending)
+	startableAfterRestart(t, pod, pending)
+	after := pod.run(t, sleeper("after", framework.ImageBusybox, nil))
+	for _, id := range []string{running, pending, after} {
+		if got := nsLink(t, pod.pid(t, id), "user"); got != userns {
+			t.Errorf("container %s in user namespace %s after the restart, want the pod's %s", id, got, userns)
+		}
+		if got := pod.sh(t, id, "stat -c %u /bin/busybox; id -u"); got != "0\n0" {
+			t.Errorf("container %s after the restart: image file owner and uid %q, want root's", id, got)
+		}
+	}
+}
