@@ -93,7 +93,7 @@ func (k *kernel) validate(c Config) error {
 			return fmt.Errorf("a pod in a user namespace of its own cannot use the node's network, IPC or PID namespace: %w", errdefs.ErrInvalidArgument)
 		}
 		if !k.userns {
-			return fmt.Errorf("user namespaces need idmapped mounts of overlayfs layers (Linux 6.13+), missing on this node: %w", errdefs.ErrFailedPrecondition)
+			return fmt.Errorf("user namespaces are not available on this node (they need Linux 6.13+ and a root directory others may search; the daemon's log at start says what its probe found): %w", errdefs.ErrFailedPrecondition)
 		}
 	}
 	if !hostNetwork(c) && k.network == nil {
