@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,7 +23,7 @@ func TestHostUsersFalse(t *testing.T) {
 	pod := podOf("userns", c)
 	pod.Spec.HostUsers = &no
 	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	createPod(t, ns, pod)
+	created := createPod(t, ns, pod)
 	waitPodReady(t, ns, "userns")
 
 	uidMap := strings.Fields(mustExec(t, ns, "userns", "c", "cat", "/proc/self/uid_map"))
@@ -36,6 +39,15 @@ func TestHostUsersFalse(t *testing.T) {
 	}
 	if got := strings.TrimSpace(mustExec(t, ns, "userns", "c", "sh", "-c", "cat /data/f; stat -c %u:%g /data/f")); got != "written\n0:0" {
 		t.Errorf("emptyDir file and its owner inside = %q, want written and 0:0", got)
+	}
+	// On the node the file keeps the host's ids: the idmapped emptyDir maps the writer (the
+	// pod's root, a high host id) back to 0. Only for the cluster hack/cluster.sh runs here,
+	// whose kubelet keeps its pods under /var/lib/peapod-cluster/kubelet.
+	hostFile := filepath.Join("/var/lib/peapod-cluster/kubelet/pods", string(created.UID), "volumes/kubernetes.io~empty-dir/data/f")
+	if fi, err := os.Stat(hostFile); err != nil {
+		t.Logf("not checking the file on the node: %v", err)
+	} else if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("%s is %d:%d on the node, want 0:0 (host ids kept)", hostFile, st.Uid, st.Gid)
 	}
 	const sa = "/var/run/secrets/kubernetes.io/serviceaccount"
 	if got := strings.TrimSpace(mustExec(t, ns, "userns", "c", "sh", "-c", "head -c 3 "+sa+"/token; echo; cat "+sa+"/namespace")); got != "eyJ\n"+ns {
