@@ -315,7 +315,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 		return Container{}, err
 	}
 	undo.add(func(uctx context.Context) { _ = m.releaseImageVolumes(uctx, c) })
-	mounts, err := m.mountImageVolumes(ctx, c)
+	mounts, err := m.mountImageVolumes(ctx, c, pod.UserNSPath)
 	if err != nil {
 		return Container{}, err
 	}

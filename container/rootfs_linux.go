@@ -92,7 +92,7 @@ func mountRootfsInUserNS(dir string, layers []string, usernsPath string, rootUID
 	if err := os.Lchown(upper, int(rootUID), int(rootGID)); err != nil {
 		return "", fmt.Errorf("give the writable layer to the pod's root: %w", err)
 	}
-	if err := mountIDMappedOverlay(rootfs, layers, upper, work, usernsPath); err != nil {
+	if err := mountIDMappedOverlay(rootfs, layers, upper, work, usernsPath, 0); err != nil {
 		return "", fmt.Errorf("mount rootfs overlay with idmapped layers: %w", err)
 	}
 	return rootfs, nil
@@ -100,8 +100,9 @@ func mountRootfsInUserNS(dir string, layers []string, usernsPath string, rootUID
 
 // mountIDMappedOverlay mounts at target an overlay of lowers (top first), each cloned as a
 // detached, read-only mount idmapped through the user namespace at usernsPath, under upper
-// and work.
-func mountIDMappedOverlay(target string, lowers []string, upper, work, usernsPath string) error {
+// and work (none when upper is empty: a read-only overlay), with the mount attributes attrs
+// (unix.MOUNT_ATTR_*).
+func mountIDMappedOverlay(target string, lowers []string, upper, work, usernsPath string, attrs int) error {
 	userns, err := unix.Open(usernsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open user namespace: %w", err)
@@ -134,16 +135,18 @@ func mountIDMappedOverlay(target string, lowers []string, upper, work, usernsPat
 			return fmt.Errorf("overlay lower layer %s by descriptor (needs Linux 6.13+): %w", lowers[i], err)
 		}
 	}
-	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
-		return fmt.Errorf("overlay upperdir: %w", err)
-	}
-	if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
-		return fmt.Errorf("overlay workdir: %w", err)
+	if upper != "" {
+		if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
+			return fmt.Errorf("overlay upperdir: %w", err)
+		}
+		if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
+			return fmt.Errorf("overlay workdir: %w", err)
+		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return fmt.Errorf("create overlay: %w", err)
 	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 	if err != nil {
 		return fmt.Errorf("fsmount overlay: %w", err)
 	}

@@ -71,7 +71,7 @@ func ProbeUserNamespaces(ctx context.Context, dir string) (retErr error) {
 	if err := os.WriteFile(filepath.Join(lower, "f"), nil, 0o644); err != nil {
 		return fmt.Errorf("probe user namespaces: %w", err)
 	}
-	if err := mountIDMappedOverlay(merged, []string{lower}, upper, work, pins[netns.User]); err != nil {
+	if err := mountIDMappedOverlay(merged, []string{lower}, upper, work, pins[netns.User], 0); err != nil {
 		return fmt.Errorf("probe user namespaces: %w", err)
 	}
 	defer func() { _ = unix.Unmount(merged, unix.MNT_DETACH) }()

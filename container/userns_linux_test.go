@@ -51,7 +51,7 @@ func TestProbeUserNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := mountIDMappedOverlay(filepath.Join(stale, "merged"), []string{filepath.Join(stale, "lower")},
-		filepath.Join(stale, "upper"), filepath.Join(stale, "work"), filepath.Join(stale, "ns", "user")); err != nil {
+		filepath.Join(stale, "upper"), filepath.Join(stale, "work"), filepath.Join(stale, "ns", "user"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := ProbeUserNamespaces(t.Context(), root); err != nil {

@@ -194,6 +194,25 @@ func TestUserNamespacePod(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("image volume", func(t *testing.T) {
+		// Mount.image: the image's layers idmapped like the rootfs's, read-only.
+		if pod.daemon == nil {
+			t.Skip("SKIP-REASON: image volumes are checked on a peapod this suite started")
+		}
+		pod.pull(t, framework.ImageVolumeContent)
+		cfg := sleeper("image-volume", framework.ImageBusybox, sc)
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: framework.ImageVolumeContent}}}
+		id := pod.run(t, cfg)
+		if got := pod.sh(t, id, "cat /img/data/hello.txt; stat -c %u:%g /img/data/hello.txt"); got != framework.ImageVolumeHello+"\n0:0" {
+			t.Errorf("image volume inside: %q, want its file, root's", got)
+		}
+		if r := pod.exec(t, id, "touch", "/img/data/x"); r.code == 0 {
+			t.Errorf("an image volume was writable")
+		}
+		if err := pod.rt.StopContainer(framework.Context(t), id, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("writable layer", func(t *testing.T) {
 		pod.sh(t, a, "echo hi > /written && mkdir /made")
 		if pod.daemon == nil {

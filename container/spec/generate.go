@@ -204,7 +204,7 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 		// inside through the pod's mapping. The image's VOLUMEs were seeded from the rootfs
 		// as the container sees it (its layers are idmapped already), so they are not: a
 		// fresh one, made by us as host root, goes to the pod's root.
-		podMounts, criMounts = idmapped(podMounts), idmapped(criMounts)
+		podMounts, criMounts = idmapped(podMounts, nil), idmapped(criMounts, imageVolumeDests(in.Mounts))
 		for _, m := range imageMounts {
 			if err := ownByPodRoot(m.Source, userns); err != nil {
 				return nil, Resolved{}, err
@@ -268,14 +268,14 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 	return s, Resolved{User: u}, nil
 }
 
-// idmapped adds "idmap" to each bind mount: libcontainer then mounts it through the user
-// namespace the container joins (kernel idmapped mounts), so a file of host uid N shows as
-// container uid N. Submounts of an rbind are left as they are: idmapping them all would fail
-// on the first filesystem that cannot be idmapped.
-func idmapped(mounts []specs.Mount) []specs.Mount {
+// idmapped adds "idmap" to each bind mount but those at skip: libcontainer then mounts it
+// through the user namespace the container joins (kernel idmapped mounts), so a file of host
+// uid N shows as container uid N. Submounts of an rbind are left as they are: idmapping them
+// all would fail on the first filesystem that cannot be idmapped.
+func idmapped(mounts []specs.Mount, skip map[string]bool) []specs.Mount {
 	out := slices.Clone(mounts)
 	for i, m := range out {
-		if m.Type == "bind" && !slices.Contains(m.Options, "idmap") {
+		if m.Type == "bind" && !skip[filepath.Clean(m.Destination)] && !slices.Contains(m.Options, "idmap") {
 			out[i].Options = append(slices.Clone(m.Options), "idmap")
 		}
 	}
@@ -295,4 +295,16 @@ func ownByPodRoot(dir string, u UserNamespace) error {
 		}
 	}
 	return nil
+}
+
+// imageVolumeDests are the container paths of the image volumes (Mount.image) among mounts:
+// their overlays are idmapped already, layer by layer (an overlay mount itself cannot be).
+func imageVolumeDests(mounts []volumes.Mount) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range mounts {
+		if m.Image != "" {
+			out[filepath.Clean(m.ContainerPath)] = true
+		}
+	}
+	return out
 }
