@@ -37,7 +37,7 @@ func (m *Manager) resolveImageVolumes(ctx context.Context, cfg Config) ([]ImageV
 // mountImageVolumes holds (images.UseAsVolume) and mounts c's image volumes, and returns
 // c's mounts with each image volume's HostPath set to what the container sees: its sub path
 // in the mounted image. Mounts already there (a resumed create) are kept.
-func (m *Manager) mountImageVolumes(ctx context.Context, c Container) ([]volumes.Mount, error) {
+func (m *Manager) mountImageVolumes(ctx context.Context, c Container, usernsPath string) ([]volumes.Mount, error) {
 	if len(c.ImageVolumes) == 0 {
 		return c.Config.Mounts, nil
 	}
@@ -54,7 +54,7 @@ func (m *Manager) mountImageVolumes(ctx context.Context, c Container) ([]volumes
 		if err != nil {
 			return nil, fmt.Errorf("image volume %s layers: %w", v.ImageID, err)
 		}
-		root, err := mountImageVolume(c.Dir, v.Index, layers)
+		root, err := mountImageVolume(c.Dir, v.Index, layers, usernsPath)
 		if err != nil {
 			return nil, err
 		}

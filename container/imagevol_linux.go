@@ -31,7 +31,10 @@ func imageVolumeRoot(dir string, index int) string {
 // returns its root. overlayfs wants two lowerdirs when there is no upper: a one-layer image
 // gets an empty directory beneath. A root that is mounted already (a resumed create) is
 // kept.
-func mountImageVolume(dir string, index int, layers []string) (string, error) {
+//
+// For a pod with a user namespace of its own (usernsPath), the layers are idmapped through it,
+// as the rootfs's are: the image's files show inside with the ids the image gives them.
+func mountImageVolume(dir string, index int, layers []string, usernsPath string) (string, error) {
 	if len(layers) == 0 {
 		return "", fmt.Errorf("image volume %d: image has no layers: %w", index, errdefs.ErrFailedPrecondition)
 	}
@@ -53,6 +56,16 @@ func mountImageVolume(dir string, index int, layers []string) (string, error) {
 	lower := layers
 	if len(lower) == 1 {
 		lower = append(lower[:1:1], empty)
+	}
+	if usernsPath != "" {
+		const attrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+		if len(lower) > maxLayers {
+			return "", fmt.Errorf("image volume %d: image has too many layers for one overlay mount (%d): %w", index, len(layers), errdefs.ErrFailedPrecondition)
+		}
+		if err := mountIDMappedOverlay(root, lower, "", "", usernsPath, attrs); err != nil {
+			return "", fmt.Errorf("mount image volume overlay at %s with idmapped layers: %w", root, err)
+		}
+		return root, nil
 	}
 	opts := "lowerdir=" + strings.Join(lower, ":")
 	if len(opts) >= unix.Getpagesize() {

@@ -263,6 +263,9 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	c := Container{ID: table.NewID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(pod.ID), zap.String(log.KeyContainerName, cfg.Metadata.Name))
 	l := log.From(ctx)
+	if err := checkUserNamespace(pod, cfg.UserNamespace); err != nil {
+		return Container{}, err
+	}
 	var undo undoList
 	defer func() {
 		if retErr != nil {
@@ -328,12 +331,12 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 			l.Error("remove rootfs", zap.Error(err))
 		}
 	})
-	rootfs, err := mountRootfs(c.Dir, layers)
+	rootfs, err := podRootfs(pod, c.Dir, layers)
 	if err != nil {
 		return Container{}, err
 	}
 	undo.add(func(uctx context.Context) { _ = m.releaseImageVolumes(uctx, c) })
-	mounts, err := m.mountImageVolumes(ctx, c)
+	mounts, err := m.mountImageVolumes(ctx, c, pod.UserNSPath)
 	if err != nil {
 		return Container{}, err
 	}

@@ -182,17 +182,22 @@ func (m *Manager) resumeCreate(ctx context.Context, e *entry, client *shimclient
 		return false
 	}
 	rootfs := filepath.Join(c.Dir, "rootfs")
+	pod, err := m.opts.Sandboxes.Get(c.PodID)
+	if err != nil {
+		l.Warn("resume a pending create", zap.Error(err))
+		return false
+	}
 	if !isMountPoint(c.Dir, rootfs) {
 		layers, err := m.opts.Images.LayerPaths(ctx, c.ImageID)
 		if err == nil {
-			_, err = mountRootfs(c.Dir, layers)
+			_, err = podRootfs(pod, c.Dir, layers)
 		}
 		if err != nil {
 			l.Warn("remount the rootfs of a pending create", zap.Error(err))
 			return false
 		}
 	}
-	if _, err := m.mountImageVolumes(ctx, c); err != nil {
+	if _, err := m.mountImageVolumes(ctx, c, pod.UserNSPath); err != nil {
 		l.Warn("remount the image volumes of a pending create", zap.Error(err))
 		return false
 	}

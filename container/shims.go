@@ -206,6 +206,7 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 			Binary: s.binary, PodID: pod.ID, StateDir: p.stateDir,
 			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,
 			HolderUser:   pod.Config.HolderUser(),
+			HolderUserNS: pod.UserNSPath,
 			Logger:       s.log,
 		})
 		switch {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/container/spec"
+	"github.com/peapod-runtime/peapod/netns"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/volumes"
 )
@@ -67,9 +68,20 @@ type Config struct {
 	StopSignal string `json:"stop_signal,omitempty"`
 	// Hash identifies the exact request, so that a kubelet retry gets the same container.
 	Hash string `json:"hash"`
+	// UserNamespace is what the request said of the user namespace (nil: nothing). A
+	// container always shares its pod's; one that asks for another is refused. Not
+	// persisted.
+	UserNamespace *UserNamespaceRequest `json:"-"`
 	// Spec holds the process, security and namespace choices; the Manager fills in what
 	// comes from the pod, the image and the node. Not persisted: the shim keeps the spec.
 	Spec spec.Input `json:"-"`
+}
+
+// UserNamespaceRequest is a container's userns_options: the node's (Node), or the pod's
+// with this mapping.
+type UserNamespaceRequest struct {
+	Node    bool
+	Mapping *netns.IDMapping
 }
 
 // Container is a container as peapod keeps it. Values are copies.

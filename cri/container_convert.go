@@ -63,6 +63,13 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	if out.Spec, err = specInput(c); err != nil {
 		return container.Config{}, err
 	}
+	userns, node, err := userNamespace(linux.GetSecurityContext().GetNamespaceOptions())
+	if err != nil {
+		return container.Config{}, err
+	}
+	if userns != nil || node {
+		out.UserNamespace = &container.UserNamespaceRequest{Node: node, Mapping: userns}
+	}
 	return out, nil
 }
 
@@ -108,9 +115,6 @@ func specInput(c *runtimeapi.ContainerConfig) (spec.Input, error) {
 		in.CDIDevices = append(in.CDIDevices, d.GetName())
 	}
 	ns := sc.GetNamespaceOptions()
-	if err := checkUserNamespace(ns); err != nil {
-		return spec.Input{}, err
-	}
 	in.Namespaces.PID = spec.Namespace{Mode: spec.NamespaceMode(ns.GetPid())}
 	if ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
 		if ns.GetTargetId() == "" {

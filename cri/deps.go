@@ -33,6 +33,8 @@ type sandboxes interface {
 	// SetPodCIDR and PodCIDR persist what UpdateRuntimeConfig hands down.
 	SetPodCIDR(cidr string) error
 	PodCIDR() (string, error)
+	// UserNamespacesSupported says pods may have user namespaces of their own (Status).
+	UserNamespacesSupported() bool
 }
 
 // containers runs containers: container.Manager.

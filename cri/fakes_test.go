@@ -75,6 +75,8 @@ type fakeSandboxes struct {
 	podCIDR string
 	// updated is what UpdateResources last applied, by pod.
 	updated map[string]cgroups.Resources
+	// userns is what UserNamespacesSupported answers (a fact probed at start, not a call).
+	userns bool
 }
 
 func (f *fakeSandboxes) add(sb sandbox.Sandbox) {
@@ -185,6 +187,8 @@ func (f *fakeSandboxes) SetPodCIDR(cidr string) error {
 	f.podCIDR = cidr
 	return nil
 }
+
+func (f *fakeSandboxes) UserNamespacesSupported() bool { return f.userns }
 
 func (f *fakeSandboxes) PodCIDR() (string, error) {
 	if err := f.rec.call("Sandboxes.PodCIDR"); err != nil {

@@ -46,10 +46,6 @@ func testCreateContainer(t *testing.T) {
 		return rpcCase[*runtimeapi.CreateContainerResponse]{name: name, setup: (*fixture).addPodWithContainers,
 			call: createContainer("pod1", edit), want: twice(codes.InvalidArgument), calls: none}
 	}
-	unimplemented := func(name string, edit func(*runtimeapi.ContainerConfig)) rpcCase[*runtimeapi.CreateContainerResponse] {
-		return rpcCase[*runtimeapi.CreateContainerResponse]{name: name, setup: (*fixture).addPodWithContainers,
-			call: createContainer("pod1", edit), want: twice(codes.Unimplemented), calls: none}
-	}
 	ns := func(o *runtimeapi.NamespaceOption) func(*runtimeapi.ContainerConfig) {
 		return func(c *runtimeapi.ContainerConfig) { c.Linux.SecurityContext.NamespaceOptions = o }
 	}
@@ -119,7 +115,20 @@ func testCreateContainer(t *testing.T) {
 					t.Errorf("image volume converted to %+v", m)
 				}
 			}},
-		unimplemented("a user namespace", ns(&runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}})),
+		invalid("a user namespace without mappings", ns(&runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}})),
+		invalid("a user namespace of another container", ns(&runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}})),
+		rpcCase[*runtimeapi.CreateContainerResponse]{
+			name: "the pod's user namespace, as asked, reaches the manager", setup: (*fixture).addPodWithContainers,
+			call: createContainer("pod1", ns(&runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD,
+				Uids: []*runtimeapi.IDMapping{{HostId: 65536, Length: 65536}}, Gids: []*runtimeapi.IDMapping{{HostId: 65536, Length: 65536}}}})),
+			want: twice(codes.OK),
+			check: func(t *testing.T, f *fixture, r *runtimeapi.CreateContainerResponse) {
+				u := f.ctrs.ctrs[r.GetContainerId()].Config.UserNamespace
+				if u == nil || u.Node || u.Mapping == nil || u.Mapping.UIDs[0].HostID != 65536 {
+					t.Errorf("user namespace given to the manager: %+v", u)
+				}
+			},
+		},
 	})
 }
 

@@ -67,6 +67,22 @@ func testStatus(t *testing.T) {
 			if !r.GetFeatures().GetSupplementalGroupsPolicy() || r.GetInfo() != nil {
 				t.Errorf("features %v, info %v", r.GetFeatures(), r.GetInfo())
 			}
+			for _, h := range r.GetRuntimeHandlers() {
+				if h.GetFeatures().GetUserNamespaces() {
+					t.Errorf("handler %q advertises user namespaces the node's probe did not find", h.GetName())
+				}
+			}
+		},
+	}, {
+		name:  "user namespaces probed at start: advertised for every handler",
+		setup: func(f *fixture) { f.pods.userns = true },
+		call:  statusCall(false), want: twice(codes.OK), calls: none,
+		check: func(t *testing.T, _ *fixture, r *runtimeapi.StatusResponse) {
+			for _, h := range r.GetRuntimeHandlers() {
+				if !h.GetFeatures().GetUserNamespaces() {
+					t.Errorf("handler %q does not advertise user namespaces", h.GetName())
+				}
+			}
 		},
 	}, {
 		name:  "no network wired: NetworkReady false",

@@ -97,11 +97,22 @@ func testRunPodSandbox(t *testing.T) {
 		invalid("a memory limit below 6 MiB in the overhead", func(c *runtimeapi.PodSandboxConfig) {
 			c.Linux.Overhead = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 4096}
 		}),
+		invalid("a user namespace without mappings", secCtx(&runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
+			UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}})),
+		invalid("a user namespace per container", secCtx(&runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
+			UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}}})),
 		rpcCase[*runtimeapi.RunPodSandboxResponse]{
-			name: "a user namespace is not implemented",
+			name: "a user namespace of the pod's own reaches the manager",
 			call: runPod("", secCtx(&runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
-				UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}})),
-			want: twice(codes.Unimplemented), calls: none,
+				UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD,
+					Uids: []*runtimeapi.IDMapping{{HostId: 65536, Length: 65536}}, Gids: []*runtimeapi.IDMapping{{HostId: 131072, Length: 65536}}}}})),
+			want: twice(codes.OK),
+			check: func(t *testing.T, f *fixture, r *runtimeapi.RunPodSandboxResponse) {
+				u := f.pods.pods[r.GetPodSandboxId()].Config.UserNamespace
+				if u == nil || len(u.UIDs) != 1 || u.UIDs[0].HostID != 65536 || u.UIDs[0].Size != 65536 || len(u.GIDs) != 1 || u.GIDs[0].HostID != 131072 {
+					t.Errorf("user namespace given to the manager: %+v", u)
+				}
+			},
 		},
 		rpcCase[*runtimeapi.RunPodSandboxResponse]{
 			name: "the manager's error keeps its code",

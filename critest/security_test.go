@@ -168,6 +168,7 @@ func (p *testPod) procStatus(t *testing.T, id string) map[string]string {
 type sandboxInfo struct {
 	CgroupParent string `json:"cgroup_parent"`
 	QoS          string `json:"qos"`
+	UserNSPath   string `json:"userns_path"`
 }
 
 func (p *testPod) info(t *testing.T) sandboxInfo {

@@ -74,6 +74,10 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// UserNamespacesSupported reports whether pods may have user namespaces of their own here
+// (Options.UserNamespaces).
+func (m *Manager) UserNamespacesSupported() bool { return m.kernel.userns }
+
 // IDLength is the length of every pod id.
 const IDLength = table.IDLength
 

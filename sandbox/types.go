@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/peapod-runtime/peapod/cgroups"
+	"github.com/peapod-runtime/peapod/netns"
 )
 
 // State is where a pod is in its life:
@@ -89,6 +90,11 @@ type Config struct {
 	// recognised and a different config under the same name is refused.
 	Hash string `json:"hash"`
 
+	// UserNamespace, when set, gives the pod a user namespace of its own with this mapping
+	// (CRI userns_options mode POD): its other namespaces are created inside it, and its
+	// containers join it. Nil keeps the node's (mode NODE).
+	UserNamespace *netns.IDMapping `json:"user_namespace,omitempty"`
+
 	// RunAsUser and RunAsGroup are the pod's own identity (the sandbox security context),
 	// which its PID namespace holder runs as; RunAsGroup needs RunAsUser.
 	RunAsUser  *uint32 `json:"run_as_user,omitempty"`
@@ -107,6 +113,8 @@ type Sandbox struct {
 	NetNSPath string `json:"netns_path,omitempty"`
 	IPCPath   string `json:"ipc_path,omitempty"`
 	UTSPath   string `json:"uts_path,omitempty"`
+	// UserNSPath pins the pod's own user namespace (Config.UserNamespace).
+	UserNSPath string `json:"userns_path,omitempty"`
 	// CgroupParent is the pod cgroup (as an OCI cgroupsPath parent) and QoS its tier.
 	CgroupParent string `json:"cgroup_parent"`
 	QoS          string `json:"qos"`

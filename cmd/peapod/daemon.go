@@ -150,8 +150,15 @@ func (d *wiring) openState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
+	// Once per start: whether pods may have user namespaces of their own (Status says so).
+	userns := true
+	if err := container.ProbeUserNamespaces(ctx, cfg.Root); err != nil {
+		userns = false
+		d.log.Warn("user namespaces are not available for pods", zap.Error(err))
+	}
 	d.sandboxes, err = sandbox.New(ctx, sandbox.Options{
 		DB: d.db, Logger: d.log, StateDir: cfg.State, Network: d.network, Cgroups: d.cgroups,
+		UserNamespaces: userns,
 	})
 	if err != nil {
 		return fmt.Errorf("pods: %w", err)

@@ -174,6 +174,11 @@ func NewDaemon(opts ...DaemonOption) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("make daemon dir: %w", err)
 	}
+	// Searchable by all, as /var/lib is: the root of a pod's user namespace (an unmapped
+	// host id) must reach its container's rootfs below it.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("make daemon dir: %w", err)
+	}
 	d := &Daemon{
 		opts:       o,
 		dir:        dir,
