@@ -482,7 +482,12 @@ func TestReopenLog(t *testing.T) {
 	if err := p.c.ReopenLog(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The shim writes to the reopened file from here on: wait for a few lines there.
+	for deadline := time.Now().Add(10 * time.Second); len(readLog(t, logPath)) < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no lines in the reopened %s within 10s", logPath)
+		}
+	}
 	if err := p.c.Signal(ctx, "c", syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
