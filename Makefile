@@ -6,6 +6,7 @@ COMMIT  ?= $(shell git describe --always --dirty=.dirty --abbrev=7 --exclude='*'
 LDFLAGS := -X github.com/peapod-runtime/peapod/internal/version.commit=$(COMMIT)
 BIN     := bin
 FUZZTIME ?= 10s
+NODES   ?= 4
 # The shim runs once per pod and is re-executed for every container and exec: it is linked
 # statically (glibc and libseccomp from libc6-dev and libseccomp-dev, as runc's releases are),
 # which saves every shim the mapped pages of libc.so and ld.so (about 1 MiB of RSS) and every
@@ -22,7 +23,7 @@ CONFDIR ?= /etc/peapod
 UNITDIR ?= /etc/systemd/system
 CNI_PLUGINS := bridge host-local loopback portmap
 
-.PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries
+.PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries node-conformance
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,6 +87,9 @@ cluster: deps build ## a one-node Kubernetes on peapod on this machine (admin ku
 
 cluster-down: ## stop the one-node cluster and remove everything it made
 	@hack/cluster.sh down
+
+node-conformance: deps build ## Kubernetes' node e2e [NodeConformance] specs against a kubelet on peapod (long); ENDPOINT=unix:///... or containerd, FOCUS, NODES
+	@ENDPOINT=$(ENDPOINT) FOCUS='$(FOCUS)' NODES=$(NODES) hack/node-conformance.sh
 
 upstream-critest: build ## cri-tools' own conformance suite against peapod: CRITEST=/path/to/critest [CRITEST_ARGS=...]
 	@test -n "$(CRITEST)" || { echo "set CRITEST to a cri-tools critest binary (go test -c ./cmd/critest in cri-tools)"; exit 2; }
