@@ -120,8 +120,8 @@ func serveRegistry(ctx context.Context, addr string, o e2eimages.Options) error 
 type junitSuites struct {
 	Suites []struct {
 		Cases []struct {
-			Name    string    `xml:"name,attr"`
-			Status  string    `xml:"status,attr"`
+			Name    string `xml:"name,attr"`
+			Status  string `xml:"status,attr"`
 			Skipped *struct {
 				Message string `xml:"message,attr"`
 			} `xml:"skipped"`
