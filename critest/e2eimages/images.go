@@ -8,7 +8,8 @@
 //     statically from the module cache (hack/k8s-build.sh agnhost), over the busybox base,
 //     with /agnhost-2, /uploads, porter's localhost.crt and .key and the image's
 //     user-defined-in-image (1000) in group-defined-in-image (50000), as upstream's Dockerfile
-//     has them; ENTRYPOINT ["/agnhost"], CMD ["pause"].
+//     has them, and the host's bash and curl (with their libraries), which specs run in it;
+//     ENTRYPOINT ["/agnhost"], CMD ["pause"].
 //   - pause: a static Go pause (./pause) that waits for SIGTERM and reaps children.
 //   - nginx: busybox's httpd serving /usr/share/nginx/html on port 80 in the foreground, and
 //     writing its PID to /var/run/nginx.pid.
@@ -202,6 +203,15 @@ func Build(ctx context.Context, o Options) (map[string]remote.Taggable, error) {
 		}, "\n")+"\n"),
 		{Name: "home/" + AgnhostImageUser, Type: tar.TypeDir, Mode: 0o755, UID: AgnhostImageUID, GID: AgnhostImageUID},
 	}
+	// Upstream's agnhost image (Alpine) has bash and curl, which specs run in it.
+	tools, err := framework.HostFiles("/bin/bash", "/usr/bin/curl")
+	if err != nil {
+		return nil, fmt.Errorf("agnhost's bash and curl (apt-get install bash curl): %w", err)
+	}
+	toolsLayer, err := framework.NewLayer(tools)
+	if err != nil {
+		return nil, err
+	}
 	if o.AgnhostSource != "" {
 		for _, f := range []string{"localhost.crt", "localhost.key"} {
 			b, err := os.ReadFile(filepath.Join(o.AgnhostSource, "porter", f))
@@ -217,7 +227,7 @@ func Build(ctx context.Context, o Options) (map[string]remote.Taggable, error) {
 		return nil, err
 	}
 	agnhost, err := busybox(v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
-		ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}}, agnLayer)
+		ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}}, toolsLayer, agnLayer)
 	if err != nil {
 		return nil, fmt.Errorf("agnhost: %w", err)
 	}

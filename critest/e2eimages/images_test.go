@@ -127,7 +127,7 @@ func TestImages(t *testing.T) {
 		if h := hdrs["/agnhost-2"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "agnhost" {
 			t.Errorf("/agnhost-2 is %+v, want a symlink to agnhost", h)
 		}
-		for _, p := range []string{"/agnhost", "/localhost.crt", "/localhost.key", "/bin/sh"} {
+		for _, p := range []string{"/agnhost", "/localhost.crt", "/localhost.key", "/bin/sh", "/bin/bash", "/usr/bin/curl"} {
 			if hdrs[p] == nil {
 				t.Errorf("no %s", p)
 			}
