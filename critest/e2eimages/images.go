@@ -3,7 +3,9 @@
 // names and tags of test/utils/image/manifest.go at the pinned Kubernetes version. No
 // registry is reachable here, so each image is reproduced from what its specs expect of it:
 //
-//   - busybox: critest/framework's busybox base (Debian's busybox, applets hard-linked).
+//   - busybox: critest/framework's busybox base (Debian's busybox, applets hard-linked), plus
+//     stand-ins for the applets upstream's busybox has and Debian's lacks that specs run
+//     (nmeter, ./nmeter); every image below but pause is built on it.
 //   - agnhost: the agnhost multi-tool of k8s.io/kubernetes (test/images/agnhost), built
 //     statically from the module cache (hack/k8s-build.sh agnhost), over the busybox base,
 //     with /agnhost-2, /uploads, porter's localhost.crt and .key and the image's
@@ -104,11 +106,20 @@ func Build(ctx context.Context, o Options) (map[string]remote.Taggable, error) {
 	defer os.RemoveAll(tmp)
 
 	out := map[string]remote.Taggable{}
+	// Applets upstream's busybox has and Debian's lacks, as stand-ins: in every busybox image.
+	nmeterBin, err := goBuild(ctx, o, tmp, "github.com/peapod-runtime/peapod/critest/e2eimages/nmeter")
+	if err != nil {
+		return nil, err
+	}
+	extras, err := framework.NewLayer([]framework.TarEntry{{Name: "bin/nmeter", Type: tar.TypeReg, Mode: 0o755, Body: nmeterBin}})
+	if err != nil {
+		return nil, err
+	}
 	busybox := func(cfg v1.Config, layers ...v1.Layer) (v1.Image, error) {
 		if cfg.Cmd == nil && cfg.Entrypoint == nil {
 			cfg.Cmd = []string{"sh"}
 		}
-		return framework.BuildImage(framework.ImageSpec{Busybox: true, Config: cfg, Layers: layers})
+		return framework.BuildImage(framework.ImageSpec{Busybox: true, Config: cfg, Layers: append([]v1.Layer{extras}, layers...)})
 	}
 
 	bb, err := busybox(v1.Config{})
