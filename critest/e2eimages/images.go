@@ -5,12 +5,14 @@
 //
 //   - busybox: critest/framework's busybox base (Debian's busybox, applets hard-linked), plus
 //     stand-ins for the applets upstream's busybox has and Debian's lacks that specs run
-//     (nmeter, ./nmeter); every image below but pause is built on it.
+//     (nmeter, ./nmeter), and bash as /bin/sh: Debian's busybox 1.35 ash drops environment
+//     variables with names that are not identifiers, which upstream's 1.37 passes on and
+//     specs read back. Every image below but pause is built on it.
 //   - agnhost: the agnhost multi-tool of k8s.io/kubernetes (test/images/agnhost), built
 //     statically from the module cache (hack/k8s-build.sh agnhost), over the busybox base,
 //     with /agnhost-2, /uploads, porter's localhost.crt and .key and the image's
 //     user-defined-in-image (1000) in group-defined-in-image (50000), as upstream's Dockerfile
-//     has them, and the host's bash and curl (with their libraries), which specs run in it;
+//     has them, and the host's curl (with its libraries), which specs run in it;
 //     ENTRYPOINT ["/agnhost"], CMD ["pause"].
 //   - pause: a static Go pause (./pause) that waits for SIGTERM and reaps children.
 //   - nginx: busybox's httpd serving /usr/share/nginx/html on port 80 in the foreground, and
@@ -111,7 +113,18 @@ func Build(ctx context.Context, o Options) (map[string]remote.Taggable, error) {
 	if err != nil {
 		return nil, err
 	}
-	extras, err := framework.NewLayer([]framework.TarEntry{{Name: "bin/nmeter", Type: tar.TypeReg, Mode: 0o755, Body: nmeterBin}})
+	// Upstream's busybox 1.37 ash passes environment variables whose names are not shell
+	// identifiers ("data-1", which Secret and ConfigMap keys become) on to the commands it
+	// runs, and specs read them back with `sh -c env`; Debian's 1.35 ash drops them. bash
+	// passes them through: it is /bin/sh (and /bin/bash) of these images.
+	extraEntries, err := framework.HostFiles("/bin/bash")
+	if err != nil {
+		return nil, fmt.Errorf("bash for the busybox images' /bin/sh (apt-get install bash): %w", err)
+	}
+	extraEntries = append(extraEntries,
+		framework.TarEntry{Name: "bin/nmeter", Type: tar.TypeReg, Mode: 0o755, Body: nmeterBin},
+		framework.HardLink("bin/sh", "bin/bash"))
+	extras, err := framework.NewLayer(extraEntries)
 	if err != nil {
 		return nil, err
 	}
@@ -214,8 +227,9 @@ func Build(ctx context.Context, o Options) (map[string]remote.Taggable, error) {
 		}, "\n")+"\n"),
 		{Name: "home/" + AgnhostImageUser, Type: tar.TypeDir, Mode: 0o755, UID: AgnhostImageUID, GID: AgnhostImageUID},
 	}
-	// Upstream's agnhost image (Alpine) has bash and curl, which specs run in it.
-	tools, err := framework.HostFiles("/bin/bash", "/usr/bin/curl")
+	// Upstream's agnhost image (Alpine) has curl (and bash, which every image here has),
+	// which specs run in it.
+	tools, err := framework.HostFiles("/usr/bin/curl")
 	if err != nil {
 		return nil, fmt.Errorf("agnhost's bash and curl (apt-get install bash curl): %w", err)
 	}

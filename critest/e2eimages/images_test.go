@@ -96,6 +96,13 @@ func TestImages(t *testing.T) {
 		return cf.Config
 	}
 
+	t.Run("sh passes on environment variables with any name", func(t *testing.T) {
+		// Upstream's busybox 1.37 ash does; Debian's 1.35 ash does not.
+		hdrs, _ := files(t, imgs[Busybox])
+		if h := hdrs["/bin/sh"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "bin/bash" {
+			t.Errorf("/bin/sh is %+v, want a hard link to bin/bash", h)
+		}
+	})
 	t.Run("nonroot runs as 1234", func(t *testing.T) {
 		if u := config(NonRoot).User; u != "1234" {
 			t.Errorf("User = %q, want 1234", u)
