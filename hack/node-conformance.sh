@@ -300,6 +300,9 @@ EOF
 containerd)
   endpoint=$(CONTAINERD_REGISTRY=$REGISTRY_ADDR "$repo/hack/containerd.sh" start)
   runtime=containerd
+  # The kubelet's cAdvisor reads containerd's containers (their pod and container names, for
+  # /metrics/cadvisor) from containerd's socket, /run/containerd/containerd.sock on a real node.
+  kubelet_extra="--containerd=${endpoint#unix://}"
   ;;
 *)
   endpoint=$ENDPOINT
@@ -307,6 +310,7 @@ containerd)
   ;;
 esac
 CLEAN_ENDPOINT=$endpoint
+kubelet_extra=${kubelet_extra:-}
 
 # Every command of the machine but systemd-run (and systemctl), plus a sudo that runs its
 # arguments: the suite runs the kubelet directly and calls sudo for its root commands.
@@ -360,7 +364,7 @@ set +e
     --k8s-bin-dir="$k8s" --report-dir="$OUT" --prepull-images=false \
     --container-runtime-endpoint="$endpoint" --image-service-endpoint="$endpoint" \
     --kubelet-config-file="$DIR/kubelet.yaml" \
-    --kubelet-flags="--system-cgroups= --kubelet-cgroups= --runtime-cgroups= --node-ip=$NODE_IP" \
+    --kubelet-flags="--system-cgroups= --kubelet-cgroups= --runtime-cgroups= --node-ip=$NODE_IP $kubelet_extra" \
     --v=2
 ) >"$OUT/e2e.log" 2>&1
 rc=$?

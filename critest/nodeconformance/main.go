@@ -162,7 +162,7 @@ func summary(path string) (int, error) {
 				// Specs outside the selection are reported as plain "skipped" too: only the
 				// selection's count, those a spec skipped itself ("skipped - reason") and
 				// those of the skip list.
-				if !node && c.Skipped != nil && (strings.HasPrefix(c.Skipped.Message, "skipped - ") || skipRE.MatchString(c.Name)) {
+				if !node && c.Skipped != nil && (strings.HasPrefix(c.Skipped.Message, "skipped - ") || skipRE.MatchString(strings.Replace(c.Name, "[It] ", "", 1))) {
 					skipped++
 				}
 			default:

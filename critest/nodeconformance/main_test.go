@@ -10,7 +10,7 @@ import (
 func TestSummary(t *testing.T) {
 	old := Skips
 	t.Cleanup(func() { Skips = old })
-	Skips = []Skip{{Spec: "Foo [It] cannot run here", Reason: "test"}}
+	Skips = []Skip{{Spec: "Foo cannot run here", Reason: "test"}}
 	report := `<?xml version="1.0" encoding="UTF-8"?>
 <testsuites>
   <testsuite name="E2eNode Suite">
