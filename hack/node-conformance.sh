@@ -206,48 +206,51 @@ cleanup() {
 }
 
 # ---- run --------------------------------------------------------------------------------------
+# One function, called at the end: bash reads it whole before it runs, so an edit of this file
+# during a run does not change the run.
+main() {
 
-exec 8>/tmp/peapod-cluster.lock
-say "waiting for /tmp/peapod-cluster.lock"
-flock 8
+  exec 8>/tmp/peapod-cluster.lock
+  say "waiting for /tmp/peapod-cluster.lock"
+  flock 8
 
-[ -x "$repo/bin/peapod" ] && [ -x "$repo/bin/peapod-shim" ] && [ -x "$repo/bin/cni/bridge" ] ||
-  make -C "$repo" --no-print-directory build >/dev/null
-"$repo/hack/k8s-build.sh" kubelet e2e_node agnhost ginkgo
-k8s=$("$repo/hack/k8s-build.sh" --bindir)
-agnhost_src=$(cd "$repo" && go list -m -f '{{.Dir}}' k8s.io/kubernetes@"$(. "$repo/hack/k8s-versions.env"; echo "$K8S_VERSION")" 2>/dev/null || true)
-[ -n "$agnhost_src" ] || agnhost_src=$(go env GOMODCACHE)/k8s.io/kubernetes@$(. "$repo/hack/k8s-versions.env"; echo "$K8S_VERSION")
-agnhost_src=$agnhost_src/test/images/agnhost
+  [ -x "$repo/bin/peapod" ] && [ -x "$repo/bin/peapod-shim" ] && [ -x "$repo/bin/cni/bridge" ] ||
+    make -C "$repo" --no-print-directory build >/dev/null
+  "$repo/hack/k8s-build.sh" kubelet e2e_node agnhost ginkgo
+  k8s=$("$repo/hack/k8s-build.sh" --bindir)
+  agnhost_src=$(cd "$repo" && go list -m -f '{{.Dir}}' k8s.io/kubernetes@"$(. "$repo/hack/k8s-versions.env"; echo "$K8S_VERSION")" 2>/dev/null || true)
+  [ -n "$agnhost_src" ] || agnhost_src=$(go env GOMODCACHE)/k8s.io/kubernetes@$(. "$repo/hack/k8s-versions.env"; echo "$K8S_VERSION")
+  agnhost_src=$agnhost_src/test/images/agnhost
 
-[ -d "$RUN" ] && cleanup "$k8s"
-for h in /sys/fs/cgroup/*/kubepods; do
-  [ -d "$h" ] && die "$h exists: another kubelet runs (or one left its pods); stop it first"
-done
-mkdir -p "$RUN" "$PIDS" "$DIR" "$RUN/bin/cni" "$RUN/path"
-rm -rf "$OUT"
-mkdir -p "$OUT"
-save_node_state
-CLEAN_ENDPOINT=
-trap 'rc=$?; cleanup "$k8s"; exit $rc' EXIT
-trap 'exit 130' INT TERM
+  [ -d "$RUN" ] && cleanup "$k8s"
+  for h in /sys/fs/cgroup/*/kubepods; do
+    [ -d "$h" ] && die "$h exists: another kubelet runs (or one left its pods); stop it first"
+  done
+  mkdir -p "$RUN" "$PIDS" "$DIR" "$RUN/bin/cni" "$RUN/path"
+  rm -rf "$OUT"
+  mkdir -p "$OUT"
+  save_node_state
+  CLEAN_ENDPOINT=
+  trap 'rc=$?; cleanup "$k8s"; exit $rc' EXIT
+  trap 'exit 130' INT TERM
 
-cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$RUN/bin/"
-cp "$repo"/bin/cni/* "$RUN/bin/cni/"
-(cd "$repo" && go build -o "$RUN/bin/nodeconformance" ./critest/nodeconformance && go build -o "$RUN/bin/clustertool" ./critest/clustertool)
+  cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$RUN/bin/"
+  cp "$repo"/bin/cni/* "$RUN/bin/cni/"
+  (cd "$repo" && go build -o "$RUN/bin/nodeconformance" ./critest/nodeconformance && go build -o "$RUN/bin/clustertool" ./critest/clustertool)
 
-say "building the test images and starting the registry on $REGISTRY_ADDR"
-(cd "$repo" && start registry "$RUN/bin/nodeconformance" registry -addr "$REGISTRY_ADDR" -agnhost "$k8s/agnhost" -agnhost-src "$agnhost_src")
-wait_for "the test registry" 300 registry grep -qx ready "$OUT/registry.log"
+  say "building the test images and starting the registry on $REGISTRY_ADDR"
+  (cd "$repo" && start registry "$RUN/bin/nodeconformance" registry -addr "$REGISTRY_ADDR" -agnhost "$k8s/agnhost" -agnhost-src "$agnhost_src")
+  wait_for "the test registry" 300 registry grep -qx ready "$OUT/registry.log"
 
-# The node's address: on a link of its own, so that no traffic goes to the machine's interfaces.
-ip link add "$NODE_LINK" type bridge
-ip addr add "$NODE_IP/32" dev "$NODE_LINK"
-ip link set "$NODE_LINK" up
+  # The node's address: on a link of its own, so that no traffic goes to the machine's interfaces.
+  ip link add "$NODE_LINK" type bridge
+  ip addr add "$NODE_IP/32" dev "$NODE_LINK"
+  ip link set "$NODE_LINK" up
 
-case $ENDPOINT in
-"")
-  mkdir -p "$DIR/cni"
-  cat >"$DIR/cni/10-ppnc.conflist" <<EOF
+  case $ENDPOINT in
+  "")
+    mkdir -p "$DIR/cni"
+    cat >"$DIR/cni/10-ppnc.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "ppnc",
@@ -269,7 +272,7 @@ case $ENDPOINT in
   ]
 }
 EOF
-  cat >"$DIR/peapod.toml" <<EOF
+    cat >"$DIR/peapod.toml" <<EOF
 root = "$DIR/peapod"
 state = "$RUN/pp"
 listen = "$SOCKET"
@@ -292,40 +295,40 @@ mirrors = ["http://$REGISTRY_ADDR"]
 [registries."$REGISTRY_ADDR"]
 insecure = true
 EOF
-  start peapod "$RUN/bin/peapod" --config "$DIR/peapod.toml"
-  wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
-  endpoint=unix://$SOCKET
-  runtime=peapod
-  ;;
-containerd)
-  endpoint=$(CONTAINERD_REGISTRY=$REGISTRY_ADDR "$repo/hack/containerd.sh" start)
-  runtime=containerd
-  # The kubelet's cAdvisor reads containerd's containers (their pod and container names, for
-  # /metrics/cadvisor) from containerd's socket, /run/containerd/containerd.sock on a real node.
-  kubelet_extra="--containerd=${endpoint#unix://}"
-  ;;
-*)
-  endpoint=$ENDPOINT
-  runtime=$ENDPOINT
-  ;;
-esac
-CLEAN_ENDPOINT=$endpoint
-kubelet_extra=${kubelet_extra:-}
+    start peapod "$RUN/bin/peapod" --config "$DIR/peapod.toml"
+    wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
+    endpoint=unix://$SOCKET
+    runtime=peapod
+    ;;
+  containerd)
+    endpoint=$(CONTAINERD_REGISTRY=$REGISTRY_ADDR "$repo/hack/containerd.sh" start)
+    runtime=containerd
+    # The kubelet's cAdvisor reads containerd's containers (their pod and container names, for
+    # /metrics/cadvisor) from containerd's socket, /run/containerd/containerd.sock on a real node.
+    kubelet_extra="--containerd=${endpoint#unix://}"
+    ;;
+  *)
+    endpoint=$ENDPOINT
+    runtime=$ENDPOINT
+    ;;
+  esac
+  CLEAN_ENDPOINT=$endpoint
+  kubelet_extra=${kubelet_extra:-}
 
-# Every command of the machine but systemd-run (and systemctl), plus a sudo that runs its
-# arguments: the suite runs the kubelet directly and calls sudo for its root commands.
-for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
-  [ -d "$d" ] && [ ! -L "$d" ] || continue
-  for f in "$d"/*; do
-    n=${f##*/}
-    case $n in systemd-run | systemctl | sudo) continue ;; esac
-    [ -x "$f" ] && [ ! -e "$RUN/path/$n" ] && ln -s "$f" "$RUN/path/$n"
+  # Every command of the machine but systemd-run (and systemctl), plus a sudo that runs its
+  # arguments: the suite runs the kubelet directly and calls sudo for its root commands.
+  for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+    [ -d "$d" ] && [ ! -L "$d" ] || continue
+    for f in "$d"/*; do
+      n=${f##*/}
+      case $n in systemd-run | systemctl | sudo) continue ;; esac
+      [ -x "$f" ] && [ ! -e "$RUN/path/$n" ] && ln -s "$f" "$RUN/path/$n"
+    done
   done
-done
-printf '#!/bin/sh\n# The node e2e suite calls sudo; this run is root already.\nexec "$@"\n' >"$RUN/path/sudo"
-chmod 755 "$RUN/path/sudo"
+  printf '#!/bin/sh\n# The node e2e suite calls sudo; this run is root already.\nexec "$@"\n' >"$RUN/path/sudo"
+  chmod 755 "$RUN/path/sudo"
 
-cat >"$DIR/kubelet.yaml" <<EOF
+  cat >"$DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
@@ -346,31 +349,34 @@ failCgroupV1: false
 resolvConf: /etc/resolv.conf
 EOF
 
-skip='\[Serial\]|\[Slow\]|\[Flaky\]|\[Disruptive\]|\[Feature:[^]]+\]'
-skip+="|$("$RUN/bin/nodeconformance" skip-regex)"
-# Every selected spec has the NodeConformance label (and [NodeConformance] in its name);
-# FOCUS narrows by name.
-args=(--label-filter=NodeConformance --skip="$skip")
-[ -n "$FOCUS" ] && args+=(--focus="$FOCUS")
+  skip='\[Serial\]|\[Slow\]|\[Flaky\]|\[Disruptive\]|\[Feature:[^]]+\]'
+  skip+="|$("$RUN/bin/nodeconformance" skip-regex)"
+  # Every selected spec has the NodeConformance label (and [NodeConformance] in its name);
+  # FOCUS narrows by name.
+  args=(--label-filter=NodeConformance --skip="$skip")
+  [ -n "$FOCUS" ] && args+=(--focus="$FOCUS")
 
-say "running the [NodeConformance] specs against $runtime ($endpoint), $NODES processes; logs in $OUT"
-mkdir -p "$RUN/work"
-set +e
-(
-  cd "$RUN/work"
-  PATH=$RUN/path "$k8s/ginkgo" --nodes="$NODES" --timeout=4h --no-color --poll-progress-after=10m \
-    --output-dir="$OUT" --junit-report=junit.xml "${args[@]}" \
-    "$k8s/e2e_node.test" -- \
-    --k8s-bin-dir="$k8s" --report-dir="$OUT" --prepull-images=false \
-    --container-runtime-endpoint="$endpoint" --image-service-endpoint="$endpoint" \
-    --kubelet-config-file="$DIR/kubelet.yaml" \
-    --kubelet-flags="--system-cgroups= --kubelet-cgroups= --runtime-cgroups= --node-ip=$NODE_IP $kubelet_extra" \
-    --v=2
-) >"$OUT/e2e.log" 2>&1
-rc=$?
-set -e
-if [ ! -f "$OUT/junit.xml" ]; then
-  tail -n 40 "$OUT/e2e.log" >&2
-  die "the suite wrote no report (exit $rc; log: $OUT/e2e.log)"
-fi
-"$RUN/bin/nodeconformance" summary -junit "$OUT/junit.xml" | tee "$OUT/summary.txt"
+  say "running the [NodeConformance] specs against $runtime ($endpoint), $NODES processes; logs in $OUT"
+  mkdir -p "$RUN/work"
+  set +e
+  (
+    cd "$RUN/work"
+    PATH=$RUN/path "$k8s/ginkgo" --nodes="$NODES" --timeout=4h --no-color --poll-progress-after=10m \
+      --output-dir="$OUT" --junit-report=junit.xml "${args[@]}" \
+      "$k8s/e2e_node.test" -- \
+      --k8s-bin-dir="$k8s" --report-dir="$OUT" --prepull-images=false \
+      --container-runtime-endpoint="$endpoint" --image-service-endpoint="$endpoint" \
+      --kubelet-config-file="$DIR/kubelet.yaml" \
+      --kubelet-flags="--system-cgroups= --kubelet-cgroups= --runtime-cgroups= --node-ip=$NODE_IP $kubelet_extra" \
+      --v=2
+  ) >"$OUT/e2e.log" 2>&1
+  rc=$?
+  set -e
+  if [ ! -f "$OUT/junit.xml" ]; then
+    tail -n 40 "$OUT/e2e.log" >&2
+    die "the suite wrote no report (exit $rc; log: $OUT/e2e.log)"
+  fi
+  "$RUN/bin/nodeconformance" summary -junit "$OUT/junit.xml" | tee "$OUT/summary.txt"
+}
+
+main "$@"
