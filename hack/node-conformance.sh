@@ -24,7 +24,7 @@
 # --kubelet-cgroups and --runtime-cgroups are emptied.
 #
 # It prints one closing line "N passed, N failed, N skipped" and writes the per-spec results
-# (JUnit XML) and the logs under _output/node-conformance/. It holds /tmp/peapod-cluster.lock
+# (JUnit XML) and the logs under _output/node-conformance/<peapod|containerd|endpoint>/. It holds /tmp/peapod-cluster.lock
 # for the whole run (it runs a kubelet) and leaves nothing behind: kubelet, pods, mounts, the
 # /kubepods cgroups, bridge, sysctls and iptables chains are removed or restored at exit.
 set -euo pipefail
@@ -33,7 +33,13 @@ export PATH=$PATH:/usr/local/go/bin
 
 RUN=${NODECONF_RUN:-/run/peapod-nodeconf}
 DIR=${NODECONF_DIR:-/var/lib/peapod-nodeconf}
-OUT=${NODECONF_OUT:-$repo/_output/node-conformance}
+# Results per runtime: _output/node-conformance/peapod, .../containerd or .../endpoint.
+case ${ENDPOINT:-} in
+"") label=peapod ;;
+containerd) label=containerd ;;
+*) label=endpoint ;;
+esac
+OUT=${NODECONF_OUT:-$repo/_output/node-conformance/$label}
 REGISTRY_ADDR=127.0.0.1:5102
 BRIDGE=ppnc0
 POD_SUBNET=10.85.0.0/16
