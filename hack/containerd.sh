@@ -95,7 +95,9 @@ start() {
   ]
 }
 EOF
-  local mirrors="" host
+  local mirrors="" host restrict=false
+  # CAP_SYS_RESOURCE is bit 24 of the effective set.
+  if (((0x$(awk '/^CapEff:/{print $2}' /proc/self/status) >> 24) & 1)) ; then restrict=false; else restrict=true; fi
   for host in registry.k8s.io docker.io gcr.io; do
     mirrors+="
 [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"$host\"]
@@ -123,6 +125,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$SANDBOX_IMAGE"
+  # What peapod's clamp_oom_score_adj does: without CAP_SYS_RESOURCE (this VM's root lacks
+  # it) an oom_score_adj below the daemon's own cannot be written, and runc fails every
+  # sandbox with "can't get final child's PID from pipe".
+  restrict_oom_score_adj = $restrict
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
 [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -168,7 +174,7 @@ stop() {
   # Shims left (a pod the CRI could not remove): those started for this containerd's socket.
   local d cmd
   for d in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+    { cmd=$(tr '\0' ' ' <"$d/cmdline"); } 2>/dev/null || continue
     case $cmd in *containerd-shim*"-address $SOCKET "*)
       say "killing leftover shim ${d#/proc/}"
       kill -KILL "${d#/proc/}" 2>/dev/null || true
