@@ -6,27 +6,56 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
 
 func main() {
-	delay := flag.Int("d", 1000, "milliseconds between lines")
-	flag.Parse()
-	if flag.NArg() != 1 {
+	delay, format, err := parseArgs(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nmeter:", err)
 		fmt.Fprintln(os.Stderr, "usage: nmeter [-d MSEC] FORMAT")
 		os.Exit(1)
 	}
-	format := flag.Arg(0)
 	for {
 		if _, err := fmt.Fprintln(os.Stdout, render(format, time.Now())); err != nil {
 			os.Exit(0)
 		}
-		time.Sleep(time.Duration(*delay) * time.Millisecond)
+		time.Sleep(delay)
 	}
+}
+
+// parseArgs reads busybox's syntax: -dN or -d N (milliseconds), then the format.
+func parseArgs(args []string) (time.Duration, string, error) {
+	ms := 1000
+	var format []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-d") {
+			format = append(format, a)
+			continue
+		}
+		v := strings.TrimPrefix(a, "-d")
+		if v == "" {
+			if i+1 == len(args) {
+				return 0, "", fmt.Errorf("-d needs a value")
+			}
+			i++
+			v = args[i]
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, "", fmt.Errorf("bad -d %q", v)
+		}
+		ms = n
+	}
+	if len(format) != 1 {
+		return 0, "", fmt.Errorf("want one format, got %d", len(format))
+	}
+	return time.Duration(ms) * time.Millisecond, format[0], nil
 }
 
 func render(format string, now time.Time) string {

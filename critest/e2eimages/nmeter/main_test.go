@@ -20,3 +20,24 @@ func TestRender(t *testing.T) {
 		}
 	}
 }
+
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		delay  time.Duration
+		format string
+		ok     bool
+	}{
+		{[]string{"-d0", "%3t"}, 0, "%3t", true}, // what the node e2e specs run
+		{[]string{"-d", "500", "%t"}, 500 * time.Millisecond, "%t", true},
+		{[]string{"%t"}, time.Second, "%t", true},
+		{[]string{"-dx", "%t"}, 0, "", false},
+		{[]string{"-d"}, 0, "", false},
+		{[]string{}, 0, "", false},
+	} {
+		d, f, err := parseArgs(tc.args)
+		if (err == nil) != tc.ok || (tc.ok && (d != tc.delay || f != tc.format)) {
+			t.Errorf("parseArgs(%q) = %v, %q, %v", tc.args, d, f, err)
+		}
+	}
+}
