@@ -5,9 +5,10 @@
 //
 //   - busybox: critest/framework's busybox base (Debian's busybox, applets hard-linked), plus
 //     stand-ins for the applets upstream's busybox has and Debian's lacks that specs run
-//     (nmeter, ./nmeter), and bash as /bin/sh: Debian's busybox 1.35 ash drops environment
-//     variables with names that are not identifiers, which upstream's 1.37 passes on and
-//     specs read back. Every image below but pause is built on it.
+//     (nmeter, ./nmeter), and bash, which /bin/sh (./sh) runs instead of ash when the
+//     environment holds variables whose names are not identifiers: Debian's busybox 1.35 ash
+//     drops them, upstream's 1.37 passes them on, and specs read them back. Every image
+//     below but pause is built on it.
 //   - agnhost: the agnhost multi-tool of k8s.io/kubernetes (test/images/agnhost), built
 //     statically from the module cache (hack/k8s-build.sh agnhost), over the busybox base,
 //     with /agnhost-2, /uploads, porter's localhost.crt and .key and the image's
@@ -113,17 +114,19 @@ func Build(ctx context.Context, o Options) (map[string]remote.Taggable, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Upstream's busybox 1.37 ash passes environment variables whose names are not shell
-	// identifiers ("data-1", which Secret and ConfigMap keys become) on to the commands it
-	// runs, and specs read them back with `sh -c env`; Debian's 1.35 ash drops them. bash
-	// passes them through: it is /bin/sh (and /bin/bash) of these images.
+	// sh: busybox's ash, or bash when the environment holds variables named like Secret keys
+	// (./sh says why).
+	shBin, err := goBuild(ctx, o, tmp, "github.com/peapod-runtime/peapod/critest/e2eimages/sh")
+	if err != nil {
+		return nil, err
+	}
 	extraEntries, err := framework.HostFiles("/bin/bash")
 	if err != nil {
-		return nil, fmt.Errorf("bash for the busybox images' /bin/sh (apt-get install bash): %w", err)
+		return nil, fmt.Errorf("bash for the busybox images (apt-get install bash): %w", err)
 	}
 	extraEntries = append(extraEntries,
 		framework.TarEntry{Name: "bin/nmeter", Type: tar.TypeReg, Mode: 0o755, Body: nmeterBin},
-		framework.HardLink("bin/sh", "bin/bash"))
+		framework.TarEntry{Name: "bin/sh", Type: tar.TypeReg, Mode: 0o755, Body: shBin})
 	extras, err := framework.NewLayer(extraEntries)
 	if err != nil {
 		return nil, err
