@@ -23,6 +23,11 @@ declare -A need=(
   [kmod]=/usr/sbin/modprobe
   # systemd-analyze, for the test of the installed unit (works without systemd as PID 1).
   [systemd]=/usr/bin/systemd-analyze
+  # What the node e2e images (critest/e2eimages, make node-conformance) copy in: bash, curl
+  # and OpenBSD's netcat, which upstream's agnhost image has and busybox lacks.
+  [bash]=/bin/bash
+  [curl]=/usr/bin/curl
+  [netcat-openbsd]=/bin/nc.openbsd
 )
 missing=()
 for pkg in "${!need[@]}"; do

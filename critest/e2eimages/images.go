@@ -13,7 +13,7 @@
 //     statically from the module cache (hack/k8s-build.sh agnhost), over the busybox base,
 //     with /agnhost-2, /uploads, porter's localhost.crt and .key and the image's
 //     user-defined-in-image (1000) in group-defined-in-image (50000), as upstream's Dockerfile
-//     has them, and the host's curl (with its libraries), which specs run in it;
+//     has them, and the host's curl and OpenBSD nc (with their libraries), which specs run;
 //     ENTRYPOINT ["/agnhost"], CMD ["pause"].
 //   - pause: a static Go pause (./pause) that waits for SIGTERM and reaps children.
 //   - nginx: busybox's httpd serving /usr/share/nginx/html on port 80 in the foreground, and
@@ -230,12 +230,14 @@ func Build(ctx context.Context, o Options) (map[string]remote.Taggable, error) {
 		}, "\n")+"\n"),
 		{Name: "home/" + AgnhostImageUser, Type: tar.TypeDir, Mode: 0o755, UID: AgnhostImageUID, GID: AgnhostImageUID},
 	}
-	// Upstream's agnhost image (Alpine) has curl (and bash, which every image here has),
-	// which specs run in it.
-	tools, err := framework.HostFiles("/usr/bin/curl")
+	// Upstream's agnhost image (Alpine) has curl and OpenBSD's netcat (nc -u, which busybox's
+	// nc lacks), and bash, which every image here has: specs run them in it.
+	tools, err := framework.HostFiles("/usr/bin/curl", "/bin/nc.openbsd")
 	if err != nil {
-		return nil, fmt.Errorf("agnhost's bash and curl (apt-get install bash curl): %w", err)
+		return nil, fmt.Errorf("agnhost's curl and nc (apt-get install curl netcat-openbsd): %w", err)
 	}
+	// Before busybox's /bin/nc in PATH.
+	tools = append(tools, framework.Symlink("usr/bin/nc", "/bin/nc.openbsd"))
 	toolsLayer, err := framework.NewLayer(tools)
 	if err != nil {
 		return nil, err

@@ -138,7 +138,7 @@ func TestImages(t *testing.T) {
 		if h := hdrs["/agnhost-2"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "agnhost" {
 			t.Errorf("/agnhost-2 is %+v, want a symlink to agnhost", h)
 		}
-		for _, p := range []string{"/agnhost", "/localhost.crt", "/localhost.key", "/bin/sh", "/bin/bash", "/usr/bin/curl"} {
+		for _, p := range []string{"/agnhost", "/localhost.crt", "/localhost.key", "/bin/sh", "/bin/bash", "/usr/bin/curl", "/usr/bin/nc", "/bin/nc.openbsd"} {
 			if hdrs[p] == nil {
 				t.Errorf("no %s", p)
 			}
