@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -123,6 +124,10 @@ type Runtime struct {
 	// host without a hugetlb cgroup controller (a kubelet sends one for every page size the
 	// node has); false refuses them with FailedPrecondition.
 	TolerateMissingHugetlbController bool `toml:"tolerate_missing_hugetlb_controller" json:"tolerate_missing_hugetlb_controller" comment:"Drop hugepage limits (a kubelet sends one per page size the node has) on hosts without a hugetlb cgroup controller; false refuses them with FailedPrecondition."`
+	// Handlers are further runtime handler names (what a RuntimeClass's handler names)
+	// peapod answers to, each the same runtime as "", "peapod" and "runc", which it always
+	// answers to: like a containerd runtimes.<name> table that is runc again.
+	Handlers []string `toml:"handlers" json:"handlers,omitempty" comment:"Further runtime handler names (a RuntimeClass's handler) peapod answers to, each the same runtime as \"\", \"peapod\" and \"runc\", which it always answers to. DNS labels."`
 }
 
 // Default returns the configuration used when no file is given.
@@ -137,7 +142,7 @@ func Default() Config {
 		Network:      Network{ConfDir: DefaultCNIConfDir, BinDirs: []string{DefaultCNIBinDir}},
 		Streaming:    Streaming{Address: DefaultStreamAddr},
 		Registries:   map[string]Registry{},
-		Runtime:      Runtime{TolerateMissingHugetlbController: true},
+		Runtime:      Runtime{TolerateMissingHugetlbController: true, Handlers: []string{}},
 		CDI:          CDI{SpecDirs: []string{DefaultCDIStaticDir, DefaultCDIDynamicDir}},
 	}
 }
@@ -260,8 +265,16 @@ func (c Config) problems() []Problem {
 	if c.Runtime.ShimBinary != "" && !filepath.IsAbs(c.Runtime.ShimBinary) {
 		add("runtime.shim_binary", "%q must be an absolute path", c.Runtime.ShimBinary)
 	}
+	for _, h := range c.Runtime.Handlers {
+		if !dnsLabel.MatchString(h) {
+			add("runtime.handlers", "%q must be a DNS label (lowercase letters, digits and '-', at most 63)", h)
+		}
+	}
 	return out
 }
+
+// dnsLabel is what Kubernetes accepts as a RuntimeClass handler.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // checkHostPort accepts host:port with a numeric port (0 for a free one).
 func checkHostPort(addr string) error {

@@ -25,7 +25,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	// What the kubelet and critest read to decide which fields they may send: one entry per
 	// handler peapod answers to, all the same runtime.
 	rro := volumes.RecursiveReadOnlySupported()
-	for _, name := range handlerNames {
+	for _, name := range s.handlerNames() {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
 			Name:     name,
 			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro},
