@@ -300,6 +300,11 @@ mirrors = ["http://$REGISTRY_ADDR"]
 
 [registries."$REGISTRY_ADDR"]
 insecure = true
+
+[runtime]
+# The RuntimeClass handler the suite's PodOverhead specs run pods with (containerd's
+# runtimes.test-handler in hack/containerd.sh).
+handlers = ["test-handler"]
 EOF
     start peapod "$RUN/bin/peapod" --config "$DIR/peapod.toml"
     wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
