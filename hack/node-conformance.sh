@@ -117,6 +117,8 @@ save_node_state() {
   if [ -d "$KUBELET_ROOT" ]; then
     ls -A "$KUBELET_ROOT" >"$RUN/saved/kubelet-root" || true
   fi
+  # The kubelet's pod log directories (its default podLogsDir).
+  ls -A /var/log/pods >"$RUN/saved/pod-logs" 2>/dev/null || true
 }
 
 restore_node_state() {
@@ -203,7 +205,13 @@ cleanup() {
     [ -e "/sys/class/net/$l" ] && { ip link del "$l" 2>/dev/null || say "cannot delete link $l"; }
   done
   restore_node_state
-  local l
+  # The pod log directories of the run's pods (a kubelet stopped before its pods leaves them).
+  local e l
+  if [ -f "$RUN/saved/pod-logs" ] && [ -d /var/log/pods ]; then
+    for e in $(ls -A /var/log/pods); do
+      grep -qx -- "$e" "$RUN/saved/pod-logs" || rm -rf "/var/log/pods/${e:?}"
+    done
+  fi
   for l in /var/log/containers/*.log; do
     [ -L "$l" ] || continue
     case $(readlink "$l") in /var/log/pods/*) [ -e "$(readlink "$l")" ] || rm -f "$l" ;; esac
