@@ -228,8 +228,8 @@ main() {
   say "waiting for /tmp/peapod-cluster.lock"
   flock 8
 
-  [ -x "$repo/bin/peapod" ] && [ -x "$repo/bin/peapod-shim" ] && [ -x "$repo/bin/cni/bridge" ] ||
-    make -C "$repo" --no-print-directory build >/dev/null
+  # Always: a peapod older than the tree would not know the config written below.
+  make -C "$repo" --no-print-directory build >/dev/null
   "$repo/hack/k8s-build.sh" kubelet e2e_node agnhost ginkgo
   k8s=$("$repo/hack/k8s-build.sh" --bindir)
   agnhost_src=$(cd "$repo" && go list -m -f '{{.Dir}}' k8s.io/kubernetes@"$(. "$repo/hack/k8s-versions.env"; echo "$K8S_VERSION")" 2>/dev/null || true)
