@@ -9,6 +9,9 @@
 //	    prints the ginkgo -skip regular expression of the specs skipped by name (skips.go).
 //	nodeconformance skips
 //	    prints each spec skipped by name with its reason.
+//	nodeconformance compare -passed CONTAINERD.xml -failed PEAPOD.xml
+//	    prints every spec that passed in the first report and did not pass in the second (and
+//	    how many); exits 1 when there is one.
 //	nodeconformance summary -junit FILE
 //	    reads ginkgo's JUnit report and prints every failed spec, then one closing line
 //	    "N passed, N failed, N skipped"; exits 1 when a spec failed.
@@ -56,6 +59,16 @@ func main() {
 	case "skips":
 		for _, s := range Skips {
 			fmt.Printf("%s\n    %s\n", s.Spec, s.Reason)
+		}
+	case "compare":
+		fs := flag.NewFlagSet("compare", flag.ExitOnError)
+		ref := fs.String("passed", "", "the JUnit report of the reference runtime (e.g. containerd)")
+		got := fs.String("failed", "", "the JUnit report of the runtime under test (peapod)")
+		_ = fs.Parse(os.Args[2:])
+		var n int
+		n, err = compare(*ref, *got)
+		if err == nil && n > 0 {
+			os.Exit(1)
 		}
 	case "summary":
 		fs := flag.NewFlagSet("summary", flag.ExitOnError)
@@ -174,4 +187,56 @@ func summary(path string) (int, error) {
 	}
 	fmt.Printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	return failed, nil
+}
+
+// states reads a JUnit report into spec name -> "passed", "failed" or "skipped".
+func states(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the JUnit report: %w", err)
+	}
+	var s junitSuites
+	if err := xml.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	out := map[string]string{}
+	for _, suite := range s.Suites {
+		for _, c := range suite.Cases {
+			switch {
+			case c.Failure != nil || c.Error != nil || (c.Status != "passed" && c.Status != "skipped" && c.Status != "pending" && c.Status != ""):
+				out[c.Name] = "failed"
+			case c.Skipped != nil || c.Status == "skipped" || c.Status == "pending":
+				out[c.Name] = "skipped"
+			default:
+				out[c.Name] = "passed"
+			}
+		}
+	}
+	return out, nil
+}
+
+func compare(passedPath, failedPath string) (int, error) {
+	if passedPath == "" || failedPath == "" {
+		return 0, errors.New("-passed and -failed are required")
+	}
+	ref, err := states(passedPath)
+	if err != nil {
+		return 0, err
+	}
+	got, err := states(failedPath)
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for n, st := range ref {
+		if st == "passed" && got[n] != "passed" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Printf("passed there, %s here: %s\n", got[n], n)
+	}
+	fmt.Printf("%d specs passed in %s and did not in %s\n", len(names), passedPath, failedPath)
+	return len(names), nil
 }

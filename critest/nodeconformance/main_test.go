@@ -64,3 +64,24 @@ func TestSkipRegexMatchesEverySkip(t *testing.T) {
 		t.Errorf("the skip regex matches a spec not listed")
 	}
 }
+
+func TestCompare(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, cases string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(`<testsuites><testsuite name="s">`+cases+`</testsuite></testsuites>`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ref := write("a.xml", `<testcase name="x" status="passed"></testcase><testcase name="y" status="passed"></testcase><testcase name="z" status="failed"><failure/></testcase>`)
+	got := write("b.xml", `<testcase name="x" status="passed"></testcase><testcase name="y" status="failed"><failure/></testcase><testcase name="z" status="passed"></testcase>`)
+	stdout := os.Stdout
+	null, _ := os.Open(os.DevNull)
+	os.Stdout = null
+	n, err := compare(ref, got)
+	os.Stdout = stdout
+	if err != nil || n != 1 {
+		t.Errorf("compare = %d, %v; want 1 (y)", n, err)
+	}
+}
