@@ -6,6 +6,7 @@ COMMIT  ?= $(shell git describe --always --dirty=.dirty --abbrev=7 --exclude='*'
 LDFLAGS := -X github.com/peapod-runtime/peapod/internal/version.commit=$(COMMIT)
 BIN     := bin
 FUZZTIME ?= 10s
+NODES   ?= 4
 # The shim runs once per pod and is re-executed for every container and exec: it is linked
 # statically (glibc and libseccomp from libc6-dev and libseccomp-dev, as runc's releases are),
 # which saves every shim the mapped pages of libc.so and ld.so (about 1 MiB of RSS) and every
@@ -25,7 +26,7 @@ CNI_PLUGINS := bridge host-local loopback portmap
 PEAPOD_TOOLS ?= /var/cache/peapod-tools
 export PEAPOD_TOOLS
 
-.PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries
+.PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries node-conformance
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,6 +91,10 @@ cluster: deps build ## a one-node Kubernetes on peapod on this machine (admin ku
 
 cluster-down: ## stop the one-node cluster and remove everything it made
 	@hack/cluster.sh down
+
+node-conformance: deps build ## Kubernetes' node e2e [NodeConformance] specs against a kubelet on peapod (long); ENDPOINT=unix:///... or containerd, FOCUS, NODES
+	@ENDPOINT=$(ENDPOINT) FOCUS='$(FOCUS)' NODES=$(NODES) hack/node-conformance.sh
+
 
 # upstream-critest: CRI_TOOLS is a clone of kubernetes-sigs/cri-tools (checkout or bare); the
 # target builds critest at CRITEST_REF from it into bin/critest. CRITEST names a built one.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -129,6 +130,10 @@ type Runtime struct {
 	// (re)connects to it, at start and after a lost connection. A shim that does not answer
 	// (a stopped or hung process) then holds back only its own pod.
 	ShimTimeoutSeconds int `toml:"shim_timeout_seconds" json:"shim_timeout_seconds" comment:"Seconds the daemon waits for a pod's shim to answer when it (re)connects to it: at start-up and after a lost connection. A shim that does not answer in time (a stopped or hung process) holds back only its own pod: the daemon serves, that pod's unfinished containers are reported UNKNOWN, calls that need the shim fail at once with Unavailable naming the pod, and the daemon retries in the background (1 s, doubling to 30 s). 1 to 600."`
+	// Handlers are further runtime handler names (what a RuntimeClass's handler names)
+	// peapod answers to, each the same runtime as "", "peapod" and "runc", which it always
+	// answers to: like a containerd runtimes.<name> table that is runc again.
+	Handlers []string `toml:"handlers" json:"handlers,omitempty" comment:"Further runtime handler names (a RuntimeClass's handler) peapod answers to, each the same runtime as \"\", \"peapod\" and \"runc\", which it always answers to. DNS labels."`
 }
 
 // Default returns the configuration used when no file is given.
@@ -143,7 +148,7 @@ func Default() Config {
 		Network:      Network{ConfDir: DefaultCNIConfDir, BinDirs: []string{DefaultCNIBinDir}},
 		Streaming:    Streaming{Address: DefaultStreamAddr},
 		Registries:   map[string]Registry{},
-		Runtime:      Runtime{TolerateMissingHugetlbController: true, ShimTimeoutSeconds: DefaultShimTimeoutSeconds},
+		Runtime:      Runtime{TolerateMissingHugetlbController: true, ShimTimeoutSeconds: DefaultShimTimeoutSeconds, Handlers: []string{}},
 		CDI:          CDI{SpecDirs: []string{DefaultCDIStaticDir, DefaultCDIDynamicDir}},
 	}
 }
@@ -269,8 +274,16 @@ func (c Config) problems() []Problem {
 	if c.Runtime.ShimBinary != "" && !filepath.IsAbs(c.Runtime.ShimBinary) {
 		add("runtime.shim_binary", "%q must be an absolute path", c.Runtime.ShimBinary)
 	}
+	for _, h := range c.Runtime.Handlers {
+		if !dnsLabel.MatchString(h) {
+			add("runtime.handlers", "%q must be a DNS label (lowercase letters, digits and '-', at most 63)", h)
+		}
+	}
 	return out
 }
+
+// dnsLabel is what Kubernetes accepts as a RuntimeClass handler.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // checkHostPort accepts host:port with a numeric port (0 for a free one).
 func checkHostPort(addr string) error {

@@ -54,7 +54,10 @@ type Metadata struct {
 type Config struct {
 	Metadata Metadata `json:"metadata"`
 	// Image is the image as the request named it; the Manager resolves it.
-	Image       string            `json:"image"`
+	Image string `json:"image"`
+	// UserImage is the image as the pod's author wrote it (CRI UserSpecifiedImage), when the
+	// client sent it: a kubelet names the image by its id in Image.
+	UserImage   string            `json:"user_image,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// LogPath is relative to the pod's log directory, as the kubelet gives it.

@@ -43,6 +43,7 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	out := container.Config{
 		Metadata:    container.Metadata{Name: name, Attempt: c.GetMetadata().GetAttempt()},
 		Image:       c.GetImage().GetImage(),
+		UserImage:   c.GetImage().GetUserSpecifiedImage(),
 		Labels:      c.GetLabels(),
 		Annotations: c.GetAnnotations(),
 		LogPath:     c.GetLogPath(),
@@ -186,7 +187,7 @@ func criContainer(c container.Container) *runtimeapi.Container {
 		Id:           c.ID,
 		PodSandboxId: c.PodID,
 		Metadata:     criContainerMetadata(c.Config.Metadata),
-		Image:        &runtimeapi.ImageSpec{Image: c.Config.Image},
+		Image:        reportedImage(c.Config),
 		ImageRef:     c.ImageID,
 		ImageId:      c.ImageID,
 		State:        criContainerState(c.State),
@@ -194,6 +195,19 @@ func criContainer(c container.Container) *runtimeapi.Container {
 		Labels:       c.Config.Labels,
 		Annotations:  c.Config.Annotations,
 	}
+}
+
+// reportedImage is the image a container's status names: the one the pod's author wrote
+// (UserSpecifiedImage) when the client sent it, else the one the request named. A kubelet
+// creates containers by image id and sends the author's name beside it; it shows the status's
+// image in the pod's status, where specs and users expect the name (containerd reports the
+// same, from UserSpecifiedImage or the image's first tag; CRI-O too).
+func reportedImage(c container.Config) *runtimeapi.ImageSpec {
+	img := c.Image
+	if c.UserImage != "" {
+		img = c.UserImage
+	}
+	return &runtimeapi.ImageSpec{Image: img, UserSpecifiedImage: c.UserImage}
 }
 
 func nanos(c container.Container) (started, finished int64) {
@@ -217,7 +231,7 @@ func criContainerStatus(c container.Container, verbose bool, spec json.RawMessag
 		StartedAt:   started,
 		FinishedAt:  finished,
 		ExitCode:    c.ExitCode,
-		Image:       &runtimeapi.ImageSpec{Image: c.Config.Image},
+		Image:       reportedImage(c.Config),
 		ImageRef:    c.ImageID,
 		ImageId:     c.ImageID,
 		Reason:      c.Reason,

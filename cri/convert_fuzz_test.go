@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -164,7 +165,7 @@ func FuzzSandboxConfig(f *testing.F) {
 		if out.Metadata.Name != md.GetName() || out.Metadata.UID != md.GetUid() || out.Metadata.Namespace != md.GetNamespace() {
 			t.Fatalf("metadata %+v converted to %+v", md, out.Metadata)
 		}
-		if !knownHandlers[out.RuntimeHandler] {
+		if !slices.Contains(builtinHandlers, out.RuntimeHandler) {
 			t.Fatalf("accepted handler %q", out.RuntimeHandler)
 		}
 		for _, pm := range out.PortMappings {

@@ -28,7 +28,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	// User namespaces as Kubernetes means them: a pod's own, with idmapped mounts of its
 	// volumes and rootfs layers, which the daemon probed the kernel for at start.
 	userns := s.opts.Sandboxes != nil && s.opts.Sandboxes.UserNamespacesSupported()
-	for _, name := range handlerNames {
+	for _, name := range s.handlerNames() {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
 			Name:     name,
 			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro, UserNamespaces: userns},

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -17,12 +18,21 @@ import (
 	"github.com/peapod-runtime/peapod/sandbox"
 )
 
-// knownHandlers are the runtime handlers peapod answers to: the default one, under its own
-// name and under the name kubelets and RuntimeClasses commonly use for it.
-var knownHandlers = map[string]bool{"": true, "peapod": true, "runc": true}
+// builtinHandlers are the runtime handlers peapod always answers to: the default one, under
+// its own name and under the name kubelets and RuntimeClasses commonly use for it.
+var builtinHandlers = []string{"", "peapod", "runc"}
 
-// handlerNames are knownHandlers in the order Status lists them.
-var handlerNames = []string{"", "peapod", "runc"}
+// handlerNames are the runtime handlers peapod answers to, in the order Status lists them:
+// the built-in ones, then the configured runtime.handlers.
+func (s *Server) handlerNames() []string {
+	names := slices.Clone(builtinHandlers)
+	for _, h := range s.opts.Config.Runtime.Handlers {
+		if !slices.Contains(names, h) {
+			names = append(names, h)
+		}
+	}
+	return names
+}
 
 func namespaceMode(m runtimeapi.NamespaceMode) sandbox.NamespaceMode {
 	switch m {
@@ -73,8 +83,8 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 	if strings.ContainsAny(md.GetName()+md.GetNamespace()+md.GetUid(), "/\x00") {
 		return sandbox.Config{}, fmt.Errorf("config.metadata fields must not contain '/': %w", errdefs.ErrInvalidArgument)
 	}
-	if !knownHandlers[req.GetRuntimeHandler()] {
-		return sandbox.Config{}, fmt.Errorf("runtime handler %q is not configured (peapod answers to \"\", \"peapod\" and \"runc\"): %w", req.GetRuntimeHandler(), errdefs.ErrInvalidArgument)
+	if names := s.handlerNames(); !slices.Contains(names, req.GetRuntimeHandler()) {
+		return sandbox.Config{}, fmt.Errorf("runtime handler %q is not configured (peapod answers to %q; runtime.handlers adds names): %w", req.GetRuntimeHandler(), names, errdefs.ErrInvalidArgument)
 	}
 	// Container logs are opened beneath it, by the daemon and by the pod's shim alike.
 	if d := c.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {

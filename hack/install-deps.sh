@@ -25,6 +25,11 @@ declare -A need=(
   [systemd]=/usr/bin/systemd-analyze
   # CheckpointContainer dumps containers with CRIU (through libcontainer).
   [criu]=/usr/sbin/criu
+  # What the node e2e images (critest/e2eimages, make node-conformance) copy in: bash, curl
+  # and OpenBSD's netcat, which upstream's agnhost image has and busybox lacks.
+  [bash]=/bin/bash
+  [curl]=/usr/bin/curl
+  [netcat-openbsd]=/bin/nc.openbsd
 )
 missing=()
 for pkg in "${!need[@]}"; do
