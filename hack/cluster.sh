@@ -21,6 +21,7 @@
 # them with the rest: the admin kubeconfig is $CLUSTER_DIR/admin.kubeconfig while it runs.
 # Logs stay in $CLUSTER_LOGS after `down`.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/cni.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -324,28 +325,7 @@ up() {
 
   # peapod, with its own root, state, socket and network.
   mkdir -p "$CLUSTER_DIR/cni"
-  cat >"$CLUSTER_DIR/cni/10-peapodk8s.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "peapodk8s",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$BRIDGE",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "$POD_SUBNET"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "$CLUSTER_RUN/cni-ipam"
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
-  ]
-}
-EOF
+  bridge_conflist peapodk8s "$BRIDGE" "$POD_SUBNET" "$CLUSTER_RUN/cni-ipam" >"$CLUSTER_DIR/cni/10-peapodk8s.conflist"
   cat >"$CLUSTER_DIR/peapod.toml" <<EOF
 root = "$CLUSTER_DIR/peapod"
 # Short: a pod's sockets go under <state>/pods/<64 hex>/, and a socket path has 107 bytes at most.

@@ -23,6 +23,7 @@
 # Runtime handlers: runc (the default) and test-handler (runc too: the RuntimeClass handler
 # Kubernetes' node e2e suite uses).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/cni.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -73,28 +74,7 @@ start() {
   # Copies: a rebuild while containerd runs does not change its plugins.
   cp "$repo"/bin/cni/* "$RUN/bin/cni/"
   (cd "$repo" && go build -o "$RUN/bin/clustertool" ./critest/clustertool)
-  cat >"$DIR/cni/10-ppctrd.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "ppctrd",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$BRIDGE",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "$SUBNET"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "$RUN/cni-ipam"
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
-  ]
-}
-EOF
+  bridge_conflist ppctrd "$BRIDGE" "$SUBNET" "$RUN/cni-ipam" >"$DIR/cni/10-ppctrd.conflist"
   local mirrors="" host restrict=false
   # CAP_SYS_RESOURCE is bit 24 of the effective set.
   if (((0x$(awk '/^CapEff:/{print $2}' /proc/self/status) >> 24) & 1)) ; then restrict=false; else restrict=true; fi

@@ -28,6 +28,7 @@
 # for the whole run (it runs a kubelet) and leaves nothing behind: kubelet, pods, mounts, the
 # /kubepods cgroups, bridge, sysctls and iptables chains are removed or restored at exit.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/cni.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -264,28 +265,7 @@ main() {
   case $ENDPOINT in
   "")
     mkdir -p "$DIR/cni"
-    cat >"$DIR/cni/10-ppnc.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "ppnc",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$BRIDGE",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "$POD_SUBNET"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "$RUN/cni-ipam"
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
-  ]
-}
-EOF
+    bridge_conflist ppnc "$BRIDGE" "$POD_SUBNET" "$RUN/cni-ipam" >"$DIR/cni/10-ppnc.conflist"
     cat >"$DIR/peapod.toml" <<EOF
 root = "$DIR/peapod"
 state = "$RUN/pp"

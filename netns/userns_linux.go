@@ -2,16 +2,11 @@ package netns
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"syscall"
 
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -33,53 +28,21 @@ func NewPinnedInUserNamespace(ctx context.Context, dir, hostname string, m IDMap
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	flags := unix.CLONE_NEWUSER
-	for _, k := range kinds {
-		if err := k.valid(); err != nil {
-			return nil, err
-		}
-		if flags&k.cloneFlag() != 0 {
-			return nil, fmt.Errorf("pin namespaces under %s: %s given twice: %w", dir, k, errdefs.ErrInvalidArgument)
-		}
-		flags |= k.cloneFlag()
+	flags, err := cloneFlags(dir, hostname, kinds)
+	if err != nil {
+		return nil, err
 	}
-	if hostname != "" && !slices.Contains(kinds, UTS) {
-		return nil, fmt.Errorf("pin namespaces under %s: hostname %q needs a new uts namespace: %w", dir, hostname, errdefs.ErrInvalidArgument)
-	}
-	createdDir := false
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		createdDir = true
-	}
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return nil, fmt.Errorf("pin namespaces: %w", err)
-	}
+	flags |= unix.CLONE_NEWUSER
 	all := append([]Kind{User}, kinds...)
-	paths := make(map[Kind]string, len(all))
+	paths, undo, err := pinFiles(dir, all)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
-		if retErr == nil {
-			return
-		}
-		for _, p := range paths {
-			_ = Remove(p)
-		}
-		if createdDir {
-			_ = os.Remove(dir)
+		if retErr != nil {
+			undo()
 		}
 	}()
-	for _, k := range all {
-		p := filepath.Join(dir, string(k))
-		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("pin %s namespace at %s: %w", k, p, errdefs.ErrAlreadyExists)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("pin %s namespace: %w", k, err)
-		}
-		_ = f.Close()
-		paths[k] = p
-	}
-
-	var err error
 	onLockedThread(func() bool {
 		// ptrace ties the stopped child to this thread: it stays locked until the child is
 		// reaped.
