@@ -21,7 +21,7 @@
 # them with the rest: the admin kubeconfig is $CLUSTER_DIR/admin.kubeconfig while it runs.
 # Logs stay in $CLUSTER_LOGS after `down`.
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/lib/cni.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/runtime.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -326,30 +326,8 @@ up() {
   # peapod, with its own root, state, socket and network.
   mkdir -p "$CLUSTER_DIR/cni"
   bridge_conflist peapodk8s "$BRIDGE" "$POD_SUBNET" "$CLUSTER_RUN/cni-ipam" >"$CLUSTER_DIR/cni/10-peapodk8s.conflist"
-  cat >"$CLUSTER_DIR/peapod.toml" <<EOF
-root = "$CLUSTER_DIR/peapod"
-# Short: a pod's sockets go under <state>/pods/<64 hex>/, and a socket path has 107 bytes at most.
-state = "$CLUSTER_RUN/pp"
-listen = "$SOCKET"
-log_level = "${PEAPOD_CLUSTER_LOG_LEVEL:-info}"
-cgroup_driver = "cgroupfs"
-
-[network]
-conf_dir = "$CLUSTER_DIR/cni"
-bin_dirs = ["$bin/cni"]
-
-[registries."registry.k8s.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."docker.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."gcr.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."$REGISTRY_ADDR"]
-insecure = true
-EOF
+  peapod_toml "$CLUSTER_DIR/peapod" "$CLUSTER_RUN/pp" "$SOCKET" "${PEAPOD_CLUSTER_LOG_LEVEL:-info}" \
+    "$CLUSTER_DIR/cni" "$bin/cni" "$REGISTRY_ADDR" >"$CLUSTER_DIR/peapod.toml"
   start peapod "$bin/peapod" --config "$CLUSTER_DIR/peapod.toml"
   wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
 

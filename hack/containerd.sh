@@ -23,7 +23,7 @@
 # Runtime handlers: runc (the default) and test-handler (runc too: the RuntimeClass handler
 # Kubernetes' node e2e suite uses).
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/lib/cni.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/runtime.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 

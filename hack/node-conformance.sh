@@ -28,7 +28,7 @@
 # for the whole run (it runs a kubelet) and leaves nothing behind: kubelet, pods, mounts, the
 # /kubepods cgroups, bridge, sysctls and iptables chains are removed or restored at exit.
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/lib/cni.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/runtime.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -266,34 +266,15 @@ main() {
   "")
     mkdir -p "$DIR/cni"
     bridge_conflist ppnc "$BRIDGE" "$POD_SUBNET" "$RUN/cni-ipam" >"$DIR/cni/10-ppnc.conflist"
-    cat >"$DIR/peapod.toml" <<EOF
-root = "$DIR/peapod"
-state = "$RUN/pp"
-listen = "$SOCKET"
-log_level = "${PEAPOD_LOG_LEVEL:-info}"
-cgroup_driver = "cgroupfs"
-
-[network]
-conf_dir = "$DIR/cni"
-bin_dirs = ["$RUN/bin/cni"]
-
-[registries."registry.k8s.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."docker.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."gcr.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."$REGISTRY_ADDR"]
-insecure = true
+    { peapod_toml "$DIR/peapod" "$RUN/pp" "$SOCKET" "${PEAPOD_LOG_LEVEL:-info}" "$DIR/cni" "$RUN/bin/cni" "$REGISTRY_ADDR"
+      cat <<EOF
 
 [runtime]
 # The RuntimeClass handler the suite's PodOverhead specs run pods with (containerd's
 # runtimes.test-handler in hack/containerd.sh).
 handlers = ["test-handler"]
 EOF
+    } >"$DIR/peapod.toml"
     start peapod "$RUN/bin/peapod" --config "$DIR/peapod.toml"
     wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
     endpoint=unix://$SOCKET
