@@ -1,7 +1,6 @@
 package critest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -107,23 +106,8 @@ func streamInto(ctx context.Context, t testing.TB, rawURL, proto string, stdin i
 	return streamResult{stdout: stdout.String(), stderr: stderr.String(), err: err, code: exitCodeOf(err)}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is a buffer safe for a writer and a reader at once.
+type syncBuffer = framework.LockedBuffer
 
 // waitFor polls cond every 20ms until it holds or timeout passes.
 func waitFor(timeout time.Duration, cond func() bool) bool {
