@@ -29,6 +29,7 @@
 # /kubepods cgroups, bridge, sysctls and iptables chains are removed or restored at exit.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/runtime.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -41,6 +42,7 @@ containerd) label=containerd ;;
 *) label=endpoint ;;
 esac
 OUT=${NODECONF_OUT:-$repo/_output/node-conformance/$label}
+PROC_LOGS=$OUT
 REGISTRY_ADDR=127.0.0.1:5102
 BRIDGE=ppnc0
 POD_SUBNET=10.85.0.0/16
@@ -61,46 +63,6 @@ die() {
   exit 1
 }
 [ "$(id -u)" = 0 ] || die "needs root (it runs a kubelet and a container runtime)"
-
-running() {
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
-alive() {
-  local p
-  p=$(pid_of "$1")
-  [ -n "$p" ] && running "$p"
-}
-start() {
-  local name=$1
-  shift
-  setsid "$@" </dev/null >"$OUT/$name.log" 2>&1 &
-  echo $! >"$PIDS/$name.pid"
-}
-stop() {
-  local name=$1 p i
-  p=$(pid_of "$name")
-  rm -f "$PIDS/$name.pid"
-  [ -n "$p" ] && running "$p" || return 0
-  kill -TERM "$p" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    running "$p" || return 0
-    sleep 0.1
-  done
-  kill -KILL "$p" 2>/dev/null || true
-}
-wait_for() { # WHAT SECONDS NAME CMD...
-  local what=$1 secs=$2 name=$3
-  shift 3
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    alive "$name" || { tail -n 20 "$OUT/$name.log" >&2; die "$name exited while waiting for $what"; }
-    ((SECONDS < deadline)) || { tail -n 20 "$OUT/$name.log" >&2; die "timed out waiting for $what"; }
-    sleep 0.2
-  done
-}
 
 # ---- node-wide state the kubelet changes ------------------------------------------------------
 
