@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,6 +181,26 @@ func TestContainerRestartRecovery(t *testing.T) {
 }
 
 // shimPid finds the pod's peapod-shim.
+// stopShim SIGSTOPs the pod's shim and returns resume, which SIGCONTs it once;
+// resume also runs at cleanup, so a failed test never leaves the shim stopped.
+func stopShim(t *testing.T, podID string) (resume func()) {
+	t.Helper()
+	shim := shimPid(t, podID)
+	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
+				t.Errorf("SIGCONT shim %d: %v", shim, err)
+			}
+		})
+	}
+	t.Cleanup(resume)
+	return resume
+}
+
 func shimPid(t *testing.T, podID string) int {
 	t.Helper()
 	shim, _, err := framework.PeapodShim(podID)

@@ -280,20 +280,7 @@ func TestNotifyReadyAfterRecovery(t *testing.T) {
 		t.Fatalf("notification on stop %q, want STOPPING=1", msg)
 	}
 
-	shim := shimPid(t, pod.id)
-	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT shim %d: %v", shim, err)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := stopShim(t, pod.id)
 	started := make(chan error, 1)
 	go func() { started <- d.Start(context.Background()) }()
 	// Recovery waits on the stopped shim: no READY=1, and RPCs answer Unavailable.

@@ -3,7 +3,6 @@ package critest
 import (
 	"context"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,20 +31,7 @@ func TestShimStoppedAtRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	shim := shimPid(t, hung.id)
-	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT shim %d: %v", shim, err)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := stopShim(t, hung.id)
 
 	start := time.Now()
 	if err := d.Start(framework.Context(t)); err != nil {
@@ -142,20 +128,7 @@ func TestShimStoppedWhileServing(t *testing.T) {
 	other := newTestPod(t, "shim-fine-live", nil)
 	hungCtr := hung.run(t, sleeper("sleeper", framework.ImageBusybox, nil))
 	otherCtr := other.run(t, sleeper("sleeper", framework.ImageBusybox, nil))
-	shim := shimPid(t, hung.id)
-	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT shim %d: %v", shim, err)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := stopShim(t, hung.id)
 
 	const deadline = 2 * time.Second
 	for what, call := range map[string]func(ctx context.Context) error{
