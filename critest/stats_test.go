@@ -496,6 +496,44 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	}
 }
 
+// TestRunPodSandboxOverhead: a pod's cgroup is sized to its containers' totals plus its
+// overhead from the start, as the kubelet sizes it (Kubernetes' PodOverhead node conformance
+// spec reads it): the kubelet sends linux.resources without the overhead and the overhead
+// beside it.
+func TestRunPodSandboxOverhead(t *testing.T) {
+	framework.RequirePeapod(t)
+	requireCgroupV1(t)
+	p := newTestPod(t, "pod-overhead", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 100 * mib, CpuPeriod: 100000, CpuQuota: 10000, CpuShares: 102}
+		c.Linux.Overhead = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 140 * mib, CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 204}
+	})
+	st, err := p.rt.PodSandboxStatus(framework.Context(t), p.id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		CgroupParent string `json:"cgroup_parent"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.CgroupParent == "" {
+		t.Fatalf("pod info %q: %v", st.GetInfo()["info"], err)
+	}
+	for file, want := range map[string]string{
+		"memory/memory.limit_in_bytes": fmt.Sprint(240 * mib),
+		"cpu/cpu.cfs_quota_us":         "30000",
+		"cpu/cpu.shares":               "306",
+	} {
+		controller, name, _ := strings.Cut(file, "/")
+		raw, err := os.ReadFile("/sys/fs/cgroup/" + controller + info.CgroupParent + "/" + name)
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		if got := strings.TrimSpace(string(raw)); got != want {
+			t.Errorf("pod %s = %s, want %s (resources plus overhead)", file, got, want)
+		}
+	}
+}
+
 // TestStatsOfANewContainer: stats of a container started a moment ago already carry cpu and
 // memory readings (upstream critest's "listing container stats" asks this), though the
 // background sampler has not passed yet.
