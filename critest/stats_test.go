@@ -465,22 +465,12 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	if r := info.Config.Resources; r.MemoryLimitInBytes != 272*mib || r.CPUQuota != 60000 {
 		t.Errorf("pod record's resources after the resize = %+v, want memory %d and quota 60000", r, 272*mib)
 	}
-	for file, want := range map[string]string{
+	checkPodCgroupFiles(t, info.CgroupParent, "", map[string]string{
 		"memory/memory.limit_in_bytes": fmt.Sprint(272 * mib),
 		"cpu/cpu.cfs_quota_us":         "60000",
 		"cpu/cpu.cfs_period_us":        "100000",
 		"cpu/cpu.shares":               "576",
-	} {
-		controller, name, _ := strings.Cut(file, "/")
-		raw, err := os.ReadFile("/sys/fs/cgroup/" + controller + info.CgroupParent + "/" + name)
-		if err != nil {
-			t.Errorf("%s: %v", file, err)
-			continue
-		}
-		if got := strings.TrimSpace(string(raw)); got != want {
-			t.Errorf("pod %s = %s, want %s", file, got, want)
-		}
-	}
+	})
 	for desc, req := range map[string]*runtimeapi.UpdatePodSandboxResourcesRequest{
 		"no resources":   {PodSandboxId: p.id},
 		"memory too low": {PodSandboxId: p.id, Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1024}},
@@ -517,19 +507,26 @@ func TestRunPodSandboxOverhead(t *testing.T) {
 	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.CgroupParent == "" {
 		t.Fatalf("pod info %q: %v", st.GetInfo()["info"], err)
 	}
-	for file, want := range map[string]string{
+	checkPodCgroupFiles(t, info.CgroupParent, " (resources plus overhead)", map[string]string{
 		"memory/memory.limit_in_bytes": fmt.Sprint(240 * mib),
 		"cpu/cpu.cfs_quota_us":         "30000",
 		"cpu/cpu.shares":               "306",
-	} {
+	})
+}
+
+// checkPodCgroupFiles reads each "controller/file" of the pod's v1 cgroup and fails t (with
+// why appended) where its content is not the wanted one.
+func checkPodCgroupFiles(t *testing.T, cgroupParent, why string, want map[string]string) {
+	t.Helper()
+	for file, w := range want {
 		controller, name, _ := strings.Cut(file, "/")
-		raw, err := os.ReadFile("/sys/fs/cgroup/" + controller + info.CgroupParent + "/" + name)
+		raw, err := os.ReadFile("/sys/fs/cgroup/" + controller + cgroupParent + "/" + name)
 		if err != nil {
 			t.Errorf("%s: %v", file, err)
 			continue
 		}
-		if got := strings.TrimSpace(string(raw)); got != want {
-			t.Errorf("pod %s = %s, want %s (resources plus overhead)", file, got, want)
+		if got := strings.TrimSpace(string(raw)); got != w {
+			t.Errorf("pod %s = %s, want %s%s", file, got, w, why)
 		}
 	}
 }
