@@ -22,6 +22,7 @@ import (
 	"github.com/peapod-runtime/peapod/internal/inflight"
 	"github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/internal/table"
+	"github.com/peapod-runtime/peapod/internal/topdir"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/shim"
 	shimclient "github.com/peapod-runtime/peapod/shim/client"
@@ -135,10 +136,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m.warmer = cgroups.NewMigrationWarmer()
 	m.trash = filepath.Join(opts.RootDir, "containers.trash")
-	for d, mode := range map[string]os.FileMode{m.dir: 0o711, m.trash: 0o700} {
-		if err := os.MkdirAll(d, mode); err != nil {
-			return nil, fmt.Errorf("create %s: %w", d, err)
-		}
+	if err := makeDirs(m.dir, m.trash); err != nil {
+		return nil, err
 	}
 	go m.emptyTrash()
 	err := store.Load(m.db, bucket, func(id string, c Container) error {
@@ -153,6 +152,18 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("load containers: %w", err)
 	}
 	return m, nil
+}
+
+// makeDirs makes the directory of the containers' directories and the trash they are
+// moved to before their removal. The first holds one directory per container: it is marked
+// so that the filesystem spreads them over its block groups (see internal/topdir).
+func makeDirs(dir, trash string) error {
+	for d, mode := range map[string]os.FileMode{dir: 0o711, trash: 0o700} {
+		if err := os.MkdirAll(d, mode); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return topdir.Mark(dir)
 }
 
 // ShimsRunning counts the pods' shims the daemon is connected to.

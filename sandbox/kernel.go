@@ -16,6 +16,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/internal/topdir"
 	"github.com/peapod-runtime/peapod/netns"
 	"github.com/peapod-runtime/peapod/netns/cni"
 	"github.com/peapod-runtime/peapod/store"
@@ -60,6 +61,10 @@ func newKernel(opts Options) (*kernel, error) {
 	for _, d := range []string{k.podsDir, k.nsDir} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+		// One directory per pod in each: spread them over the filesystem's block groups.
+		if err := topdir.Mark(d); err != nil {
+			return nil, err
 		}
 	}
 	return k, nil

@@ -20,7 +20,11 @@ func recordPath(stateDir, id string) string {
 	return filepath.Join(recordDir(stateDir), id+".json")
 }
 
-// WriteRecord replaces the record of s.ID atomically: temp file, fsync, rename, fsync dir.
+// WriteRecord replaces the record of s.ID atomically: temp file, rename. Records live in the
+// pod's directory under the daemon's state directory, which is volatile (a tmpfs on a node:
+// nothing in it, containers included, outlives a reboot); what they must outlive is a shim's
+// or the daemon's death, and the page cache does. So neither the file nor the directory is
+// synced: on a disk-backed state directory that was two fsyncs on every create and start.
 func WriteRecord(stateDir string, s ContainerState) error {
 	dir := recordDir(stateDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -39,27 +43,11 @@ func WriteRecord(stateDir string, s ContainerState) error {
 		tmp.Close()
 		return fmt.Errorf("write record of %s: %w", s.ID, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync record of %s: %w", s.ID, err)
-	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write record of %s: %w", s.ID, err)
 	}
 	if err := os.Rename(tmp.Name(), recordPath(stateDir, s.ID)); err != nil {
 		return fmt.Errorf("write record of %s: %w", s.ID, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

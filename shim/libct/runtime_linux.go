@@ -35,6 +35,9 @@ type Runtime struct {
 	clamp  bool
 	ownOOM int
 	log    *zap.Logger
+	// cgroupV1 are the host's v1 hierarchies under /sys/fs/cgroup, found once (nil: leave
+	// the cgroup mount to libcontainer); see expandCgroupV1Mount.
+	cgroupV1 []string
 }
 
 // Stdio are a process's fds 0, 1 and 2 (nil means /dev/null), or for a terminal the socket
@@ -64,7 +67,7 @@ func New(o Options) (*Runtime, error) {
 	if o.ClampOOMScoreAdj != nil {
 		clamp = *o.ClampOOMScoreAdj
 	}
-	return &Runtime{root: o.Root, clamp: clamp, ownOOM: own, log: l}, nil
+	return &Runtime{root: o.Root, clamp: clamp, ownOOM: own, log: l, cgroupV1: findV1Hierarchies(cgroupV1Root)}, nil
 }
 
 // Create creates container id from spec and starts its init, which waits for Start before it
@@ -92,6 +95,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *specs.Spec, stdio
 	if err != nil {
 		return nil, fmt.Errorf("container %s: convert spec: %v: %w", id, err, errdefs.ErrInvalidArgument)
 	}
+	expandCgroupV1Mount(config, r.cgroupV1)
 	p, err := newProcess(&proc, stdio)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)

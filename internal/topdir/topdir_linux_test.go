@@ -1,0 +1,72 @@
+package topdir
+
+import (
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// requireExt4 skips t unless dir is on ext4, a filesystem that keeps the top-directory flag.
+func requireExt4(t *testing.T, dir string) {
+	t.Helper()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type != unix.EXT4_SUPER_MAGIC {
+		t.Skipf("SKIP-REASON: %s is not on ext4 (type %#x), whose allocator the flag steers", dir, fs.Type)
+	}
+}
+
+func TestMark(t *testing.T) {
+	dir := t.TempDir()
+	requireExt4(t, dir)
+	if marked, err := IsMarked(dir); err != nil || marked {
+		t.Fatalf("fresh dir marked %v, %v", marked, err)
+	}
+	for range 2 { // twice: marking a marked dir is fine
+		if err := Mark(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if marked, err := IsMarked(dir); err != nil || !marked {
+		t.Errorf("after Mark: marked %v, %v", marked, err)
+	}
+	// chattr's view: the T attribute.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil || flags&0x00020000 == 0 {
+		t.Errorf("flags %#x, %v: no FS_TOPDIR_FL", flags, err)
+	}
+}
+
+// TestMarkUnsupported: a filesystem without the flag is left alone, without an error.
+func TestMarkUnsupported(t *testing.T) {
+	dirs := []string{"/proc", "/sys"}
+	// A tmpfs keeps some flags (since Linux 6.0) but not this one: a node's /run.
+	var fs unix.Statfs_t
+	if unix.Statfs("/dev/shm", &fs) == nil && fs.Type == unix.TMPFS_MAGIC {
+		d, err := os.MkdirTemp("/dev/shm", "peapod-topdir-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(d) })
+		dirs = append(dirs, d)
+	}
+	for _, dir := range dirs {
+		if err := Mark(dir); err != nil {
+			t.Errorf("%s: %v", dir, err)
+		}
+		if marked, err := IsMarked(dir); err != nil || marked {
+			t.Errorf("%s: marked %v, %v", dir, marked, err)
+		}
+	}
+	if err := Mark("/nonexistent-peapod-topdir"); err == nil {
+		t.Error("a missing dir: no error")
+	}
+}
