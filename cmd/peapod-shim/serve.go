@@ -12,9 +12,6 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/opencontainers/runc/libcontainer/seccomp"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
@@ -22,7 +19,6 @@ import (
 	plog "github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/internal/version"
 	"github.com/peapod-runtime/peapod/shim"
-	"github.com/peapod-runtime/peapod/shim/libct"
 	"github.com/peapod-runtime/peapod/shim/server"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -38,11 +34,6 @@ func run(args []string) int {
 	case "version", "--version":
 		fmt.Println("peapod-shim", version.String())
 		return 0
-	case "pause":
-		// pause.go's constructor runs the holder before Go starts; getting here means the
-		// binary was built without it.
-		fmt.Fprintln(os.Stderr, "peapod-shim: pause holder not compiled in")
-		return 1
 	}
 	fmt.Fprintf(os.Stderr, "peapod-shim: unknown command %q\n", args[0])
 	return 2
@@ -54,6 +45,7 @@ func serve(args []string) int {
 	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")
 	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
 	holderUser := fs.String("holder-user", "", "UID:GID the PID namespace holder runs as (default root); it has no capabilities either way")
+	helper := fs.String("helper", "", "the peapod-shim-runc binary (default: the one beside this binary)")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim/client.Start)")
 	level := zap.InfoLevel
 	fs.Var(&level, "log-level", "log level (debug, info, warn, error)")
@@ -94,22 +86,22 @@ func serve(args []string) int {
 		report(fmt.Errorf("redirect stderr: %w", err))
 		return 1
 	}
-	logrus.SetFormatter(&logrus.JSONFormatter{})
-	logrus.SetOutput(logFile)
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(logFile), level)
 	log := zap.New(core).With(plog.PodSandboxID(*podID), zap.Int(plog.KeyPID, os.Getpid()))
 	defer log.Sync() //nolint:errcheck
 
-	rt, err := libct.New(libct.Options{Root: filepath.Join(*stateDir, "libct"), Logger: log})
-	if err != nil {
-		log.Error("libcontainer runtime", zap.Error(err))
-		report(err)
-		return 1
+	if *helper == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			report(fmt.Errorf("find peapod-shim-runc: %w", err))
+			return 1
+		}
+		*helper = filepath.Join(filepath.Dir(exe), "peapod-shim-runc")
 	}
 	srv, err := server.New(server.Options{
 		PodID:        *podID,
 		StateDir:     *stateDir,
-		Runtime:      runtimeAdapter{rt},
+		Helper:       *helper,
 		Logger:       log,
 		PidNamespace: *pidNS,
 		HolderUser:   *holderUser,
@@ -117,7 +109,6 @@ func serve(args []string) int {
 		// large exec) back at once rather than when the scavenger gets to it.
 		OnIdle:  func() { releaseMemory(log) },
 		Version: version.String(),
-		Seccomp: seccomp.Enabled,
 	})
 	if err != nil {
 		report(err)
@@ -147,25 +138,6 @@ func tuneMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(16 << 20)
 	}
-}
-
-// runtimeAdapter gives server.Server libct's runtime: libct, a leaf, does not import shim.
-type runtimeAdapter struct{ r *libct.Runtime }
-
-func (a runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec, stdio server.Stdio) (server.RuntimeContainer, error) {
-	c, err := a.r.Create(ctx, id, spec, libct.Stdio(stdio))
-	if err != nil {
-		return nil, err
-	}
-	return containerAdapter{c}, nil
-}
-
-func (a runtimeAdapter) Remove(ctx context.Context, id string) error { return a.r.Remove(ctx, id) }
-
-type containerAdapter struct{ *libct.Container }
-
-func (c containerAdapter) Exec(ctx context.Context, p *specs.Process, stdio server.Stdio) (int, error) {
-	return c.Container.Exec(ctx, p, libct.Stdio(stdio))
 }
 
 // releaseMemory returns freed heap to the OS and, at debug level, says what the shim holds.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,6 +83,9 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	cmd.Dir = "/"
 	cmd.ExtraFiles = []*os.File{w} // fd 3 == readyFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// One P from the runtime's start: a second P's caches, half filled while the shim starts
+	// up, would stay private memory of every pod's shim for its whole life.
+	cmd.Env = append(withoutEnv(os.Environ(), "GOMAXPROCS"), "GOMAXPROCS=1")
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("start shim %s: %w", o.Binary, err)
@@ -304,4 +308,15 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("shim shutdown: %w", ctx.Err())
 	}
 	return c.tc.Close()
+}
+
+// withoutEnv is env without the variable name.
+func withoutEnv(env []string, name string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

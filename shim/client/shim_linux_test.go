@@ -844,3 +844,62 @@ func TestSigtermLeavesContainers(t *testing.T) {
 	waitGone(t, info.PidHolderPid)
 	waitGone(t, st.Pid)
 }
+
+// TestShimIsLeanOnceIdle: the shim starts with one P whatever the daemon's environment says,
+// and once its containers run and it is idle, no libcontainer helper is left beside them:
+// the pod costs the shim alone.
+func TestShimIsLeanOnceIdle(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "2")
+	p := startPod(t, false)
+	p.run(t, "c", "sleep", "1000")
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.shimPid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, kv := range strings.Split(string(environ), "\x00") {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			got = append(got, kv)
+		}
+	}
+	if len(got) != 1 || got[0] != "GOMAXPROCS=1" {
+		t.Errorf("shim environment has %q, want [GOMAXPROCS=1]", got)
+	}
+	st, err := p.c.State(ctxT(t, 5*time.Second), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var helpers []string
+		// Children are listed per thread: a Go process starts them from any.
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p.shimPid))
+		if err != nil || len(tasks) == 0 {
+			t.Fatalf("threads of the shim: %v", err)
+		}
+		var kids []string
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			kids = append(kids, strings.Fields(string(b))...)
+		}
+		seen := false
+		for _, k := range kids {
+			if k == strconv.Itoa(st.Pid) {
+				seen = true
+				continue
+			}
+			cmdline, _ := os.ReadFile("/proc/" + k + "/cmdline")
+			helpers = append(helpers, k+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+		if !seen {
+			t.Fatalf("the container's init %d is not a child of the shim (children %q)", st.Pid, kids)
+		}
+		if len(helpers) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim children besides the container's init after 5s idle: %q", helpers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

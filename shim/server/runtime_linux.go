@@ -8,8 +8,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// Runtime creates the pod's containers. shim/libct implements it with libcontainer;
-// cmd/peapod-shim passes it to NewServer.
+// Runtime creates the pod's containers. The Server's own is helperRuntime, which runs
+// shim/libct in peapod-shim-runc helpers; a test may pass another in Options.Runtime.
 type Runtime interface {
 	// Create creates container id from spec (whose Root.Path is the mounted rootfs) and starts
 	// its init, which waits for Start before it execs the user process (runc create).

@@ -30,11 +30,16 @@ type Options struct {
 	PodID string
 	// StateDir is the pod's state dir: socket, records, libcontainer root.
 	StateDir string
-	Runtime  Runtime
-	Logger   *zap.Logger
+	// Helper is the peapod-shim-runc binary: libcontainer's work runs in short-lived
+	// helpers of it (see helperRuntime), and the PID namespace holder is its "pause". Runtime,
+	// when set instead, creates containers in this process (tests).
+	Helper  string
+	Runtime Runtime
+	Logger  *zap.Logger
 	// PidNamespace starts a holder process as PID 1 of a new PID namespace for the pod.
 	PidNamespace bool
-	// HolderCommand is the holder's argv; the default is /proc/self/exe pause.
+	// HolderCommand is the holder's argv; the default is Helper pause (/proc/self/exe pause
+	// without a Helper).
 	HolderCommand []string
 	// HolderUser is "UID:GID", who the holder runs as (the pod's run_as_user and
 	// run_as_group); "" keeps root. Either way it has no capabilities and no_new_privs.
@@ -46,7 +51,8 @@ type Options struct {
 	// binary returns memory to the OS there, since a shim is idle most of its life.
 	OnIdle    func()
 	IdleDelay time.Duration
-	// Version and Seccomp are reported by Info.
+	// Version and Seccomp are reported by Info (with a Helper, Seccomp is what the helper
+	// says of itself).
 	Version string
 	Seccomp bool
 }
@@ -62,6 +68,9 @@ type Server struct {
 	reserved   map[string]bool
 	stopping   bool
 
+	// helper is the Runtime when it is opts.Helper's.
+	helper *helperRuntime
+
 	holderPid int
 	// holderGone says the holder exited (killed from outside): the pod's PID namespace went
 	// with it, and Info names none any more.
@@ -74,7 +83,7 @@ type Server struct {
 
 // New checks opts and returns a Server; Serve starts it.
 func New(opts Options) (*Server, error) {
-	if opts.PodID == "" || opts.StateDir == "" || opts.Runtime == nil {
+	if opts.PodID == "" || opts.StateDir == "" || opts.Runtime == nil && opts.Helper == "" {
 		return nil, fmt.Errorf("shim server needs a pod id, a state dir and a runtime: %w", errdefs.ErrInvalidArgument)
 	}
 	if opts.Logger == nil {
@@ -82,6 +91,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if len(opts.HolderCommand) == 0 {
 		opts.HolderCommand = []string{"/proc/self/exe", "pause"}
+		if opts.Helper != "" {
+			opts.HolderCommand[0] = opts.Helper
+		}
 	}
 	if opts.IdleDelay <= 0 {
 		opts.IdleDelay = time.Second
@@ -89,14 +101,19 @@ func New(opts Options) (*Server, error) {
 	if opts.ExecDrain <= 0 {
 		opts.ExecDrain = 250 * time.Millisecond
 	}
-	return &Server{
+	s := &Server{
 		opts:       opts,
 		log:        opts.Logger,
 		reaper:     newReaper(opts.Logger),
 		containers: make(map[string]*container),
 		reserved:   make(map[string]bool),
 		shutdown:   make(chan struct{}),
-	}, nil
+	}
+	if opts.Runtime == nil {
+		s.helper = newHelperRuntime(opts.Helper, filepath.Join(opts.StateDir, "libct"), s.reaper, opts.Logger)
+		s.opts.Runtime = s.helper
+	}
+	return s, nil
 }
 
 // Serve runs the shim until a Shutdown call or until ctx is done. It calls ready once the
@@ -179,6 +196,10 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	}()
 
 	s.log.Info("shim serving", zap.String("socket", shim.SocketPath(s.opts.StateDir)), zap.Int("holder_pid", s.holderPid))
+	if s.helper != nil {
+		// A shim starts with a pod's first container: have a helper ready for its create.
+		s.helper.Warm()
+	}
 	readyOnce(nil)
 
 	select {
@@ -339,7 +360,7 @@ func (s *Server) pidNamespace() string {
 	return "/proc/" + strconv.Itoa(s.holderPid) + "/ns/pid"
 }
 
-func (s *Server) info() shim.Info {
+func (s *Server) info(ctx context.Context) shim.Info {
 	ns, holder := s.pidNamespace(), s.holderPid
 	if ns == "" {
 		holder = 0
@@ -349,10 +370,17 @@ func (s *Server) info() shim.Info {
 		PodID:        s.opts.PodID,
 		PidNamespace: ns,
 		PidHolderPid: holder,
-		Seccomp:      s.opts.Seccomp,
+		Seccomp:      s.seccomp(ctx),
 		Version:      s.opts.Version,
 		Goroutines:   runtime.NumGoroutine(),
 	}
+}
+
+func (s *Server) seccomp(ctx context.Context) bool {
+	if s.helper != nil {
+		return s.helper.Seccomp(ctx)
+	}
+	return s.opts.Seccomp
 }
 
 // checkID accepts what libcontainer accepts as a file name under its root: 1 to 128 of

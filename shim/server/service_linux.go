@@ -17,8 +17,8 @@ type service struct{ s *Server }
 
 var _ api.ShimService = (*service)(nil)
 
-func (v *service) Info(context.Context, *api.InfoRequest) (*api.InfoResponse, error) {
-	i := v.s.info()
+func (v *service) Info(ctx context.Context, _ *api.InfoRequest) (*api.InfoResponse, error) {
+	i := v.s.info(ctx)
 	return &api.InfoResponse{
 		Pid:          uint32(i.Pid),
 		PodId:        i.PodID,
