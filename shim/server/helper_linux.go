@@ -206,8 +206,8 @@ func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files 
 		return wire.HelperReply{}, p.err
 	}
 	defer p.conn.Close()
-	stop := context.AfterFunc(ctx, func() { p.conn.Close() })
-	defer stop()
+	// Once sent, a request is not given up when ctx ends: as libcontainer's own calls, it
+	// runs to its end (a create abandoned halfway would leave a container nobody tracks).
 	var reply wire.HelperReply
 	err := func() error {
 		if err := wire.SendFiles(p.conn, files); err != nil {
@@ -234,9 +234,6 @@ func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files 
 		waitExited(p.pid)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return reply, ctx.Err()
-		}
 		return reply, fmt.Errorf("libcontainer helper (%s %s): %w", req.Op, req.ID, err)
 	}
 	return reply, reply.Err()
