@@ -34,6 +34,9 @@ func BuildShim(dir string) (string, error) {
 			"github.com/peapod-runtime/peapod/cmd/peapod-shim-runc"}},
 	} {
 		cmd := exec.Command("go", b.args...)
+		if b.out == bin {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build: pure Go
+		}
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
