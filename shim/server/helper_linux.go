@@ -52,12 +52,11 @@ type helperRuntime struct {
 
 // helperProc is a started helper that waits for its request.
 type helperProc struct {
-	pid    int
-	conn   *net.UnixConn
-	exited <-chan unix.WaitStatus
-	hello  wire.HelperHello
-	err    error
-	ready  chan struct{} // closed once hello or err is set
+	pid   int
+	conn  *net.UnixConn
+	hello wire.HelperHello
+	err   error
+	ready chan struct{} // closed once hello or err is set
 }
 
 func newHelperRuntime(binary, root string, r *reaper, l *zap.Logger) *helperRuntime {
@@ -88,7 +87,7 @@ func (h *helperRuntime) spawn() *helperProc {
 	cmd.Dir = "/"
 	cmd.Stderr = os.Stderr              // the shim's log
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 == wire.HelperFD
-	pid, exited, err := h.reaper.spawn(func() (int, error) {
+	pid, _, err := h.reaper.spawn(func() (int, error) {
 		if err := cmd.Start(); err != nil {
 			return 0, err
 		}
@@ -102,7 +101,7 @@ func (h *helperRuntime) spawn() *helperProc {
 	}
 	// The reaper waits for it; drop the pidfd os/exec holds.
 	_ = cmd.Process.Release()
-	p.pid, p.exited = pid, exited
+	p.pid = pid
 	go func() {
 		defer close(p.ready)
 		r := wire.NewFrameReader(p.conn)
@@ -186,8 +185,7 @@ func (h *helperRuntime) Seccomp(ctx context.Context) bool {
 }
 
 // call runs one request in a helper and returns its reply; files are the new process's fds.
-// It waits for the helper to exit, so that the processes it started are the shim's children
-// by the time call returns. Callers hold reaping off (reaper.spawn or hold).
+// Callers hold reaping off (reaper.spawn or hold) until they have registered what it started.
 func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
 	p := h.take()
 	if req.Op == wire.HelperCreate {
@@ -225,29 +223,13 @@ func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files 
 		}
 		return json.Unmarshal(b, &reply)
 	}()
-	// The helper exits right after its reply; then what it started is the shim's. Its exit
-	// is collected by the reaper, held off by the caller: unless it was reaped before, wait
-	// for it to be a zombie (the pid cannot be reused before it is reaped).
-	select {
-	case <-p.exited:
-	default:
-		waitExited(p.pid)
-	}
+	// The helper exits right after its reply; what it started is then reparented to the
+	// shim. Until then an exit of it is the helper's zombie: its pid cannot be reused, and the
+	// reaper collects it once it is the shim's.
 	if err != nil {
 		return reply, fmt.Errorf("libcontainer helper (%s %s): %w", req.Op, req.ID, err)
 	}
 	return reply, reply.Err()
-}
-
-// waitExited waits until pid is a zombie or gone: its children have been reparented by then.
-func waitExited(pid int) {
-	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
 }
 
 // stdioFiles lists the fds of stdio that are set, and marks them in req.

@@ -199,6 +199,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	if s.helper != nil {
 		// A shim starts with a pod's first container: have a helper ready for its create.
 		s.helper.Warm()
+		defer s.helper.cool()
 	}
 	readyOnce(nil)
 
