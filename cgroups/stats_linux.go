@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +34,11 @@ type statReader struct {
 	lib cgroups.Manager
 	// dir is the cgroup's directory in one hierarchy (v1: pids, else memory, else cpu): its
 	// presence says the cgroup still exists, and its cgroup.procs lists the processes.
-	dir  string
-	used time.Time
+	dir string
+	// cpuFile holds the cumulative cpu time: v1's cpuacct.usage, v2's cpu.stat ("" when the
+	// cgroup has no cpu accounting).
+	cpuFile string
+	used    time.Time
 }
 
 func newStatReaders() *statReaders {
@@ -70,6 +76,64 @@ func (m *Manager) Stats(p string, extra Extra) (Stats, error) {
 		}
 	}
 	return out, nil
+}
+
+// CPUUsage reads only the cumulative cpu time of the cgroup at p (its subtree included), in
+// nanoseconds: one small file where Stats reads dozens, for a caller that wants to know
+// whether anything in the cgroup ran since it last looked. A missing cgroup is
+// errdefs.ErrNotFound.
+func (m *Manager) CPUUsage(p string) (uint64, error) {
+	rd, err := m.reader(p)
+	if err != nil {
+		return 0, err
+	}
+	if rd.cpuFile == "" {
+		return 0, fmt.Errorf("cgroup %s: no cpu accounting: %w", p, errdefs.ErrNotFound)
+	}
+	raw, err := os.ReadFile(rd.cpuFile)
+	if err != nil {
+		return 0, m.readError(p, err)
+	}
+	n, err := parseCPUUsage(raw, m.v2)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup %s: %w", p, err)
+	}
+	return n, nil
+}
+
+// cpuFile is the file of paths that holds the cumulative cpu time.
+func cpuFile(paths map[string]string, v2 bool) string {
+	if v2 {
+		if d := paths[""]; d != "" {
+			return filepath.Join(d, "cpu.stat")
+		}
+		return ""
+	}
+	if d := paths["cpuacct"]; d != "" {
+		return filepath.Join(d, "cpuacct.usage")
+	}
+	return ""
+}
+
+// parseCPUUsage reads v1's cpuacct.usage (nanoseconds) or v2's cpu.stat (usage_usec).
+func parseCPUUsage(raw []byte, v2 bool) (uint64, error) {
+	if !v2 {
+		n, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cpuacct.usage: %w", err)
+		}
+		return n, nil
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("cpu.stat usage_usec: %w", err)
+			}
+			return n * 1000, nil
+		}
+	}
+	return 0, errors.New("cpu.stat has no usage_usec")
 }
 
 // readError is NotFound (and forgets the reader) when the cgroup went away while being read.
@@ -140,7 +204,8 @@ func (m *Manager) reader(p string) (*statReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r = &statReader{lib: lib, dir: procsDir(lib.GetPaths()), used: now}
+	paths := lib.GetPaths()
+	r = &statReader{lib: lib, dir: procsDir(paths), cpuFile: cpuFile(paths, m.v2), used: now}
 	if r.dir == "" {
 		return nil, fmt.Errorf("cgroup %s: no hierarchy to read it in: %w", p, errdefs.ErrNotFound)
 	}

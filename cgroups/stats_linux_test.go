@@ -59,16 +59,46 @@ func TestManagerStatsThrottled(t *testing.T) {
 	}
 
 	stop()
+	// With nothing running, CPUUsage's one file says what Stats says.
+	full, err := m.Stats(p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := m.CPUUsage(p); err != nil || u != full.CPUUsageNanos || u == 0 {
+		t.Errorf("CPUUsage = %d, %v; want Stats' %d", u, err, full.CPUUsageNanos)
+	}
 	if err := m.RemovePod(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Stats(p, 0); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Stats of the removed cgroup: %v, want NotFound", err)
 	}
+	if _, err := m.CPUUsage(p); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("CPUUsage of the removed cgroup: %v, want NotFound", err)
+	}
 	if err := m.CreatePod(ctx, p, Burstable, nil); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := m.Stats(p, ExtraProcs); err != nil || st.CPUUsageNanos != 0 || len(st.Procs) != 0 {
 		t.Errorf("Stats of the new cgroup at the same path = %+v, %v; want an empty cgroup", st, err)
+	}
+}
+
+func TestParseCPUUsage(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		v2   bool
+		want uint64
+		err  bool
+	}{
+		{"123456789\n", false, 123456789, false},
+		{"usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n", true, 1500000, false},
+		{"user_usec 1000\n", true, 0, true},
+		{"", false, 0, true},
+	} {
+		got, err := parseCPUUsage([]byte(tc.raw), tc.v2)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("parseCPUUsage(%q, v2=%v) = %d, %v; want %d, error %v", tc.raw, tc.v2, got, err, tc.want, tc.err)
+		}
 	}
 }

@@ -1,11 +1,8 @@
 package chaos
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,39 +15,12 @@ import (
 	"github.com/peapod-runtime/peapod/critest/framework"
 )
 
-// shimOf finds the pod's peapod-shim ("peapod-shim serve --pod-id <id> ...") and, when it
-// holds one, its PID namespace holder (its child "peapod-shim pause"; 0 if none).
+// shimOf finds the pod's peapod-shim and its PID namespace holder (0 if none).
 func shimOf(t *testing.T, podID string) (shim, holder int) {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
+	shim, holder, err := framework.PeapodShim(podID)
 	if err != nil {
 		t.Fatal(err)
-	}
-	want := []byte("serve\x00--pod-id\x00" + podID + "\x00")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(raw, want) {
-			shim = pid
-			break
-		}
-	}
-	if shim == 0 {
-		t.Fatalf("no peapod-shim serves pod %s", podID)
-	}
-	kids, err := framework.ChildPIDs(shim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range kids {
-		raw, err := os.ReadFile("/proc/" + strconv.Itoa(k) + "/cmdline")
-		// `peapod-shim pause`, or `peapod-shim pause UID:GID` for a pod with a user.
-		if args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00"); err == nil && len(args) >= 2 && args[1] == "pause" {
-			holder = k
-		}
 	}
 	return shim, holder
 }
@@ -108,7 +78,16 @@ func TestShimAndHolderKills(t *testing.T) {
 				}
 				pids = append(pids, info.Pid)
 			}
-			time.Sleep(200 * time.Millisecond) // a few counter lines
+			// A few counter lines first.
+			counterLog := filepath.Join(cfg.LogDirectory, "log-0.log")
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if n, _ := checkCounterLog(counterLog); n >= 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: the counter logged fewer than 3 lines in 10s", r)
+				}
+			}
 			shim, holder := shimOf(t, podID)
 			if shared != (holder != 0) {
 				t.Fatalf("pod with shared PID namespace %v: holder pid %d", shared, holder)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,8 @@ const (
 	DriverSystemd      = "systemd"
 	DefaultPauseImage  = "registry.k8s.io/pause:3.10"
 	DefaultRuntimeName = "peapod"
+	// DefaultShimTimeoutSeconds is runtime.shim_timeout_seconds when the file says nothing.
+	DefaultShimTimeoutSeconds = 5
 )
 
 // MaxSocketPath is the longest unix socket path the kernel accepts: sun_path holds 108
@@ -98,7 +101,7 @@ type Metrics struct {
 type Debug struct {
 	// Address is a unix socket path on which the daemon serves Go's pprof handlers
 	// (/debug/pprof/: goroutines, heap, CPU); empty turns the endpoint off.
-	Address string `toml:"address" json:"address" comment:"A unix socket path (mode 0600) serving Go's pprof at /debug/pprof/; empty turns it off."`
+	Address string `toml:"address" json:"address" comment:"A unix socket path (mode 0600) serving Go's pprof at /debug/pprof/ and each pod shim's pid and goroutines at /debug/shims/<pod-id>; empty turns it off."`
 	// PprofOnMetrics serves the same handlers on the metrics address.
 	PprofOnMetrics bool `toml:"pprof_on_metrics" json:"pprof_on_metrics" comment:"Also serve /debug/pprof/ on [metrics] address (which must then be set)."`
 }
@@ -123,6 +126,14 @@ type Runtime struct {
 	// host without a hugetlb cgroup controller (a kubelet sends one for every page size the
 	// node has); false refuses them with FailedPrecondition.
 	TolerateMissingHugetlbController bool `toml:"tolerate_missing_hugetlb_controller" json:"tolerate_missing_hugetlb_controller" comment:"Drop hugepage limits (a kubelet sends one per page size the node has) on hosts without a hugetlb cgroup controller; false refuses them with FailedPrecondition."`
+	// ShimTimeoutSeconds bounds how long the daemon waits for a pod's shim when it
+	// (re)connects to it, at start and after a lost connection. A shim that does not answer
+	// (a stopped or hung process) then holds back only its own pod.
+	ShimTimeoutSeconds int `toml:"shim_timeout_seconds" json:"shim_timeout_seconds" comment:"Seconds the daemon waits for a pod's shim to answer when it (re)connects to it: at start-up and after a lost connection. A shim that does not answer in time (a stopped or hung process) holds back only its own pod: the daemon serves, that pod's unfinished containers are reported UNKNOWN, calls that need the shim fail at once with Unavailable naming the pod, and the daemon retries in the background (1 s, doubling to 30 s). 1 to 600."`
+	// Handlers are further runtime handler names (what a RuntimeClass's handler names)
+	// peapod answers to, each the same runtime as "", "peapod" and "runc", which it always
+	// answers to: like a containerd runtimes.<name> table that is runc again.
+	Handlers []string `toml:"handlers" json:"handlers,omitempty" comment:"Further runtime handler names (a RuntimeClass's handler) peapod answers to, each the same runtime as \"\", \"peapod\" and \"runc\", which it always answers to. DNS labels."`
 }
 
 // Default returns the configuration used when no file is given.
@@ -137,7 +148,7 @@ func Default() Config {
 		Network:      Network{ConfDir: DefaultCNIConfDir, BinDirs: []string{DefaultCNIBinDir}},
 		Streaming:    Streaming{Address: DefaultStreamAddr},
 		Registries:   map[string]Registry{},
-		Runtime:      Runtime{TolerateMissingHugetlbController: true},
+		Runtime:      Runtime{TolerateMissingHugetlbController: true, ShimTimeoutSeconds: DefaultShimTimeoutSeconds, Handlers: []string{}},
 		CDI:          CDI{SpecDirs: []string{DefaultCDIStaticDir, DefaultCDIDynamicDir}},
 	}
 }
@@ -257,11 +268,22 @@ func (c Config) problems() []Problem {
 	if c.Runtime.PidsLimit < 0 {
 		add("runtime.pids_limit", "%d must not be negative", c.Runtime.PidsLimit)
 	}
+	if c.Runtime.ShimTimeoutSeconds < 1 || c.Runtime.ShimTimeoutSeconds > 600 {
+		add("runtime.shim_timeout_seconds", "%d must be from 1 to 600", c.Runtime.ShimTimeoutSeconds)
+	}
 	if c.Runtime.ShimBinary != "" && !filepath.IsAbs(c.Runtime.ShimBinary) {
 		add("runtime.shim_binary", "%q must be an absolute path", c.Runtime.ShimBinary)
 	}
+	for _, h := range c.Runtime.Handlers {
+		if !dnsLabel.MatchString(h) {
+			add("runtime.handlers", "%q must be a DNS label (lowercase letters, digits and '-', at most 63)", h)
+		}
+	}
 	return out
 }
+
+// dnsLabel is what Kubernetes accepts as a RuntimeClass handler.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // checkHostPort accepts host:port with a numeric port (0 for a free one).
 func checkHostPort(addr string) error {

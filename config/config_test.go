@@ -197,6 +197,7 @@ address = "127.0.0.1"
 [runtime]
 pids_limit = -1
 shim_binary = ["a"]
+handlers = ["test-handler", "Bad_Name"]
 `
 	c, problems := Check([]byte(file))
 	want := []struct {
@@ -212,6 +213,7 @@ shim_binary = ["a"]
 		{"metrics.address", 12, "missing port"},
 		{"runtime.pids_limit", 15, "must not be negative"},
 		{"runtime.shim_binary", 16, "must be a string, not an array"},
+		{"runtime.handlers", 17, `"Bad_Name" must be a DNS label`},
 	}
 	if len(problems) != len(want) {
 		t.Fatalf("got %d problems, want %d: %v", len(problems), len(want), problems)

@@ -24,8 +24,9 @@ const monitorLost = "the container's monitor (peapod-shim) was lost; its exit co
 // watch waits for a running container's exit and records it. It ends without recording
 // anything when the daemon stops (the next daemon's Recover takes over).
 func (m *Manager) watch(e *entry, client *shimclient.Client) {
-	id := e.c.ID
-	l := m.log.With(log.ContainerID(id), log.PodSandboxID(e.c.PodID))
+	rec := e.Record()
+	id := rec.ID
+	l := m.log.With(log.ContainerID(id), log.PodSandboxID(rec.PodID))
 	for {
 		st, err := client.Wait(m.ctx, id)
 		if m.ctx.Err() != nil {
@@ -36,11 +37,11 @@ func (m *Manager) watch(e *entry, client *shimclient.Client) {
 			m.recordExit(e, exitFromShim(st))
 		case errors.Is(err, errdefs.ErrUnavailable):
 			// A broken connection to a live shim is not a lost monitor: reconnect and wait on.
-			if c, cerr := m.shims.client(m.ctx, e.c.PodID); cerr == nil && c != client {
+			if c, cerr := m.shims.client(m.ctx, rec.PodID); cerr == nil && c != client {
 				client = c
 				continue
 			}
-			m.recordExit(e, m.exitFromRecords(e.c))
+			m.recordExit(e, m.exitFromRecords(e.Record()))
 		case errors.Is(err, errdefs.ErrNotFound):
 			m.recordExit(e, exit{code: 255, reason: ReasonError, message: "the container disappeared from its monitor", at: time.Now()})
 		default:
@@ -141,24 +142,29 @@ func (m *Manager) removeOrphanCgroup(ctx context.Context, c Container) error {
 // recordExit persists an exit once; later calls do nothing.
 func (m *Manager) recordExit(e *entry, x exit) {
 	select {
-	case <-e.exited:
+	case <-e.X.exited:
 		return
 	default:
 	}
-	c, err := m.update(e, func(c *Container) {
+	changed := false
+	c, err := e.Update(func(c *Container) {
 		if c.State == StateExited {
 			return
 		}
+		changed = true
 		c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = StateExited, x.code, x.reason, x.message, x.at
 		if c.StartedAt.IsZero() || c.StartedAt.After(c.FinishedAt) {
 			c.StartedAt = c.FinishedAt
 		}
 	})
 	if err != nil {
-		m.log.Error("record container exit", log.ContainerID(e.c.ID), zap.Error(err))
+		m.log.Error("record container exit", log.ContainerID(c.ID), zap.Error(err))
 		return
 	}
-	close(e.exited)
+	if !changed {
+		return // another call recorded the exit
+	}
+	close(e.X.exited)
 	m.emit(EventStopped, c)
 	if m.opts.OnExit != nil {
 		m.opts.OnExit(c.Reason)
@@ -175,11 +181,12 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 		return err
 	}
 	defer unlock()
-	return m.stopLocked(log.With(ctx, log.ContainerID(e.c.ID), log.PodSandboxID(e.c.PodID)), e, timeout)
+	c := e.Record()
+	return m.stopLocked(log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID)), e, timeout)
 }
 
 func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duration) error {
-	c := e.c
+	c := e.Record()
 	switch c.State {
 	case StateExited:
 		return nil
@@ -211,7 +218,7 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 		t := time.NewTimer(timeout)
 		defer t.Stop()
 		select {
-		case <-e.exited:
+		case <-e.X.exited:
 			return nil
 		case <-t.C:
 			log.From(ctx).Info("stop timeout over: killing", zap.Duration("timeout", timeout))
@@ -225,7 +232,7 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 	t := time.NewTimer(killWait)
 	defer t.Stop()
 	select {
-	case <-e.exited:
+	case <-e.X.exited:
 		return nil
 	case <-t.C:
 		return fmt.Errorf("container %s did not exit %v after SIGKILL: %w", c.ID, killWait, errdefs.ErrUnavailable)
@@ -242,7 +249,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
-	c := e.c
+	c := e.Record()
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
 	if err := m.stopLocked(ctx, e, 0); err != nil {
 		return err
@@ -268,6 +275,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 			return fmt.Errorf("release image: %w", err)
 		}
 	}
+	if err := m.releaseImageVolumes(ctx, c); err != nil {
+		return fmt.Errorf("release image volumes: %w", err)
+	}
 	name := m.containerName(c.PodID, c.Config.Metadata)
 	if err := m.db.Update(func(tx *store.Tx) error {
 		if err := tx.Delete(bucket, c.ID); err != nil {
@@ -277,10 +287,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	}); err != nil {
 		return fmt.Errorf("delete container record: %w", err)
 	}
-	e.removed = true
-	m.mu.Lock()
-	delete(m.ctrs, c.ID)
-	m.mu.Unlock()
+	e.Remove()
 	m.emit(EventDeleted, c)
 	log.From(ctx).Info("container removed")
 	return nil
@@ -356,12 +363,16 @@ func (m *Manager) ReopenLog(ctx context.Context, id string) error {
 	return client.ReopenLog(ctx, c.ID)
 }
 
-// removeRootfs unmounts the container's rootfs and deletes its directory; repeating is fine.
+// removeRootfs unmounts the container's rootfs and image volumes and deletes its directory;
+// repeating is fine.
 func removeRootfs(dir string) error {
 	if dir == "" {
 		return nil
 	}
 	if err := unmountRootfs(dir); err != nil {
+		return err
+	}
+	if err := unmountImageVolumes(dir); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -6,16 +6,11 @@ package container
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -24,9 +19,9 @@ import (
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/container/spec"
 	"github.com/peapod-runtime/peapod/images"
-	"github.com/peapod-runtime/peapod/internal/idprefix"
 	"github.com/peapod-runtime/peapod/internal/inflight"
 	"github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/internal/table"
 	"github.com/peapod-runtime/peapod/sandbox"
 	"github.com/peapod-runtime/peapod/shim"
 	shimclient "github.com/peapod-runtime/peapod/shim/client"
@@ -62,6 +57,9 @@ type Options struct {
 	// OnShimLost, if set, is called once for each pod shim found gone while it still held
 	// containers that had not exited (they are reported exited with the monitor lost).
 	OnShimLost func()
+	// ShimTimeout bounds each (re)connection to a pod's shim and its recovery at start
+	// (config runtime.shim_timeout_seconds); 0 means 5 s.
+	ShimTimeout time.Duration
 }
 
 // Manager owns every container of this daemon.
@@ -76,23 +74,21 @@ type Manager struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.RWMutex
-	ctrs     map[string]*entry
+	// ctrs holds every container by id; status and list answers never wait behind a change.
+	ctrs     *table.Table[Container, pending]
 	inflight inflight.Group[Container]
 
 	shims  *shims
 	events events
-	warmer *migrationWarmer
+	warmer *cgroups.MigrationWarmer
 }
 
-// entry is one container. op serialises the lifecycle calls on it; state guards the
-// read-modify-persist of its record (the exit watcher uses only that); readers take only
-// Manager.mu.
-type entry struct {
-	op      sync.Mutex
-	state   sync.Mutex
-	c       Container
-	removed bool
+// entry is one container. Its lock serialises the lifecycle calls on it; the exit watcher
+// changes its record through Update only.
+type entry = table.Entry[Container, pending]
+
+// pending is what a container's lifecycle calls wait for.
+type pending struct {
 	// exited is closed once the container's exit is persisted.
 	exited chan struct{}
 	// created is closed once the shim has created the container (or failed to: createErr
@@ -117,14 +113,26 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.ShimTimeout <= 0 {
+		opts.ShimTimeout = defaultShimTimeout
+	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m := &Manager{
 		opts: opts, db: opts.DB, log: opts.Logger, dir: filepath.Join(opts.RootDir, "containers"),
 		ctx: mctx, cancel: cancel,
-		ctrs: map[string]*entry{},
 	}
-	m.shims = newShims(opts.ShimBinary, opts.Logger)
-	m.warmer = newMigrationWarmer()
+	m.ctrs = table.New[Container, pending]("container", func(c Container) error {
+		if err := m.db.Put(bucket, c.ID, c); err != nil {
+			return fmt.Errorf("persist container %s: %w", c.ID, err)
+		}
+		return nil
+	})
+	m.shims = newShims(opts.ShimBinary, opts.Logger, opts.ShimTimeout, m.holderExited)
+	m.shims.podReady = func(id string) bool {
+		pod, err := m.opts.Sandboxes.Get(id)
+		return err == nil && pod.State == sandbox.StateReady
+	}
+	m.warmer = cgroups.NewMigrationWarmer()
 	m.trash = filepath.Join(opts.RootDir, "containers.trash")
 	for d, mode := range map[string]os.FileMode{m.dir: 0o711, m.trash: 0o700} {
 		if err := os.MkdirAll(d, mode); err != nil {
@@ -132,16 +140,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		}
 	}
 	go m.emptyTrash()
-	err := m.db.ForEach(bucket, func(id string, raw []byte) error {
-		var c Container
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return fmt.Errorf("decode container %s: %w", id, err)
-		}
-		e := &entry{c: c, exited: make(chan struct{}), created: doneChan()}
+	err := store.Load(m.db, bucket, func(id string, c Container) error {
+		p := pending{exited: make(chan struct{}), created: doneChan()}
 		if c.State == StateExited {
-			close(e.exited)
+			close(p.exited)
 		}
-		m.ctrs[id] = e
+		m.ctrs.Add(id, c, p)
 		return nil
 	})
 	if err != nil {
@@ -159,92 +163,48 @@ func (m *Manager) Close() {
 	m.shims.closeAll()
 }
 
-func newID() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func (m *Manager) resolveLocked(id string) (*entry, error) {
-	return idprefix.Lookup(m.ctrs, id, "container")
-}
-
 // lock resolves id, waits for the container's background create to end, and takes the
 // entry's operation lock, for a change to it; an entry removed while the caller waited is
 // NotFound. Call unlock when done.
-func (m *Manager) lock(ctx context.Context, id string) (e *entry, unlock func(), err error) {
-	if e, err = m.resolve(id); err != nil {
+func (m *Manager) lock(ctx context.Context, id string) (*entry, func(), error) {
+	e, err := m.ctrs.Resolve(id)
+	if err != nil {
 		return nil, nil, err
 	}
 	select {
-	case <-e.created:
+	case <-e.X.created:
 	case <-ctx.Done():
 		return nil, nil, fmt.Errorf("container %s is still being created: %w", id, ctx.Err())
 	}
-	e.op.Lock()
-	if e.removed {
-		e.op.Unlock()
-		return nil, nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	unlock, err := e.Lock()
+	if err != nil {
+		return nil, nil, err
 	}
-	return e, e.op.Unlock, nil
-}
-
-func (m *Manager) resolve(id string) (*entry, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.resolveLocked(id)
+	if err := m.unknown(e); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return e, unlock, nil
 }
 
 // Get returns a copy of the container with this id or unique prefix.
-func (m *Manager) Get(id string) (Container, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	e, err := m.resolveLocked(id)
-	if err != nil {
-		return Container{}, err
-	}
-	return e.c, nil
-}
+func (m *Manager) Get(id string) (Container, error) { return m.ctrs.Get(id) }
 
 // List returns copies of the containers that match f, oldest first.
 func (m *Manager) List(f Filter) []Container {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	var out []Container
-	for id, e := range m.ctrs {
-		c := e.c
+	return m.ctrs.List(func(id string, c Container) bool {
 		if f.ID != "" && !strings.HasPrefix(id, f.ID) ||
 			f.PodID != "" && !strings.HasPrefix(c.PodID, f.PodID) ||
 			f.State != "" && c.State != f.State {
-			continue
+			return false
 		}
-		match := true
 		for k, v := range f.LabelSelector {
 			if got, ok := c.Config.Labels[k]; !ok || got != v {
-				match = false
+				return false
 			}
 		}
-		if match {
-			out = append(out, c)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
-	return out
-}
-
-// update applies fn to the container's record, persists it, then publishes it.
-func (m *Manager) update(e *entry, fn func(*Container)) (Container, error) {
-	e.state.Lock()
-	defer e.state.Unlock()
-	c := e.c
-	fn(&c)
-	if err := m.db.Put(bucket, c.ID, c); err != nil {
-		return e.c, fmt.Errorf("persist container %s: %w", c.ID, err)
-	}
-	m.mu.Lock()
-	e.c = c
-	m.mu.Unlock()
-	return c, nil
+		return true
+	}, func(a, b Container) bool { return a.CreatedAt.Before(b.CreatedAt) })
 }
 
 func (m *Manager) containerName(podID string, md Metadata) string {
@@ -266,22 +226,18 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Contain
 		return Container{}, err
 	}
 	if pod.State != sandbox.StateReady {
-		return Container{}, fmt.Errorf("pod sandbox %s is not ready: %w", pod.ID, errdefs.ErrFailedPrecondition)
+		why := ""
+		if pod.Reason != "" {
+			why = " (" + pod.Reason + ")"
+		}
+		return Container{}, fmt.Errorf("pod sandbox %s is not ready%s: %w", pod.ID, why, errdefs.ErrFailedPrecondition)
+	}
+	if err := m.shims.answering(pod.ID); err != nil {
+		return Container{}, err
 	}
 	name := m.containerName(pod.ID, cfg.Metadata)
-	existing := func() (inflight.Holder[Container], bool) {
-		holder, err := m.db.Holder(nameKind, name)
-		if err != nil {
-			return inflight.Holder[Container]{}, false
-		}
-		m.mu.RLock()
-		defer m.mu.RUnlock()
-		h := inflight.Holder[Container]{ID: holder}
-		if e := m.ctrs[holder]; e != nil {
-			h.Hash, h.Val = e.c.Config.Hash, e.c
-		}
-		return h, true
-	}
+	existing := inflight.Existing(func() (string, error) { return m.db.Holder(nameKind, name) }, m.ctrs.Exact,
+		func(c Container) string { return c.Config.Hash })
 	return m.inflight.Do(ctx, "container", name, cfg.Hash, existing, func(wctx context.Context) (Container, error) {
 		return m.create(wctx, pod, name, cfg)
 	})
@@ -303,10 +259,13 @@ func (u undoList) run(ctx context.Context) {
 func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, cfg Config) (_ Container, retErr error) {
 	// The create's cgroup migration (in the shim) waits for an RCU grace period unless one
 	// ran moments before: start one now, so that it overlaps the work below.
-	m.warmer.warm()
-	c := Container{ID: newID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
+	m.warmer.Warm()
+	c := Container{ID: table.NewID(), PodID: pod.ID, Config: cfg, State: StateCreated, CreatedAt: time.Now()}
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(pod.ID), zap.String(log.KeyContainerName, cfg.Metadata.Name))
 	l := log.From(ctx)
+	if err := checkUserNamespace(pod, cfg.UserNamespace); err != nil {
+		return Container{}, err
+	}
 	var undo undoList
 	defer func() {
 		if retErr != nil {
@@ -328,6 +287,9 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	}
 	c.ImageID = img.ID
 	c.Dir = filepath.Join(m.dir, c.ID)
+	if c.ImageVolumes, err = m.resolveImageVolumes(ctx, cfg); err != nil {
+		return Container{}, err
+	}
 	// The name and the record in one transaction. The record is persisted (not yet
 	// published) from here on, so that a daemon killed mid-create finds it at restart and
 	// cleans up after it instead of leaking a rootfs or a hold.
@@ -369,7 +331,12 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 			l.Error("remove rootfs", zap.Error(err))
 		}
 	})
-	rootfs, err := mountRootfs(c.Dir, layers)
+	rootfs, err := podRootfs(pod, c.Dir, layers)
+	if err != nil {
+		return Container{}, err
+	}
+	undo.add(func(uctx context.Context) { _ = m.releaseImageVolumes(uctx, c) })
+	mounts, err := m.mountImageVolumes(ctx, c, pod.UserNSPath)
 	if err != nil {
 		return Container{}, err
 	}
@@ -396,6 +363,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	if err != nil {
 		return Container{}, err
 	}
+	in.Mounts = mounts
 	s, resolved, err := spec.Generate(ctx, in)
 	if err != nil {
 		return Container{}, err
@@ -412,10 +380,7 @@ func (m *Manager) create(ctx context.Context, pod sandbox.Sandbox, name string, 
 	if err := m.db.Put(bucket, c.ID, c); err != nil {
 		return Container{}, fmt.Errorf("persist container: %w", err)
 	}
-	e := &entry{c: c, exited: make(chan struct{}), created: make(chan struct{})}
-	m.mu.Lock()
-	m.ctrs[c.ID] = e
-	m.mu.Unlock()
+	e := m.ctrs.Add(c.ID, c, pending{exited: make(chan struct{}), created: make(chan struct{})})
 	// Everything the kubelet needs answered at Create is answered: the runtime's own create
 	// (libcontainer in the shim: the init, its namespaces, cgroups and mounts) goes on in
 	// the background, and every later change of this container waits for it (lock).
@@ -434,8 +399,8 @@ const createTimeout = 2 * time.Minute
 // and returned by Start; when the daemon stops meanwhile, nothing is recorded and the next
 // daemon's Recover asks the shim what became of the container.
 func (m *Manager) finishCreate(e *entry, shimc <-chan shimResult, o shim.CreateOptions) {
-	defer close(e.created)
-	l := m.log.With(log.ContainerID(o.ID), log.PodSandboxID(e.c.PodID))
+	defer close(e.X.created)
+	l := m.log.With(log.ContainerID(o.ID), log.PodSandboxID(e.Record().PodID))
 	ctx, cancel := context.WithTimeout(m.ctx, createTimeout)
 	defer cancel()
 	r := <-shimc
@@ -450,11 +415,7 @@ func (m *Manager) finishCreate(e *entry, shimc <-chan shimResult, o shim.CreateO
 		}
 	}
 	if err == nil {
-		e.state.Lock()
-		m.mu.Lock()
-		e.c.Pid = pid
-		m.mu.Unlock()
-		e.state.Unlock()
+		e.Publish(func(c *Container) { c.Pid = pid })
 		l.Debug("container init created", zap.Int(log.KeyPID, pid))
 		return
 	}
@@ -462,7 +423,7 @@ func (m *Manager) finishCreate(e *entry, shimc <-chan shimResult, o shim.CreateO
 		return
 	}
 	err = fmt.Errorf("create container %s: %w", o.ID, err)
-	e.createErr = err
+	e.X.createErr = err
 	l.Warn("container create failed", zap.Error(err))
 	m.recordExit(e, exit{code: startErrorExitCode, reason: ReasonStartError, message: err.Error(), at: time.Now()})
 }
@@ -515,9 +476,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
-	c := e.c
-	if e.createErr != nil {
-		return fmt.Errorf("start container %s: %w", c.ID, e.createErr)
+	c := e.Record()
+	if e.X.createErr != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, e.X.createErr)
 	}
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
@@ -533,7 +494,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	started, err := m.update(e, func(c *Container) {
+	started, err := e.Update(func(c *Container) {
 		c.State, c.Pid, c.StartedAt = StateRunning, pid, startedAt
 	})
 	if err != nil {

@@ -36,3 +36,18 @@ func TestProcessUserSelf(t *testing.T) {
 		t.Error("ProcessUser(0) succeeded")
 	}
 }
+
+// TestProcUserInNamespace: the ids of a process in its pod's user namespace are reported as
+// that namespace sees them; the node's identity map changes nothing; an unmapped id is the
+// overflow id.
+func TestProcUserInNamespace(t *testing.T) {
+	u := procUser{UID: 3145728, GID: 3146728, AdditionalGids: []uint32{3150728, 12}}
+	got := u.inNamespace("         0    3145728      65536\n", "0 3145728 65536\n")
+	if got.UID != 0 || got.GID != 1000 || !slices.Equal(got.AdditionalGids, []uint32{5000, 65534}) {
+		t.Errorf("in the pod's namespace: %+v, want uid 0 gid 1000 groups [5000 65534]", got)
+	}
+	identity := "0 0 4294967295\n"
+	if got := (procUser{UID: 1003, GID: 5, AdditionalGids: []uint32{5}}).inNamespace(identity, identity); got.UID != 1003 || got.GID != 5 || !slices.Equal(got.AdditionalGids, []uint32{5}) {
+		t.Errorf("identity map: %+v", got)
+	}
+}

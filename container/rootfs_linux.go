@@ -62,3 +62,97 @@ func isMountPoint(dir, rootfs string) bool {
 	}
 	return a.Dev != b.Dev
 }
+
+// maxLayers is overlayfs's own limit on lower layers.
+const maxLayers = 500
+
+// mountRootfsInUserNS is mountRootfs for a container of a pod with a user namespace of its
+// own (usernsPath). The image's layers, shared with every other container on the node, are
+// mounted idmapped through that namespace and read-only: a file the image gives to uid N
+// shows as N inside the container while it stays N on disk. Overlayfs itself cannot be
+// idmapped, so the container's own writable layer is not: its root belongs to the host ids
+// container root maps to (rootUID, rootGID), and whatever the container writes or copies up
+// lands there under its mapped host ids, like any process of the pod's.
+//
+// The layers are handed to overlayfs as file descriptors of detached mounts (Linux 6.13+),
+// so no idmapped mount is ever attached anywhere on the host.
+func mountRootfsInUserNS(dir string, layers []string, usernsPath string, rootUID, rootGID uint32) (_ string, retErr error) {
+	if len(layers) == 0 {
+		return "", fmt.Errorf("image has no layers: %w", errdefs.ErrFailedPrecondition)
+	}
+	if len(layers) > maxLayers {
+		return "", fmt.Errorf("image has too many layers for one overlay mount (%d): %w", len(layers), errdefs.ErrFailedPrecondition)
+	}
+	upper, work, rootfs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs")
+	for _, d := range []string{upper, work, rootfs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if err := os.Lchown(upper, int(rootUID), int(rootGID)); err != nil {
+		return "", fmt.Errorf("give the writable layer to the pod's root: %w", err)
+	}
+	if err := mountIDMappedOverlay(rootfs, layers, upper, work, usernsPath, 0); err != nil {
+		return "", fmt.Errorf("mount rootfs overlay with idmapped layers: %w", err)
+	}
+	return rootfs, nil
+}
+
+// mountIDMappedOverlay mounts at target an overlay of lowers (top first), each cloned as a
+// detached, read-only mount idmapped through the user namespace at usernsPath, under upper
+// and work (none when upper is empty: a read-only overlay), with the mount attributes attrs
+// (unix.MOUNT_ATTR_*).
+func mountIDMappedOverlay(target string, lowers []string, upper, work, usernsPath string, attrs int) error {
+	userns, err := unix.Open(usernsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open user namespace: %w", err)
+	}
+	defer unix.Close(userns)
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+	}()
+	for _, l := range lowers {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, l, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("clone layer %s: %w", l, err)
+		}
+		fds = append(fds, fd)
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY, Userns_fd: uint64(userns)}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr); err != nil {
+			return fmt.Errorf("idmap layer %s: %w", l, err)
+		}
+	}
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen overlay: %w", err)
+	}
+	defer unix.Close(fsfd)
+	for i, fd := range fds {
+		if err := unix.FsconfigSetFd(fsfd, "lowerdir+", fd); err != nil {
+			return fmt.Errorf("overlay lower layer %s by descriptor (needs Linux 6.13+): %w", lowers[i], err)
+		}
+	}
+	if upper != "" {
+		if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
+			return fmt.Errorf("overlay upperdir: %w", err)
+		}
+		if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
+			return fmt.Errorf("overlay workdir: %w", err)
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("create overlay: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
+	if err != nil {
+		return fmt.Errorf("fsmount overlay: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach overlay at %s: %w", target, err)
+	}
+	return nil
+}

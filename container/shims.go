@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -24,6 +25,16 @@ import (
 type shims struct {
 	binary string
 	log    *zap.Logger
+	// podReady, if set, says whether a pod may still get a shim: a create that passed its
+	// pod's readiness check before the pod was stopped and removed must not start a shim
+	// after the removal shut the pod's shim down (nobody would stop it).
+	podReady func(podID string) bool
+	// timeout bounds a (re)connection to a shim, its dial and its first answer: a stopped
+	// or hung shim never holds a caller (or the pod's lock) longer.
+	timeout time.Duration
+	// holderExited is told of a pod whose PID namespace holder exited when nobody here
+	// stopped it (killed from outside, or crashed).
+	holderExited func(podID string, pid int)
 
 	mu   sync.Mutex
 	pods map[string]*podShim
@@ -37,10 +48,92 @@ type podShim struct {
 	// lost is set once the shim was found gone with containers still running (counted once);
 	// a shim started for the pod afterwards clears it.
 	lost bool
+	// unanswered is set while the shim did not answer the daemon's recovery in time: until
+	// a background retry gets through, calls that need the shim fail at once (notAnswering)
+	// rather than each waiting on it. Read without mu, which a retry may hold.
+	unanswered atomic.Bool
+	// holder watches the pod's PID namespace holder; nil when it has none, or once the
+	// daemon stops it on purpose (it is closed before any kill of ours).
+	holder *shim.HolderWatch
 }
 
-func newShims(binary string, l *zap.Logger) *shims {
-	return &shims{binary: binary, log: l, pods: map[string]*podShim{}}
+func newShims(binary string, l *zap.Logger, timeout time.Duration, holderExited func(podID string, pid int)) *shims {
+	return &shims{binary: binary, log: l, timeout: timeout, holderExited: holderExited, pods: map[string]*podShim{}}
+}
+
+// notAnswering is the error of a call that needs a shim which did not answer in time.
+func notAnswering(podID string) error { return notAnsweringError{podID: podID} }
+
+// notAnsweringError is Unavailable to a client (errdefs.IsUnavailable: it has the method
+// errdefs looks for), but it is not errdefs.ErrUnavailable itself, which means here that the
+// shim is gone: errors.Is(err, errdefs.ErrUnavailable) is false, and nothing below takes the
+// shim's containers for lost.
+type notAnsweringError struct{ podID string }
+
+func (e notAnsweringError) Error() string {
+	return "pod " + e.podID + ": its shim (peapod-shim) does not answer; the daemon retries in the background"
+}
+
+// Unavailable marks the error as errdefs' Unavailable class.
+func (notAnsweringError) Unavailable() {}
+
+// answering fails with notAnswering while the pod's shim does not answer.
+func (s *shims) answering(podID string) error {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	s.mu.Unlock()
+	if ok && p.unanswered.Load() {
+		return notAnswering(podID)
+	}
+	return nil
+}
+
+// setUnanswered marks the pod's shim as not answering, or answering again.
+func (s *shims) setUnanswered(podID string, v bool) {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	s.mu.Unlock()
+	if ok {
+		p.unanswered.Store(v)
+	}
+}
+
+// watchHolder watches the pod's PID namespace holder, as its state dir records it: want is
+// the holder's pid as the shim told it, 0 to take the record's. A watch of that holder is
+// kept. Call with p.mu held.
+func (s *shims) watchHolder(podID string, p *podShim, want int) {
+	if p.holder != nil && (want == 0 || p.holder.Pid == want) {
+		return
+	}
+	s.dropHolder(p)
+	w, err := shim.WatchHolder(p.stateDir, func(w *shim.HolderWatch) { s.holderGone(podID, p, w) })
+	if err != nil {
+		s.log.Warn("watch the pod's PID namespace holder", log.PodSandboxID(podID), zap.Error(err))
+		return
+	}
+	p.holder = w
+}
+
+// dropHolder ends the watch of the pod's holder, before the daemon stops it (or a new shim
+// replaces it): an exit the daemon asked for is not news. Call with p.mu held.
+func (s *shims) dropHolder(p *podShim) {
+	p.holder.Close()
+	p.holder = nil
+}
+
+// holderGone is the watch's report of the holder's exit: unless the watch was dropped
+// meanwhile (under p.mu, before a kill of ours), the pod is told.
+func (s *shims) holderGone(podID string, p *podShim, w *shim.HolderWatch) {
+	p.mu.Lock()
+	mine := p.holder == w
+	if mine {
+		p.holder = nil
+	}
+	p.mu.Unlock()
+	w.Close()
+	if mine && s.holderExited != nil {
+		s.holderExited(podID, w.Pid)
+	}
 }
 
 func (s *shims) entry(podID, stateDir string) *podShim {
@@ -85,6 +178,9 @@ func alive(c *shimclient.Client) bool {
 // get returns the pod's shim, connecting to a running one or (start) starting it.
 func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shimclient.Client, shim.Info, error) {
 	p := s.entry(pod.ID, pod.Dir)
+	if p.unanswered.Load() {
+		return nil, shim.Info{}, notAnswering(pod.ID)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if alive(p.client) {
@@ -101,10 +197,16 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 	}
 	c, err := shimclient.Connect(ctx, shim.SocketPath(p.stateDir))
 	if err != nil && errors.Is(err, errdefs.ErrUnavailable) && start {
+		if s.podReady != nil && !s.podReady(pod.ID) {
+			return nil, shim.Info{}, fmt.Errorf("pod sandbox %s is not ready: no shim is started for it: %w", pod.ID, errdefs.ErrFailedPrecondition)
+		}
+		// A new shim kills the holder a dead one left: that exit is expected.
+		s.dropHolder(p)
 		c, err = shimclient.Start(ctx, shimclient.StartOptions{
 			Binary: s.binary, PodID: pod.ID, StateDir: p.stateDir,
 			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,
 			HolderUser:   pod.Config.HolderUser(),
+			HolderUserNS: pod.UserNSPath,
 			Logger:       s.log,
 		})
 		switch {
@@ -127,6 +229,9 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 		return nil, shim.Info{}, fmt.Errorf("pod %s shim info: %w", pod.ID, err)
 	}
 	p.client, p.info, p.lost = c, info, false
+	if info.PidHolderPid != 0 {
+		s.watchHolder(pod.ID, p, info.PidHolderPid)
+	}
 	return c, info, nil
 }
 
@@ -198,6 +303,7 @@ func (s *shims) lost(ctx context.Context, podID string) {
 		return
 	}
 	if errors.Is(err, errdefs.ErrUnavailable) {
+		s.dropHolder(p)
 		shim.KillStaleHolder(p.stateDir, s.log.With(log.PodSandboxID(podID)))
 	}
 }
@@ -248,8 +354,18 @@ func readyShim(r shimResult) <-chan shimResult {
 	return ch
 }
 
-// client returns a connection to the pod's running shim; ErrUnavailable when it is gone.
+// client returns a connection to the pod's running shim; ErrUnavailable when it is gone,
+// notAnswering (Unavailable to a client, not gone) while it does not answer.
 func (s *shims) client(ctx context.Context, podID string) (*shimclient.Client, error) {
+	if err := s.answering(podID); err != nil {
+		return nil, err
+	}
+	return s.reconnect(ctx, podID)
+}
+
+// reconnect is client without the not-answering check: the recovery that retries such a
+// shim uses it. Connecting (the dial and the shim's Info) is bounded by the shim timeout.
+func (s *shims) reconnect(ctx context.Context, podID string) (*shimclient.Client, error) {
 	s.mu.Lock()
 	p, ok := s.pods[podID]
 	s.mu.Unlock()
@@ -260,6 +376,11 @@ func (s *shims) client(ctx context.Context, podID string) (*shimclient.Client, e
 	defer p.mu.Unlock()
 	if alive(p.client) {
 		return p.client, nil
+	}
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
 	}
 	c, err := shimclient.Connect(ctx, shim.SocketPath(p.stateDir))
 	if err != nil {
@@ -273,7 +394,24 @@ func (s *shims) client(ctx context.Context, podID string) (*shimclient.Client, e
 		return nil, fmt.Errorf("pod %s shim info: %w", podID, err)
 	}
 	p.client, p.info = c, info
+	if info.PidHolderPid != 0 {
+		s.watchHolder(podID, p, info.PidHolderPid)
+	}
 	return c, nil
+}
+
+// watchRecordedHolder watches the PID namespace holder the pod's state dir records, for a
+// pod known from its record (after a restart): the shim need not answer for it.
+func (s *shims) watchRecordedHolder(podID string) {
+	s.mu.Lock()
+	p, ok := s.pods[podID]
+	s.mu.Unlock()
+	if !ok || p.stateDir == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.watchHolder(podID, p, 0)
 }
 
 // shutdown stops the pod's shim. The caller has removed every container of the pod it
@@ -296,6 +434,9 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox, leftovers boo
 		forget()
 		return nil
 	}
+	if p.unanswered.Load() {
+		return notAnswering(pod.ID)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.client
@@ -303,6 +444,7 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox, leftovers boo
 		var err error
 		if c, err = shimclient.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
 			if errors.Is(err, errdefs.ErrUnavailable) {
+				s.dropHolder(p)
 				shim.KillStaleHolder(p.stateDir, s.log)
 				forget()
 				return nil
@@ -322,6 +464,9 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox, leftovers boo
 	if err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("stop pod %s shim: %w", pod.ID, err)
 	}
+	// The shim stopped its holder: the watch, whose report waits for p.mu, is dropped
+	// before that report is read.
+	s.dropHolder(p)
 	p.client = nil
 	forget()
 	// The shim closes its connections a moment before its process ends: the pod is removed
@@ -390,6 +535,12 @@ func (s *shims) closeAll() {
 	for _, p := range s.pods {
 		if p.client != nil {
 			p.client.Close()
+		}
+		// A pod busy starting its shim keeps its watch: the manager's context has ended,
+		// and the next daemon finds a holder that died meanwhile.
+		if p.mu.TryLock() {
+			s.dropHolder(p)
+			p.mu.Unlock()
 		}
 	}
 }

@@ -53,6 +53,10 @@ func (m *Manager) specInput(ctx context.Context, pod sandbox.Sandbox, c Containe
 	in.Namespaces.Network = podNamespace(ns.Network, pod.NetNSPath)
 	in.Namespaces.UTS = podNamespace(ns.Network, pod.UTSPath)
 	in.Namespaces.IPC = podNamespace(ns.IPC, pod.IPCPath)
+	if u := pod.Config.UserNamespace; u != nil && pod.UserNSPath != "" {
+		uid, gid := u.RootIDs()
+		in.Namespaces.User = spec.UserNamespace{Path: pod.UserNSPath, RootUID: uid, RootGID: gid}
+	}
 	switch in.Namespaces.PID.Mode {
 	case spec.ModePod:
 		// The pod's choice decides: its own PID namespace (held by the shim), the node's, or

@@ -85,6 +85,9 @@ func (m *Manager) CheckRunning(id string) (Container, error) {
 	if err != nil {
 		return Container{}, err
 	}
+	if c.State == StateUnknown {
+		return Container{}, notAnswering(c.PodID)
+	}
 	if c.State != StateRunning {
 		return Container{}, fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}

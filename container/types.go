@@ -5,6 +5,8 @@ import (
 
 	"github.com/peapod-runtime/peapod/cgroups"
 	"github.com/peapod-runtime/peapod/container/spec"
+	"github.com/peapod-runtime/peapod/netns"
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/volumes"
 )
 
@@ -15,7 +17,8 @@ import (
 //	                      └──────────Stop / monitor lost────────┘
 //
 // Every change is persisted before it is acknowledged. Unknown is only reported while the
-// daemon has not yet learned a container's fate after a restart. A Created container's
+// daemon has not yet learned a container's fate after a restart: its shim did not answer
+// the recovery in time, and the record keeps what was last persisted until it does. A Created container's
 // init may still be in the making (Manager.Create); if that fails, it goes straight to
 // Exited with reason StartError.
 type State string
@@ -51,7 +54,10 @@ type Metadata struct {
 type Config struct {
 	Metadata Metadata `json:"metadata"`
 	// Image is the image as the request named it; the Manager resolves it.
-	Image       string            `json:"image"`
+	Image string `json:"image"`
+	// UserImage is the image as the pod's author wrote it (CRI UserSpecifiedImage), when the
+	// client sent it: a kubelet names the image by its id in Image.
+	UserImage   string            `json:"user_image,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// LogPath is relative to the pod's log directory, as the kubelet gives it.
@@ -65,9 +71,20 @@ type Config struct {
 	StopSignal string `json:"stop_signal,omitempty"`
 	// Hash identifies the exact request, so that a kubelet retry gets the same container.
 	Hash string `json:"hash"`
+	// UserNamespace is what the request said of the user namespace (nil: nothing). A
+	// container always shares its pod's; one that asks for another is refused. Not
+	// persisted.
+	UserNamespace *UserNamespaceRequest `json:"-"`
 	// Spec holds the process, security and namespace choices; the Manager fills in what
 	// comes from the pod, the image and the node. Not persisted: the shim keeps the spec.
 	Spec spec.Input `json:"-"`
+}
+
+// UserNamespaceRequest is a container's userns_options: the node's (Node), or the pod's
+// with this mapping.
+type UserNamespaceRequest struct {
+	Node    bool
+	Mapping *netns.IDMapping
 }
 
 // Container is a container as peapod keeps it. Values are copies.
@@ -98,6 +115,16 @@ type Container struct {
 	Dir string `json:"dir"`
 	// CgroupPath is the container's cgroup (for updates and stats).
 	CgroupPath string `json:"cgroup_path"`
+	// ImageVolumes are the images the container mounts as image volumes, recorded before
+	// they are held and mounted, so that Remove releases them whatever a crash left.
+	ImageVolumes []ImageVolume `json:"image_volumes,omitempty"`
+}
+
+// ImageVolume is one image volume of a container: Config.Mounts[Index] shows image
+// ImageID.
+type ImageVolume struct {
+	Index   int    `json:"index"`
+	ImageID string `json:"image_id"`
 }
 
 // Filter selects containers in List; zero fields match everything.
@@ -107,3 +134,7 @@ type Filter struct {
 	State         State
 	LabelSelector map[string]string
 }
+
+// ExecSyncResult is what Manager.ExecSync answers: the command's output (each stream capped)
+// and how it ended. The shim makes it; the alias lets callers name it without the shim.
+type ExecSyncResult = shim.ExecSyncResult

@@ -33,7 +33,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *cgroups.R
 		return err
 	}
 	defer unlock()
-	c := e.c
+	c := e.Record()
 	ctx = log.With(ctx, log.ContainerID(c.ID), log.PodSandboxID(c.PodID))
 	if c.State != StateCreated && c.State != StateRunning {
 		return fmt.Errorf("container %s is %s: only a created or running container's resources can change: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
@@ -59,7 +59,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *cgroups.R
 	if err := m.opts.Cgroups.Update(ctx, c.CgroupPath, apply.ToSpec(m.opts.Cgroups.IsV2())); err != nil {
 		return fmt.Errorf("update container %s resources: %w", c.ID, err)
 	}
-	if _, err := m.update(e, func(c *Container) { c.Config.Resources = &merged }); err != nil {
+	if _, err := e.Update(func(c *Container) { c.Config.Resources = &merged }); err != nil {
 		return err
 	}
 	log.From(ctx).Info("container resources updated",

@@ -40,10 +40,10 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 		return container.Config{}, err
 	}
 	linux := c.GetLinux()
-	sc := linux.GetSecurityContext()
 	out := container.Config{
 		Metadata:    container.Metadata{Name: name, Attempt: c.GetMetadata().GetAttempt()},
 		Image:       c.GetImage().GetImage(),
+		UserImage:   c.GetImage().GetUserSpecifiedImage(),
 		Labels:      c.GetLabels(),
 		Annotations: c.GetAnnotations(),
 		LogPath:     c.GetLogPath(),
@@ -55,11 +55,38 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	if sig := c.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
 		out.StopSignal = strings.TrimPrefix(sig.String(), "SIGNAL_")
 	}
-	for _, m := range c.GetMounts() {
+	if out.Mounts, err = containerMounts(c.GetMounts()); err != nil {
+		return container.Config{}, err
+	}
+	if out.Resources, err = s.resources(linux.GetResources()); err != nil {
+		return container.Config{}, fmt.Errorf("config.linux.resources: %w", err)
+	}
+	if out.Spec, err = specInput(c); err != nil {
+		return container.Config{}, err
+	}
+	userns, node, err := userNamespace(linux.GetSecurityContext().GetNamespaceOptions())
+	if err != nil {
+		return container.Config{}, err
+	}
+	if userns != nil || node {
+		out.UserNamespace = &container.UserNamespaceRequest{Node: node, Mapping: userns}
+	}
+	return out, nil
+}
+
+// containerMounts converts the CRI mounts, image volumes (Mount.image) included.
+func containerMounts(ms []*runtimeapi.Mount) ([]volumes.Mount, error) {
+	var out []volumes.Mount
+	for _, m := range ms {
 		if m.GetImage().GetImage() != "" {
-			return container.Config{}, fmt.Errorf("image volume mounts are not supported yet (mount %s): %w", m.GetContainerPath(), errdefs.ErrNotImplemented)
+			mnt, err := imageMount(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, mnt)
+			continue
 		}
-		out.Mounts = append(out.Mounts, volumes.Mount{
+		out = append(out, volumes.Mount{
 			ContainerPath:     m.GetContainerPath(),
 			HostPath:          m.GetHostPath(),
 			Readonly:          m.GetReadonly(),
@@ -68,9 +95,13 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 			SelinuxRelabel:    m.GetSelinuxRelabel(),
 		})
 	}
-	if out.Resources, err = s.resources(linux.GetResources()); err != nil {
-		return container.Config{}, fmt.Errorf("config.linux.resources: %w", err)
-	}
+	return out, nil
+}
+
+// specInput is what the OCI spec is built from: the process, its devices, its namespaces and
+// its security context.
+func specInput(c *runtimeapi.ContainerConfig) (spec.Input, error) {
+	sc := c.GetLinux().GetSecurityContext()
 	in := spec.Input{Command: c.GetCommand(), Args: c.GetArgs(), WorkingDir: c.GetWorkingDir()}
 	for _, kv := range c.GetEnvs() {
 		in.Env = append(in.Env, spec.EnvVar{Key: kv.GetKey(), Value: string(kv.GetValue())})
@@ -80,21 +111,24 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	}
 	for _, d := range c.GetCDIDevices() {
 		if d.GetName() == "" {
-			return container.Config{}, fmt.Errorf("config.CDI_devices: a device without a name: %w", errdefs.ErrInvalidArgument)
+			return spec.Input{}, fmt.Errorf("config.CDI_devices: a device without a name: %w", errdefs.ErrInvalidArgument)
 		}
 		in.CDIDevices = append(in.CDIDevices, d.GetName())
 	}
 	ns := sc.GetNamespaceOptions()
-	if err := checkUserNamespace(ns); err != nil {
-		return container.Config{}, err
-	}
 	in.Namespaces.PID = spec.Namespace{Mode: spec.NamespaceMode(ns.GetPid())}
 	if ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
 		if ns.GetTargetId() == "" {
-			return container.Config{}, fmt.Errorf("pid namespace mode TARGET needs target_id: %w", errdefs.ErrInvalidArgument)
+			return spec.Input{}, fmt.Errorf("pid namespace mode TARGET needs target_id: %w", errdefs.ErrInvalidArgument)
 		}
 		in.Namespaces.PID.Path = ns.GetTargetId()
 	}
+	in.Security = containerSecurity(sc)
+	return in, nil
+}
+
+// containerSecurity converts the container's security context.
+func containerSecurity(sc *runtimeapi.LinuxContainerSecurityContext) spec.Security {
 	sec := spec.Security{
 		Privileged:               sc.GetPrivileged(),
 		RunAsUsername:            sc.GetRunAsUsername(),
@@ -122,9 +156,7 @@ func (s *Server) containerConfig(req *runtimeapi.CreateContainerRequest) (contai
 	}
 	sec.Seccomp = securityProfile(sc.GetSeccomp())
 	sec.AppArmor = securityProfile(sc.GetApparmor())
-	in.Security = sec
-	out.Spec = in
-	return out, nil
+	return sec
 }
 
 func securityProfile(p *runtimeapi.SecurityProfile) *spec.SecurityProfile {
@@ -155,7 +187,7 @@ func criContainer(c container.Container) *runtimeapi.Container {
 		Id:           c.ID,
 		PodSandboxId: c.PodID,
 		Metadata:     criContainerMetadata(c.Config.Metadata),
-		Image:        &runtimeapi.ImageSpec{Image: c.Config.Image},
+		Image:        reportedImage(c.Config),
 		ImageRef:     c.ImageID,
 		ImageId:      c.ImageID,
 		State:        criContainerState(c.State),
@@ -163,6 +195,19 @@ func criContainer(c container.Container) *runtimeapi.Container {
 		Labels:       c.Config.Labels,
 		Annotations:  c.Config.Annotations,
 	}
+}
+
+// reportedImage is the image a container's status names: the one the pod's author wrote
+// (UserSpecifiedImage) when the client sent it, else the one the request named. A kubelet
+// creates containers by image id and sends the author's name beside it; it shows the status's
+// image in the pod's status, where specs and users expect the name (containerd reports the
+// same, from UserSpecifiedImage or the image's first tag; CRI-O too).
+func reportedImage(c container.Config) *runtimeapi.ImageSpec {
+	img := c.Image
+	if c.UserImage != "" {
+		img = c.UserImage
+	}
+	return &runtimeapi.ImageSpec{Image: img, UserSpecifiedImage: c.UserImage}
 }
 
 func nanos(c container.Container) (started, finished int64) {
@@ -186,7 +231,7 @@ func criContainerStatus(c container.Container, verbose bool, spec json.RawMessag
 		StartedAt:   started,
 		FinishedAt:  finished,
 		ExitCode:    c.ExitCode,
-		Image:       &runtimeapi.ImageSpec{Image: c.Config.Image},
+		Image:       reportedImage(c.Config),
 		ImageRef:    c.ImageID,
 		ImageId:     c.ImageID,
 		Reason:      c.Reason,
@@ -202,11 +247,15 @@ func criContainerStatus(c container.Container, verbose bool, spec json.RawMessag
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}
 	}
 	for _, m := range c.Config.Mounts {
-		st.Mounts = append(st.Mounts, &runtimeapi.Mount{
+		cm := &runtimeapi.Mount{
 			ContainerPath: m.ContainerPath, HostPath: m.HostPath, Readonly: m.Readonly,
 			Propagation: runtimeapi.MountPropagation(m.Propagation), RecursiveReadOnly: m.RecursiveReadOnly,
 			SelinuxRelabel: m.SelinuxRelabel,
-		})
+		}
+		if m.Image != "" {
+			cm.Image, cm.ImageSubPath = &runtimeapi.ImageSpec{Image: m.Image}, m.ImageSubPath
+		}
+		st.Mounts = append(st.Mounts, cm)
 	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: st}
 	if verbose {
@@ -229,4 +278,22 @@ func groups(g []uint32) []int64 {
 		out[i] = int64(v)
 	}
 	return out
+}
+
+// imageMount converts an image volume (Mount.image): the image the kubelet pulled, shown
+// read-only whatever the request says ("all image mounts are per feature definition
+// readonly"), with private propagation (the image's overlay is the runtime's own mount).
+func imageMount(m *runtimeapi.Mount) (volumes.Mount, error) {
+	if m.GetHostPath() != "" {
+		return volumes.Mount{}, fmt.Errorf("mount %s: host_path and image are mutually exclusive: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+	}
+	return volumes.Mount{
+		ContainerPath:     m.GetContainerPath(),
+		Readonly:          true,
+		Propagation:       volumes.PropagationPrivate,
+		RecursiveReadOnly: m.GetRecursiveReadOnly(),
+		SelinuxRelabel:    m.GetSelinuxRelabel(),
+		Image:             m.GetImage().GetImage(),
+		ImageSubPath:      m.GetImageSubPath(),
+	}, nil
 }

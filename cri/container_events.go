@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -31,13 +32,13 @@ const (
 	recoveredMax = 4096
 )
 
-// eventSource is what the hub reads: container.Manager.
+// eventSource is what the hub reads of container.Manager.
 type eventSource interface {
 	Subscribe(buf int) (<-chan container.Event, func())
 	List(container.Filter) []container.Container
 }
 
-// podSource is sandbox.Manager.
+// podSource is what the hub reads of sandbox.Manager.
 type podSource interface {
 	Get(id string) (sandbox.Sandbox, error)
 }
@@ -69,9 +70,6 @@ type eventHub struct {
 
 // serverEventHub is the hub of a Server with these options.
 func serverEventHub(opts Options) *eventHub {
-	if opts.Containers == nil {
-		return newEventHub(nil, opts.Sandboxes, opts.Logger)
-	}
 	return newEventHub(opts.Containers, opts.Sandboxes, opts.Logger)
 }
 
@@ -212,6 +210,11 @@ func (h *eventHub) subscribe() (<-chan *runtimeapi.ContainerEventResponse, func(
 func (s *Server) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
 	ch, cancel := s.events.subscribe()
 	defer cancel()
+	// The headers say the stream is subscribed: a client that waits for them misses no
+	// transition it makes afterwards.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return fmt.Errorf("container events: %w", err)
+	}
 	ctx := stream.Context()
 	for {
 		select {

@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -9,7 +10,9 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/peapod-runtime/peapod/container"
 	"github.com/peapod-runtime/peapod/container/spec"
+	"github.com/peapod-runtime/peapod/sandbox"
 )
 
 // requestCodes are the codes a conversion may refuse a request with: the request's fault,
@@ -69,37 +72,48 @@ func seedContainerRequest() *runtimeapi.CreateContainerRequest {
 	}
 }
 
-// FuzzContainerConfig: any CreateContainerRequest (as the wire bytes a client may send) is
-// converted or refused with InvalidArgument or Unimplemented, never a panic and never a code
-// the request cannot be blamed for; what is accepted keeps the request's name, image,
-// command and mounts, has valid resources, and the same request always hashes the same.
-func FuzzContainerConfig(f *testing.F) {
-	for _, m := range []proto.Message{
-		seedContainerRequest(),
-		&runtimeapi.CreateContainerRequest{PodSandboxId: "p", Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a/b"}, Image: &runtimeapi.ImageSpec{Image: "x"}}},
-		&runtimeapi.CreateContainerRequest{PodSandboxId: "p", Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "n"}, Image: &runtimeapi.ImageSpec{Image: "x"},
-			Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuQuota: -5, MemoryLimitInBytes: 1}}}},
-		&runtimeapi.CreateContainerRequest{},
-	} {
+// fuzzConversion seeds f with the wire bytes of seeds and feeds every input that decodes as
+// a request (newReq) to convert: it must refuse it with one of requestCodes, never panic, or
+// accept it, and then check judges what it made.
+func fuzzConversion[Req proto.Message, Out any](f *testing.F, seeds []proto.Message, newReq func() Req, convert func(Req) (Out, error), check func(*testing.T, Req, Out)) {
+	for _, m := range seeds {
 		b, err := proto.Marshal(m)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
-	s := &Server{}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		req := &runtimeapi.CreateContainerRequest{}
+		req := newReq()
 		if err := proto.Unmarshal(data, req); err != nil {
 			return
 		}
-		out, err := s.containerConfig(req)
+		out, err := convert(req)
 		if err != nil {
 			if c := codeOf(err); !requestCodes[c] {
 				t.Fatalf("refused with %v: %v", c, err)
 			}
 			return
 		}
+		check(t, req, out)
+	})
+}
+
+// FuzzContainerConfig: any CreateContainerRequest (as the wire bytes a client may send) is
+// converted or refused with InvalidArgument or Unimplemented, never a panic and never a code
+// the request cannot be blamed for; what is accepted keeps the request's name, image,
+// command and mounts, has valid resources, and the same request always hashes the same.
+func FuzzContainerConfig(f *testing.F) {
+	s := &Server{}
+	seeds := []proto.Message{
+		seedContainerRequest(),
+		&runtimeapi.CreateContainerRequest{PodSandboxId: "p", Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a/b"}, Image: &runtimeapi.ImageSpec{Image: "x"}}},
+		&runtimeapi.CreateContainerRequest{PodSandboxId: "p", Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "n"}, Image: &runtimeapi.ImageSpec{Image: "x"},
+			Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuQuota: -5, MemoryLimitInBytes: 1}}}},
+		&runtimeapi.CreateContainerRequest{},
+	}
+	newReq := func() *runtimeapi.CreateContainerRequest { return &runtimeapi.CreateContainerRequest{} }
+	fuzzConversion(f, seeds, newReq, s.containerConfig, func(t *testing.T, req *runtimeapi.CreateContainerRequest, out container.Config) {
 		c := req.GetConfig()
 		name := c.GetMetadata().GetName()
 		if out.Metadata.Name != name || name == "" || strings.ContainsAny(name, "/\x00") {
@@ -130,7 +144,8 @@ func FuzzContainerConfig(f *testing.F) {
 // (or Unimplemented); what is accepted has its metadata, a known handler, ports in range and
 // no TARGET mode for the pod's own namespaces.
 func FuzzSandboxConfig(f *testing.F) {
-	for _, m := range []proto.Message{
+	s := &Server{}
+	seeds := []proto.Message{
 		&runtimeapi.RunPodSandboxRequest{Config: seedPodConfig()},
 		&runtimeapi.RunPodSandboxRequest{Config: seedPodConfig(), RuntimeHandler: "kata"},
 		&runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "a", Namespace: "b", Uid: "../c"}}},
@@ -138,26 +153,9 @@ func FuzzSandboxConfig(f *testing.F) {
 			PortMappings: []*runtimeapi.PortMapping{{ContainerPort: 70000}}}},
 		&runtimeapi.RunPodSandboxRequest{},
 		wrapperspb.String("not a request"),
-	} {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
 	}
-	s := &Server{}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		req := &runtimeapi.RunPodSandboxRequest{}
-		if err := proto.Unmarshal(data, req); err != nil {
-			return
-		}
-		out, err := s.sandboxConfig(req)
-		if err != nil {
-			if c := codeOf(err); !requestCodes[c] {
-				t.Fatalf("refused with %v: %v", c, err)
-			}
-			return
-		}
+	newReq := func() *runtimeapi.RunPodSandboxRequest { return &runtimeapi.RunPodSandboxRequest{} }
+	fuzzConversion(f, seeds, newReq, s.sandboxConfig, func(t *testing.T, req *runtimeapi.RunPodSandboxRequest, out sandbox.Config) {
 		md := req.GetConfig().GetMetadata()
 		for _, v := range []string{md.GetName(), md.GetNamespace(), md.GetUid()} {
 			if v == "" || strings.ContainsAny(v, "/\x00") {
@@ -167,7 +165,7 @@ func FuzzSandboxConfig(f *testing.F) {
 		if out.Metadata.Name != md.GetName() || out.Metadata.UID != md.GetUid() || out.Metadata.Namespace != md.GetNamespace() {
 			t.Fatalf("metadata %+v converted to %+v", md, out.Metadata)
 		}
-		if !knownHandlers[out.RuntimeHandler] {
+		if !slices.Contains(builtinHandlers, out.RuntimeHandler) {
 			t.Fatalf("accepted handler %q", out.RuntimeHandler)
 		}
 		for _, pm := range out.PortMappings {

@@ -83,23 +83,35 @@ func TestReplySizeLimit(t *testing.T) {
 	}
 }
 
-// TestUserNamespaceRefused: a user namespace other than the node's is Unimplemented, for
-// pods and containers alike, rather than ignored (the pod would run with the node's ids);
-// NODE, or no option at all, is what every pod without hostUsers: false sends.
-func TestUserNamespaceRefused(t *testing.T) {
+// TestUserNamespaceOptions: userns_options as the CRI defines them, for pods and containers
+// alike: nothing or NODE is the node's; POD takes exactly one uid and one gid mapping with
+// container root mapped; CONTAINER and TARGET do not exist for user namespaces. Every refusal
+// is InvalidArgument (a kubelet must not retry it) naming what is wrong.
+func TestUserNamespaceOptions(t *testing.T) {
 	s := New(Options{})
+	one := func(c, h, n uint32) []*runtimeapi.IDMapping {
+		return []*runtimeapi.IDMapping{{ContainerId: c, HostId: h, Length: n}}
+	}
+	pod := func(uids, gids []*runtimeapi.IDMapping) *runtimeapi.NamespaceOption {
+		return &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: uids, Gids: gids}}
+	}
 	for _, tc := range []struct {
-		name string
-		ns   *runtimeapi.NamespaceOption
-		want codes.Code
+		name    string
+		ns      *runtimeapi.NamespaceOption
+		want    codes.Code
+		message string
 	}{
-		{"no option", nil, codes.OK},
-		{"no userns option", &runtimeapi.NamespaceOption{}, codes.OK},
-		{"node", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}}, codes.OK},
-		{"pod", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD,
-			Uids: []*runtimeapi.IDMapping{{HostId: 65536, ContainerId: 0, Length: 65536}},
-			Gids: []*runtimeapi.IDMapping{{HostId: 65536, ContainerId: 0, Length: 65536}}}}, codes.Unimplemented},
-		{"container", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}}, codes.Unimplemented},
+		{"no option", nil, codes.OK, ""},
+		{"no userns option", &runtimeapi.NamespaceOption{}, codes.OK, ""},
+		{"node", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}}, codes.OK, ""},
+		{"pod", pod(one(0, 65536, 65536), one(0, 65536, 65536)), codes.OK, ""},
+		{"node with mappings", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE, Uids: one(0, 1000, 10)}}, codes.InvalidArgument, "takes no uid or gid mappings"},
+		{"pod, two uid mappings", pod(append(one(0, 1000, 100000), one(0, 2000, 100000)...), one(0, 1000, 100000)), codes.InvalidArgument, "exactly one uid mapping, got 2"},
+		{"pod, no gid mapping", pod(one(0, 1000, 100000), nil), codes.InvalidArgument, "exactly one gid mapping, got 0"},
+		{"pod, root unmapped", pod(one(1, 1000, 100000), one(1, 1000, 100000)), codes.InvalidArgument, "container uid 0 (root) unmapped"},
+		{"pod, empty range", pod(one(0, 1000, 0), one(0, 1000, 10)), codes.InvalidArgument, "length 0"},
+		{"container", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}}, codes.InvalidArgument, "mode CONTAINER"},
+		{"target", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}}, codes.InvalidArgument, "mode TARGET"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, perr := s.sandboxConfig(&runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
@@ -111,8 +123,9 @@ func TestUserNamespaceRefused(t *testing.T) {
 				Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: tc.ns}},
 			}})
 			for what, err := range map[string]error{"pod": perr, "container": cerr} {
-				if got := status.Code(toStatus(err)); got != tc.want {
-					t.Errorf("%s config: %v (code %v), want %v", what, err, got, tc.want)
+				st := status.Convert(toStatus(err))
+				if st.Code() != tc.want || !strings.Contains(st.Message(), tc.message) {
+					t.Errorf("%s config: %v (code %v), want %v with %q", what, err, st.Code(), tc.want, tc.message)
 				}
 			}
 		})

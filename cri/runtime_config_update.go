@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -14,12 +13,8 @@ import (
 	"github.com/peapod-runtime/peapod/internal/log"
 )
 
-const (
-	runtimeBucket = "runtime"
-	podCIDRKey    = "pod_cidr"
-)
-
-// UpdateRuntimeConfig stores the pod CIDR the kubelet hands down; it survives restarts.
+// UpdateRuntimeConfig validates the pod CIDR the kubelet hands down and has the pod
+// manager keep it; it survives restarts.
 func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
 	cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr()
 	if cidr == "" {
@@ -30,20 +25,9 @@ func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Update
 			return nil, fmt.Errorf("pod CIDR %q: %w", c, errdefs.ErrInvalidArgument)
 		}
 	}
-	if err := s.opts.DB.Put(runtimeBucket, podCIDRKey, cidr); err != nil {
-		return nil, fmt.Errorf("store pod CIDR: %w", err)
+	if err := s.opts.Sandboxes.SetPodCIDR(cidr); err != nil {
+		return nil, err
 	}
 	log.From(ctx).Info("pod cidr updated", zap.String("pod_cidr", cidr))
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
-}
-
-func (s *Server) podCIDR() (string, error) {
-	var cidr string
-	if err := s.opts.DB.Get(runtimeBucket, podCIDRKey, &cidr); err != nil {
-		if errors.Is(err, errdefs.ErrNotFound) {
-			return "", nil
-		}
-		return "", err
-	}
-	return cidr, nil
 }

@@ -25,10 +25,13 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	// What the kubelet and critest read to decide which fields they may send: one entry per
 	// handler peapod answers to, all the same runtime.
 	rro := volumes.RecursiveReadOnlySupported()
-	for _, name := range handlerNames {
+	// User namespaces as Kubernetes means them: a pod's own, with idmapped mounts of its
+	// volumes and rootfs layers, which the daemon probed the kernel for at start.
+	userns := s.opts.Sandboxes != nil && s.opts.Sandboxes.UserNamespacesSupported()
+	for _, name := range s.handlerNames() {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
 			Name:     name,
-			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro},
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro, UserNamespaces: userns},
 		})
 	}
 	// Merge and Strict are both honoured, and ContainerStatus reports the groups in effect.
@@ -40,7 +43,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			return nil, fmt.Errorf("encode config: %w", err)
 		}
 		resp.Info = map[string]string{"config": string(cfg)}
-		if cidr, err := s.podCIDR(); err == nil && cidr != "" {
+		if cidr, err := s.opts.Sandboxes.PodCIDR(); err == nil && cidr != "" {
 			resp.Info["podCIDR"] = cidr
 		}
 	}

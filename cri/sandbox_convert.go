@@ -6,21 +6,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/peapod-runtime/peapod/netns"
 	"github.com/peapod-runtime/peapod/sandbox"
 )
 
-// knownHandlers are the runtime handlers peapod answers to: the default one, under its own
-// name and under the name kubelets and RuntimeClasses commonly use for it.
-var knownHandlers = map[string]bool{"": true, "peapod": true, "runc": true}
+// builtinHandlers are the runtime handlers peapod always answers to: the default one, under
+// its own name and under the name kubelets and RuntimeClasses commonly use for it.
+var builtinHandlers = []string{"", "peapod", "runc"}
 
-// handlerNames are knownHandlers in the order Status lists them.
-var handlerNames = []string{"", "peapod", "runc"}
+// handlerNames are the runtime handlers peapod answers to, in the order Status lists them:
+// the built-in ones, then the configured runtime.handlers.
+func (s *Server) handlerNames() []string {
+	names := slices.Clone(builtinHandlers)
+	for _, h := range s.opts.Config.Runtime.Handlers {
+		if !slices.Contains(names, h) {
+			names = append(names, h)
+		}
+	}
+	return names
+}
 
 func namespaceMode(m runtimeapi.NamespaceMode) sandbox.NamespaceMode {
 	switch m {
@@ -71,8 +83,8 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 	if strings.ContainsAny(md.GetName()+md.GetNamespace()+md.GetUid(), "/\x00") {
 		return sandbox.Config{}, fmt.Errorf("config.metadata fields must not contain '/': %w", errdefs.ErrInvalidArgument)
 	}
-	if !knownHandlers[req.GetRuntimeHandler()] {
-		return sandbox.Config{}, fmt.Errorf("runtime handler %q is not configured (peapod answers to \"\", \"peapod\" and \"runc\"): %w", req.GetRuntimeHandler(), errdefs.ErrInvalidArgument)
+	if names := s.handlerNames(); !slices.Contains(names, req.GetRuntimeHandler()) {
+		return sandbox.Config{}, fmt.Errorf("runtime handler %q is not configured (peapod answers to %q; runtime.handlers adds names): %w", req.GetRuntimeHandler(), names, errdefs.ErrInvalidArgument)
 	}
 	// Container logs are opened beneath it, by the daemon and by the pod's shim alike.
 	if d := c.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {
@@ -91,7 +103,8 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 	if ns.GetNetwork() == runtimeapi.NamespaceMode_TARGET || ns.GetIpc() == runtimeapi.NamespaceMode_TARGET {
 		return sandbox.Config{}, fmt.Errorf("namespace mode TARGET is only valid for a container's pid namespace: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := checkUserNamespace(ns); err != nil {
+	userns, _, err := userNamespace(ns)
+	if err != nil {
 		return sandbox.Config{}, err
 	}
 	out := sandbox.Config{
@@ -109,6 +122,7 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 			PID:     namespaceMode(ns.GetPid()),
 			IPC:     namespaceMode(ns.GetIpc()),
 		},
+		UserNamespace:  userns,
 		Privileged:     sc.GetPrivileged(),
 		RuntimeHandler: req.GetRuntimeHandler(),
 		Hash:           hash,
@@ -170,9 +184,10 @@ func criSandboxStatus(sb sandbox.Sandbox, verbose bool) (*runtimeapi.PodSandboxS
 		CreatedAt: sb.CreatedAt.UnixNano(),
 		Network:   &runtimeapi.PodSandboxNetworkStatus{},
 		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
-			Network: criNamespaceMode(sb.Config.Namespaces.Network),
-			Pid:     criNamespaceMode(sb.Config.Namespaces.PID),
-			Ipc:     criNamespaceMode(sb.Config.Namespaces.IPC),
+			Network:       criNamespaceMode(sb.Config.Namespaces.Network),
+			Pid:           criNamespaceMode(sb.Config.Namespaces.PID),
+			Ipc:           criNamespaceMode(sb.Config.Namespaces.IPC),
+			UsernsOptions: criUserNamespace(sb.Config.UserNamespace),
 		}}},
 		Labels:         sb.Config.Labels,
 		Annotations:    sb.Config.Annotations,
@@ -219,12 +234,51 @@ func podUser(sc *runtimeapi.LinuxSandboxSecurityContext) (uid, gid *uint32, err 
 	return uid, gid, nil
 }
 
-// checkUserNamespace refuses a user namespace other than the node's: peapod does not create
-// user namespaces yet (Status advertises none), and running the pod with the node's ids
-// instead would silently drop the isolation the caller asked for.
-func checkUserNamespace(ns *runtimeapi.NamespaceOption) error {
-	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
-		return fmt.Errorf("userns_options mode %s: user namespaces are not supported yet (only NODE): %w", u.GetMode(), errdefs.ErrNotImplemented)
+// userNamespace reads userns_options: mode POD is a user namespace of the pod's own with
+// exactly one uid and one gid mapping, container root mapped (the mapping, checked); NODE
+// is the node's (node true); no option at all is the node's too (node false), as every
+// kubelet without user namespaces sends. The CRI allows no other mode: CONTAINER and
+// TARGET are InvalidArgument, as are mappings given with NODE.
+func userNamespace(ns *runtimeapi.NamespaceOption) (m *netns.IDMapping, node bool, err error) {
+	u := ns.GetUsernsOptions()
+	if u == nil {
+		return nil, false, nil
 	}
-	return nil
+	switch u.GetMode() {
+	case runtimeapi.NamespaceMode_NODE:
+		if len(u.GetUids()) > 0 || len(u.GetGids()) > 0 {
+			return nil, false, fmt.Errorf("userns_options mode NODE takes no uid or gid mappings: %w", errdefs.ErrInvalidArgument)
+		}
+		return nil, true, nil
+	case runtimeapi.NamespaceMode_POD:
+		conv := func(in []*runtimeapi.IDMapping) []specs.LinuxIDMapping {
+			out := make([]specs.LinuxIDMapping, 0, len(in))
+			for _, r := range in {
+				out = append(out, specs.LinuxIDMapping{ContainerID: r.GetContainerId(), HostID: r.GetHostId(), Size: r.GetLength()})
+			}
+			return out
+		}
+		m := &netns.IDMapping{UIDs: conv(u.GetUids()), GIDs: conv(u.GetGids())}
+		if err := m.Validate(); err != nil {
+			return nil, false, fmt.Errorf("userns_options: %w", err)
+		}
+		return m, false, nil
+	}
+	return nil, false, fmt.Errorf("userns_options mode %s: a user namespace is the pod's (POD) or the node's (NODE), never per container or another's: %w", u.GetMode(), errdefs.ErrInvalidArgument)
+}
+
+// criUserNamespace is the pod's user namespace as the CRI states it: POD with its mappings, or
+// NODE.
+func criUserNamespace(m *netns.IDMapping) *runtimeapi.UserNamespace {
+	if m == nil {
+		return &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}
+	}
+	conv := func(in []specs.LinuxIDMapping) []*runtimeapi.IDMapping {
+		out := make([]*runtimeapi.IDMapping, 0, len(in))
+		for _, r := range in {
+			out = append(out, &runtimeapi.IDMapping{ContainerId: r.ContainerID, HostId: r.HostID, Length: r.Size})
+		}
+		return out
+	}
+	return &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: conv(m.UIDs), Gids: conv(m.GIDs)}
 }

@@ -13,34 +13,23 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/config"
-	"github.com/peapod-runtime/peapod/container"
-	"github.com/peapod-runtime/peapod/images"
-	"github.com/peapod-runtime/peapod/sandbox"
-	"github.com/peapod-runtime/peapod/stats"
-	"github.com/peapod-runtime/peapod/store"
-	"github.com/peapod-runtime/peapod/stream"
 )
-
-// networkStatus reports whether pod networking can be set up; nil means ready.
-type networkStatus interface {
-	Status() error
-}
 
 // Options are the dependencies of a Server, wired by cmd/peapod.
 type Options struct {
 	Config  config.Config
-	DB      *store.DB
 	Logger  *zap.Logger
 	Version string
 	// Network may be nil until pod networking is wired: NetworkReady is then false.
 	Network    networkStatus
-	Sandboxes  *sandbox.Manager
-	Images     *images.Service
-	Containers *container.Manager
-	// Stats is the background sampler the stats and metrics RPCs answer from.
-	Stats *stats.Collector
+	Sandboxes  sandboxes
+	Images     imageStore
+	Containers containers
+	// Stats is the background sampler the stats and metrics RPCs answer from; nil answers
+	// Unavailable.
+	Stats statsSource
 	// Streams hands out the URLs of Exec, Attach and PortForward; nil answers Unavailable.
-	Streams *stream.Server
+	Streams streamURLs
 }
 
 // Server implements RuntimeService and ImageService. RPCs that have no handler yet fall

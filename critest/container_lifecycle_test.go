@@ -334,16 +334,21 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 // TestContainerReadsDoNotWait: while a container is being stopped (its process ignores the
-// stop signal), status and list of it answer at once, and a retried StopContainer is fine.
+// stop signal), status and list of it answer before the stop does, and a retried
+// StopContainer is fine. (How fast they answer meanwhile is a figure of make bench:
+// ContainerStatus+List/while-stopping.)
 func TestContainerReadsDoNotWait(t *testing.T) {
 	pod := newTestPod(t, "cheap-reads", nil)
 	ctx := framework.Context(t)
-	cfg := shell("stubborn", "trap '' TERM; echo ready; while true; do sleep 0.05; done")
+	cfg := shell("stubborn", "trap 'echo got-term' TERM; echo ready; while true; do sleep 0.05; done")
 	id := pod.run(t, cfg)
 	waitLog(t, pod.logPath(cfg), 5*time.Second, func(l []logLine) bool { return len(l) > 0 })
 	done := make(chan error, 1)
 	go func() { done <- pod.rt.StopContainer(ctx, id, 2) }()
-	time.Sleep(100 * time.Millisecond)
+	// The stop is under way once the stop signal has come.
+	waitLog(t, pod.logPath(cfg), 5*time.Second, func(l []logLine) bool {
+		return slices.ContainsFunc(l, func(x logLine) bool { return x.text == "got-term" })
+	})
 	// Creates under way at the same time must not hold up reads either.
 	var creates sync.WaitGroup
 	for i := range 4 {
@@ -354,9 +359,7 @@ func TestContainerReadsDoNotWait(t *testing.T) {
 		})
 	}
 	defer creates.Wait()
-	var worst time.Duration
 	for i := 0; i < 20; i++ {
-		start := time.Now()
 		st, err := pod.rt.ContainerStatus(ctx, id, i%2 == 0)
 		if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 			t.Fatalf("status while stopping: %v %v", st.GetStatus().GetState(), err)
@@ -364,12 +367,8 @@ func TestContainerReadsDoNotWait(t *testing.T) {
 		if _, err := pod.rt.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: pod.id}); err != nil {
 			t.Fatal(err)
 		}
-		worst = max(worst, time.Since(start))
-		time.Sleep(20 * time.Millisecond)
 	}
-	if worst > 100*time.Millisecond {
-		t.Errorf("status+list took up to %v while a stop was under way", worst)
-	}
+	// Every read answered while the stop still waited out its timeout: none waited for it.
 	select {
 	case err := <-done:
 		t.Fatalf("stop returned before its timeout: %v", err)

@@ -1,13 +1,13 @@
 package critest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,31 +180,34 @@ func TestContainerRestartRecovery(t *testing.T) {
 	}
 }
 
-// shimPid finds the pod's peapod-shim through /proc: its command line is
-// "peapod-shim serve --pod-id <id> ...".
+// shimPid finds the pod's peapod-shim.
+// stopShim SIGSTOPs the pod's shim and returns resume, which SIGCONTs it once;
+// resume also runs at cleanup, so a failed test never leaves the shim stopped.
+func stopShim(t *testing.T, podID string) (resume func()) {
+	t.Helper()
+	shim := shimPid(t, podID)
+	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
+				t.Errorf("SIGCONT shim %d: %v", shim, err)
+			}
+		})
+	}
+	t.Cleanup(resume)
+	return resume
+}
+
 func shimPid(t *testing.T, podID string) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	shim, _, err := framework.PeapodShim(podID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []byte("serve\x00--pod-id\x00" + podID + "\x00")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := bytes.SplitN(raw, []byte{0}, 2)
-		if strings.HasSuffix(string(args[0]), "peapod-shim") && bytes.Contains(raw, want) {
-			return pid
-		}
-	}
-	t.Fatalf("no peapod-shim serving pod %s", podID)
-	return 0
+	return shim
 }
 
 // TestContainerShimKilled: when a pod's shim dies, its containers are reported EXITED with

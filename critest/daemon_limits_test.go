@@ -113,7 +113,18 @@ func TestRemovePodWithUnreachableShim(t *testing.T) {
 	if _, err := pod.rt.PodSandboxStatus(ctx, pod.id, false); err == nil {
 		t.Errorf("the pod is still listed")
 	}
-	if m, err := framework.MountsUnder(d.State()); err != nil || len(m) > 0 {
+	// The namespace pins go with the pod's network, which may be torn down after the answer.
+	var m []string
+	var err error
+	deadline := time.Now().Add(networkTeardownWait)
+	for {
+		m, err = framework.MountsUnder(d.State())
+		if err != nil || len(m) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil || len(m) > 0 {
 		t.Errorf("mounts left under %s: %v %v", d.State(), m, err)
 	}
 	if m, err := framework.MountsUnder(d.Root()); err != nil || len(m) > 0 {

@@ -30,9 +30,19 @@ func subscribeEvents(t *testing.T, rt internalapi.RuntimeService) *eventSub {
 	ctx, cancel := context.WithCancel(framework.Quiet(context.Background()))
 	s := &eventSub{ch: make(chan *runtimeapi.ContainerEventResponse, 1000)}
 	established := make(chan struct{})
+	// subscribed is closed when the server's headers arrive: peapod sends them once the
+	// stream is subscribed.
+	subscribed := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- rt.GetContainerEvents(ctx, s.ch, func(runtimeapi.RuntimeService_GetContainerEventsClient) { close(established) })
+		errc <- rt.GetContainerEvents(ctx, s.ch, func(c runtimeapi.RuntimeService_GetContainerEventsClient) {
+			close(established)
+			go func() {
+				if _, err := c.Header(); err == nil {
+					close(subscribed)
+				}
+			}()
+		})
 	}()
 	t.Cleanup(cancel)
 	select {
@@ -42,16 +52,25 @@ func subscribeEvents(t *testing.T, rt internalapi.RuntimeService) *eventSub {
 	case <-time.After(10 * time.Second):
 		t.Fatal("GetContainerEvents: no stream after 10s")
 	}
-	// The client has its stream once the request is sent; give the server a moment to
-	// subscribe before the test makes the first transition. A runtime without the RPC (it
-	// is optional: the kubelet's EventedPLEG gate) fails the stream only now.
+	// The client has its stream once the request is sent; the test's first transition must
+	// come after the server subscribed. Another runtime may send its headers only with its
+	// first event: it gets a moment instead. A runtime without the RPC (it is optional: the
+	// kubelet's EventedPLEG gate) fails the stream only now; peapod must have it.
+	wait := time.After(10 * time.Second)
+	if framework.External() {
+		wait = time.After(300 * time.Millisecond)
+	}
 	select {
+	case <-subscribed:
 	case err := <-errc:
-		if status.Code(err) == codes.Unimplemented {
+		if framework.External() && status.Code(err) == codes.Unimplemented {
 			t.Skipf("SKIP-REASON: the runtime does not implement GetContainerEvents: %v", err)
 		}
 		t.Fatalf("GetContainerEvents ended at once: %v", err)
-	case <-time.After(300 * time.Millisecond):
+	case <-wait:
+		if !framework.External() {
+			t.Fatal("GetContainerEvents: no headers 10s after the stream opened (peapod sends them once subscribed)")
+		}
 	}
 	return s
 }

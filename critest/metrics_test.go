@@ -171,6 +171,10 @@ func TestMetricsPod(t *testing.T) {
 		if n, _ := value(v, oom, "container_processes"); n != 1 {
 			return fmt.Errorf("oom has %d processes, not yet only its sleep", n)
 		}
+		// A pass sampled while the exec ran counts its shell too: wait for one after it.
+		if n, _ := value(v, busy, "container_processes"); n != 1 {
+			return fmt.Errorf("busy has %d processes, not yet only its loop", n)
+		}
 		// The writable layer's usage is sampled in the background: wait for a pass that
 		// follows the exec's writes.
 		if n, _ := value(v, busy, "container_fs_usage_bytes"); n < 10*4096 {

@@ -14,14 +14,12 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
+	"github.com/peapod-runtime/peapod/internal/testutil/promtext"
 )
 
 // metricsAddr is the address the daemon's log says its metrics endpoint serves on.
@@ -36,7 +34,7 @@ func metricsAddr(t *testing.T, d *framework.Daemon) string {
 }
 
 // scrapeMetrics reads /metrics and parses it with Prometheus' own text parser.
-func scrapeMetrics(t *testing.T, addr string) (map[string]*dto.MetricFamily, string) {
+func scrapeMetrics(t *testing.T, addr string) (promtext.Families, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -47,44 +45,11 @@ func scrapeMetrics(t *testing.T, addr string) (map[string]*dto.MetricFamily, str
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("scrape: %v %s", err, resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(raw)))
+	fams, err := promtext.Parse(strings.NewReader(string(raw)))
 	if err != nil {
-		t.Fatalf("parse the scrape: %v", err)
+		t.Fatal(err)
 	}
 	return fams, string(raw)
-}
-
-// sample is the value of family name's series with the given labels (pairs): a counter's
-// or gauge's value, a histogram's sample count; ok is false when there is no such series.
-func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.GetLabel() {
-				found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		case m.Untyped != nil:
-			return m.Untyped.GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 type wantSample struct {
@@ -93,10 +58,10 @@ type wantSample struct {
 	want   float64
 }
 
-func checkSamples(t *testing.T, fams map[string]*dto.MetricFamily, wants []wantSample) {
+func checkSamples(t *testing.T, fams promtext.Families, wants []wantSample) {
 	t.Helper()
 	for _, w := range wants {
-		got, ok := sample(fams, w.name, w.labels...)
+		got, ok := fams.Sample(w.name, w.labels...)
 		if !ok {
 			t.Errorf("no series %s%v", w.name, w.labels)
 		} else if got != w.want {
@@ -166,7 +131,7 @@ func TestMetricsDuringLifecycle(t *testing.T) {
 	go func() { execDone <- runStream(execCtx, t, url, protoSPDY, nil, false, nil) }()
 	if !waitFor(10*time.Second, func() bool {
 		f, _ := scrapeMetrics(t, addr)
-		v, _ := sample(f, "peapod_stream_sessions_open", "kind", "exec")
+		v, _ := f.Sample("peapod_stream_sessions_open", "kind", "exec")
 		return v == 1
 	}) {
 		t.Error("the open exec session was never counted")
@@ -207,7 +172,7 @@ func TestMetricsDuringLifecycle(t *testing.T) {
 		{"peapod_grpc_server_handled_total", []string{"grpc_method", "Exec", "grpc_code", "OK"}, 1},
 	})
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "process_open_fds"} {
-		if v, ok := sample(fams, name); !ok || v <= 0 {
+		if v, ok := fams.Sample(name); !ok || v <= 0 {
 			t.Errorf("%s = %v (present %v), want > 0", name, v, ok)
 		}
 	}
@@ -227,7 +192,7 @@ func TestMetricsDuringLifecycle(t *testing.T) {
 	<-execDone
 	if !waitFor(10*time.Second, func() bool {
 		f, _ := scrapeMetrics(t, addr)
-		v, _ := sample(f, "peapod_stream_sessions_open", "kind", "exec")
+		v, _ := f.Sample("peapod_stream_sessions_open", "kind", "exec")
 		return v == 0
 	}) {
 		t.Error("the ended exec session is still counted")
@@ -315,20 +280,7 @@ func TestNotifyReadyAfterRecovery(t *testing.T) {
 		t.Fatalf("notification on stop %q, want STOPPING=1", msg)
 	}
 
-	shim := shimPid(t, pod.id)
-	if err := syscall.Kill(shim, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := syscall.Kill(shim, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT shim %d: %v", shim, err)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := stopShim(t, pod.id)
 	started := make(chan error, 1)
 	go func() { started <- d.Start(context.Background()) }()
 	// Recovery waits on the stopped shim: no READY=1, and RPCs answer Unavailable.

@@ -264,9 +264,14 @@ type podTrace struct {
 	id   string
 	info podInfo
 	veth string // host side of eth0, "" for a hostNetwork pod
+	// lease is the IPAM lease file that held the pod's address while it ran ("" if none was
+	// seen); rules says firewall rules mentioned the pod while it ran (its hostPorts).
+	lease string
+	rules bool
 }
 
-// tracePod records what a ready pod owns.
+// tracePod records what a ready pod owns, so that checkPodsGone checks for leftovers of
+// what was seen to exist.
 func tracePod(t testing.TB, rt internalapi.RuntimeService, id string) podTrace {
 	t.Helper()
 	info, _ := inspectPod(t, rt, id)
@@ -274,6 +279,12 @@ func tracePod(t testing.TB, rt internalapi.RuntimeService, id string) podTrace {
 	if info.NetNS != "" {
 		tr.veth, _ = vethPeer(t, info.NetNS)
 	}
+	for p, content := range ipamLeases(t) {
+		if strings.Contains(content, id) {
+			tr.lease = p
+		}
+	}
+	tr.rules = strings.Contains(firewallRules(t), id)
 	return tr
 }
 
@@ -317,16 +328,20 @@ func ipamLeases(t testing.TB) map[string]string {
 func firewallRules(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
+	tools := 0
 	for _, c := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
 		if _, err := exec.LookPath(c[0]); err != nil {
 			continue
 		}
+		tools++
 		out, err := cmdOutput(t, 30*time.Second, c[0], c[1:]...)
 		if err != nil {
-			t.Logf("%v", err)
-			continue
+			t.Fatalf("read the firewall rules: %v", err)
 		}
 		b.WriteString(out)
+	}
+	if tools == 0 {
+		t.Fatal("none of iptables-save, ip6tables-save and nft is installed: no leftover firewall rule could be seen (hack/install-deps.sh installs iptables)")
 	}
 	return b.String()
 }
@@ -352,12 +367,59 @@ func cgroupDirs(cg string) []string {
 	return out
 }
 
+// networkTeardownWait bounds how long after StopPodSandbox or RemovePodSandbox answered a
+// pod's network may still be going away: a runtime may tear it down after the answer (peapod
+// does, from a journal), as long as it does not leak.
+const networkTeardownWait = 10 * time.Second
+
+// waitNetworksGone waits until the host veth, namespace pins (and their dir) and IPAM lease of
+// every trace are gone, or networkTeardownWait passed (the checks that follow then report what is left).
+func waitNetworksGone(t testing.TB, traces ...podTrace) {
+	t.Helper()
+	deadline := time.Now().Add(networkTeardownWait)
+	for time.Now().Before(deadline) {
+		left := false
+		leases := ipamLeases(t)
+		for _, tr := range traces {
+			if tr.veth != "" {
+				if _, err := net.InterfaceByName(tr.veth); err == nil {
+					left = true
+				}
+			}
+			for _, p := range []string{tr.info.NetNS, tr.info.UTS, tr.info.IPC} {
+				if p == "" || strings.HasPrefix(p, "/proc/") {
+					continue
+				}
+				if _, err := os.Lstat(p); err == nil {
+					left = true
+				}
+				if dir := filepath.Dir(p); filepath.Base(filepath.Dir(dir)) == "ns" {
+					// peapod's pins dir, <state>/ns/<pod>, goes last.
+					if _, err := os.Lstat(dir); err == nil {
+						left = true
+					}
+				}
+			}
+			for _, content := range leases {
+				if strings.Contains(content, tr.id) {
+					left = true
+				}
+			}
+		}
+		if !left {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // checkPodsGone verifies that removed pods left nothing behind: the runtime forgot them, and
 // (when the runtime told where) no namespace pin file or mount, no pod dir, no host veth, no
 // IPAM lease, no cgroup and no firewall rule mentioning the pod id remain.
 func checkPodsGone(t testing.TB, env *framework.Env, traces ...podTrace) {
 	t.Helper()
 	ctx := framework.Context(t)
+	waitNetworksGone(t, traces...)
 	leases := ipamLeases(t)
 	rules := firewallRules(t)
 	var mounts []string
@@ -408,6 +470,9 @@ func checkPodsGone(t testing.TB, env *framework.Env, traces ...podTrace) {
 			if _, err := net.InterfaceByName(tr.veth); err == nil {
 				t.Errorf("pod %s: host veth %s still exists", tr.id, tr.veth)
 			}
+		}
+		if tr.veth != "" && tr.lease == "" {
+			t.Errorf("pod %s: no IPAM lease in %v held its address while it ran, so a lease left behind would not be seen either", tr.id, ipamDirs)
 		}
 		for p, content := range leases {
 			if strings.Contains(content, tr.id) {

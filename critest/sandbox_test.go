@@ -394,6 +394,9 @@ func TestSandboxHostPort(t *testing.T) {
 	cfg.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 8080, HostPort: hostPort}}
 	id := runPod(t, env.Runtime, cfg, "")
 	tr := tracePod(t, env.Runtime, id)
+	if !tr.rules {
+		t.Errorf("no firewall rule mentions hostPort pod %s while it runs: a rule left behind would not be seen either", id)
+	}
 
 	var out bytes.Buffer
 	nc := exec.Command("nsenter", "--net="+tr.info.NetNS, "--", "busybox", "nc", "-l", "-p", "8080")
@@ -759,6 +762,9 @@ func TestSandboxStopRemove(t *testing.T) {
 			}
 			id := runPod(t, env.Runtime, cfg, "")
 			tr := tracePod(t, env.Runtime, id)
+			if tc.ports && !tr.rules {
+				t.Errorf("no firewall rule mentions hostPort pod %s while it runs: a rule left behind would not be seen either", id)
+			}
 			if !tc.noStop {
 				for i := range 2 {
 					if err := env.Runtime.StopPodSandbox(ctx, id); err != nil {
@@ -766,8 +772,9 @@ func TestSandboxStopRemove(t *testing.T) {
 					}
 				}
 				if tr.veth != "" {
+					waitNetworksGone(t, podTrace{id: tr.id, veth: tr.veth})
 					if _, err := net.InterfaceByName(tr.veth); err == nil {
-						t.Errorf("host veth %s still exists after stop", tr.veth)
+						t.Errorf("host veth %s still exists %v after stop", tr.veth, networkTeardownWait)
 					}
 				}
 			}

@@ -168,6 +168,7 @@ func (p *testPod) procStatus(t *testing.T, id string) map[string]string {
 type sandboxInfo struct {
 	CgroupParent string `json:"cgroup_parent"`
 	QoS          string `json:"qos"`
+	UserNSPath   string `json:"userns_path"`
 }
 
 func (p *testPod) info(t *testing.T) sandboxInfo {
@@ -724,6 +725,42 @@ func TestSecuritySeccomp(t *testing.T) {
 		pod.refused(t, sleeper("apparmor-legacy", framework.ImageBusybox, &runtimeapi.LinuxContainerSecurityContext{
 			ApparmorProfile: "localhost/peapod-test"}), codes.InvalidArgument, "AppArmor")
 	})
+	t.Run("apparmor-confined", func(t *testing.T) {
+		if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err != nil || !strings.HasPrefix(string(b), "Y") {
+			t.Skip("SKIP-REASON: AppArmor is not enabled on this host; this reads a container's confinement on a host with it")
+		}
+		// What the kernel says the container's processes run under, not what the spec asked.
+		id := pod.run(t, sleeper("apparmor-unconfined-on", framework.ImageBusybox, &runtimeapi.LinuxContainerSecurityContext{
+			Apparmor: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}}))
+		if got := pod.sh(t, id, "cat /proc/self/attr/current"); got != "unconfined" {
+			t.Errorf("Unconfined container runs under %q, want unconfined", got)
+		}
+		profile := loadedComplainProfile(t)
+		if profile == "" {
+			t.Skip("SKIP-REASON: no AppArmor profile in complain mode is loaded to confine a container with")
+		}
+		id = pod.run(t, sleeper("apparmor-localhost-on", framework.ImageBusybox, &runtimeapi.LinuxContainerSecurityContext{
+			Apparmor: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: profile}}))
+		if got := pod.sh(t, id, "cat /proc/self/attr/current"); !strings.HasPrefix(got, profile+" (") {
+			t.Errorf("container of Localhost profile %q runs under %q", profile, got)
+		}
+	})
+}
+
+// loadedComplainProfile is a loaded AppArmor profile in complain mode (it logs, never
+// refuses, so busybox runs under it whatever it allows), or "".
+func loadedComplainProfile(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/sys/kernel/security/apparmor/profiles")
+	if err != nil {
+		t.Fatalf("AppArmor is enabled but its profiles cannot be read: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if name, ok := strings.CutSuffix(strings.TrimSpace(line), " (complain)"); ok && !strings.Contains(name, " ") {
+			return name
+		}
+	}
+	return ""
 }
 
 // TestSecuritySandbox: the pod-level security context: run_as_user/group of the pod, host

@@ -2,6 +2,7 @@ package critest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -252,7 +253,7 @@ func testStreams(t *testing.T, p *testPod) {
 		var got []string
 		for {
 			ids, err := recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
@@ -470,7 +471,8 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 		"cpu/cpu.cfs_period_us":        "100000",
 		"cpu/cpu.shares":               "576",
 	} {
-		raw, err := os.ReadFile("/sys/fs/cgroup/" + file[:strings.Index(file, "/")] + info.CgroupParent + file[strings.Index(file, "/"):])
+		controller, name, _ := strings.Cut(file, "/")
+		raw, err := os.ReadFile("/sys/fs/cgroup/" + controller + info.CgroupParent + "/" + name)
 		if err != nil {
 			t.Errorf("%s: %v", file, err)
 			continue

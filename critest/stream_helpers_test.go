@@ -1,7 +1,6 @@
 package critest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,32 +91,23 @@ func exitCodeOf(err error) int {
 func runStream(ctx context.Context, t testing.TB, rawURL, proto string, stdin io.Reader, tty bool, sizes remotecommand.TerminalSizeQueue) streamResult {
 	t.Helper()
 	var stdout, stderr syncBuffer
-	o := remotecommand.StreamOptions{Stdin: stdin, Stdout: &stdout, Tty: tty, TerminalSizeQueue: sizes}
+	return streamInto(ctx, t, rawURL, proto, stdin, tty, sizes, &stdout, &stderr)
+}
+
+// streamInto runs one session on rawURL, writing its output to stdout and stderr as it
+// comes (a test may watch them while the session runs).
+func streamInto(ctx context.Context, t testing.TB, rawURL, proto string, stdin io.Reader, tty bool, sizes remotecommand.TerminalSizeQueue, stdout, stderr *syncBuffer) streamResult {
+	t.Helper()
+	o := remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Tty: tty, TerminalSizeQueue: sizes}
 	if !tty {
-		o.Stderr = &stderr
+		o.Stderr = stderr
 	}
 	err := remoteExecutor(t, rawURL, proto).StreamWithContext(ctx, o)
-	r := streamResult{stdout: stdout.String(), stderr: stderr.String(), err: err, code: exitCodeOf(err)}
-	return r
+	return streamResult{stdout: stdout.String(), stderr: stderr.String(), err: err, code: exitCodeOf(err)}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is a buffer safe for a writer and a reader at once.
+type syncBuffer = framework.LockedBuffer
 
 // waitFor polls cond every 20ms until it holds or timeout passes.
 func waitFor(timeout time.Duration, cond func() bool) bool {

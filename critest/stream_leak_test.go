@@ -3,7 +3,6 @@ package critest
 import (
 	"context"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +10,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
-	"github.com/peapod-runtime/peapod/shim"
-	shimclient "github.com/peapod-runtime/peapod/shim/client"
 )
 
 // streamCounts are the daemon's and the pod shim's goroutines and open fds.
@@ -32,11 +29,6 @@ func TestStreamLeaks(t *testing.T) {
 	id := p.run(t, cfg)
 	ctx := framework.Context(t)
 
-	shimClient, err := shimclient.Connect(ctx, shim.SocketPath(filepath.Join(env.Daemon.State(), "pods", p.id)))
-	if err != nil {
-		t.Fatalf("connect to the pod's shim: %v", err)
-	}
-	defer shimClient.Close()
 	counts := func() streamCounts {
 		t.Helper()
 		var c streamCounts
@@ -44,14 +36,14 @@ func TestStreamLeaks(t *testing.T) {
 		if c.daemonGoroutines, err = env.Daemon.Goroutines(ctx); err != nil {
 			t.Fatal(err)
 		}
-		info, err := shimClient.Info(ctx)
+		info, err := env.Daemon.ShimStats(ctx, p.id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.shimGoroutines = info.Goroutines
 		c.daemonFDs = countFDs(t, env.Daemon.PID())
-		c.shimFDs = countFDs(t, info.Pid)
-		c.shimPID = info.Pid
+		c.shimFDs = countFDs(t, info.PID)
+		c.shimPID = info.PID
 		return c
 	}
 	exec := func(proto string, cmd []string, stdin io.Reader) streamResult {

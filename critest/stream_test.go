@@ -357,29 +357,37 @@ func freePort(t *testing.T) int {
 func TestStreamEndsWhenContainerStops(t *testing.T) {
 	p := newTestPod(t, "stream-stop", nil)
 	ctx := framework.Context(t)
-	id := p.run(t, shell("main", "trap 'exit 0' TERM; while true; do sleep 0.1; done"))
-	ended := make(chan string, 2)
-	execU := execURL(t, p.rt, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sleep", "3600"}, Stdout: true, Stderr: true})
+	id := p.run(t, shell("main", "trap 'exit 0' TERM; while true; do echo tick; sleep 0.1; done"))
+	type ended struct {
+		name string
+		r    streamResult
+	}
+	done := make(chan ended, 2)
+	var execOut, attachOut, discard syncBuffer
+	execU := execURL(t, p.rt, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sh", "-c", "echo exec-up; sleep 3600"}, Stdout: true, Stderr: true})
 	go func() {
-		r := runStream(ctx, t, execU, protoSPDY, nil, false, nil)
-		ended <- fmt.Sprintf("exec: code %d err %v", r.code, r.err)
+		done <- ended{"exec", streamInto(ctx, t, execU, protoSPDY, nil, false, nil, &execOut, &discard)}
 	}()
 	resp, err := p.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: id, Stdout: true, Stderr: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		r := runStream(ctx, t, resp.Url, protoWebSocket, nil, false, nil)
-		ended <- fmt.Sprintf("attach: err %v", r.err)
+		done <- ended{"attach", streamInto(ctx, t, resp.Url, protoWebSocket, nil, false, nil, &attachOut, &discard)}
 	}()
-	time.Sleep(300 * time.Millisecond) // both sessions up
+	// Both sessions are up once each has carried output.
+	if !waitFor(15*time.Second, func() bool {
+		return strings.Contains(execOut.String(), "exec-up") && strings.Contains(attachOut.String(), "tick")
+	}) {
+		t.Fatalf("sessions not up: exec output %q, attach output %q", execOut.String(), attachOut.String())
+	}
 	if err := p.rt.StopContainer(ctx, id, 5); err != nil {
 		t.Fatalf("StopContainer: %v", err)
 	}
 	for range 2 {
 		select {
-		case how := <-ended:
-			t.Logf("session ended: %s", how)
+		case e := <-done:
+			t.Logf("%s session ended: code %d err %v", e.name, e.r.code, e.r.err)
 		case <-time.After(15 * time.Second):
 			t.Fatalf("a session still runs 15s after its container stopped")
 		}

@@ -14,13 +14,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod-runtime/peapod/critest/framework"
 )
 
 // runningPod creates a one-container pod running script and waits until it runs.
@@ -205,7 +206,7 @@ func TestKubectlExec(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = pts.Close()
-		out := &lockedBuffer{}
+		out := &framework.LockedBuffer{}
 		done := make(chan struct{})
 		go func() { _, _ = io.Copy(out, ptm); close(done) }()
 		waitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), "33 77") }, func() string { return out.String() })
@@ -258,23 +259,6 @@ func openPTY(t *testing.T, rows, cols uint16) (ptm, pts *os.File) {
 	return ptm, pts
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // waitFor polls cond until timeout, then fails with what describe says.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool, describe func() string) {
 	t.Helper()
@@ -303,7 +287,7 @@ func TestKubectlAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &lockedBuffer{}
+	out := &framework.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -350,7 +334,7 @@ func TestKubectlAttachTTY(t *testing.T) {
 	}
 	defer func() { cancel(); _ = cmd.Wait() }()
 	_ = pts.Close()
-	out := &lockedBuffer{}
+	out := &framework.LockedBuffer{}
 	go func() { _, _ = io.Copy(out, ptm) }()
 	// Typed until the shell answers: keys sent before kubectl has attached may be lost.
 	want := regexp.MustCompile(`marker-42 33 77`)

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/peapod-runtime/peapod/critest/framework"
 )
 
 // TestStreamsBulk: 16 MiB each way through kubectl exec, 16 MiB through kubectl port-forward,
@@ -102,7 +104,7 @@ func portForward(t *testing.T, ns, pod string, port int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr framework.LockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -21,12 +21,15 @@
 # them with the rest: the admin kubeconfig is $CLUSTER_DIR/admin.kubeconfig while it runs.
 # Logs stay in $CLUSTER_LOGS after `down`.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/runtime.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
 CLUSTER_DIR=${PEAPOD_CLUSTER_DIR:-/var/lib/peapod-cluster}
 CLUSTER_RUN=${PEAPOD_CLUSTER_RUN:-/run/peapod-cluster}
 CLUSTER_LOGS=${PEAPOD_CLUSTER_LOGS:-/var/log/peapod-cluster}
+PROC_LOGS=$CLUSTER_LOGS
 
 # Ports, all on 127.0.0.1, away from the defaults so that a kubelet or etcd someone else
 # runs on this machine does not collide with the cluster's.
@@ -81,68 +84,6 @@ die() {
   exit 1
 }
 
-pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
-# running PID: the process exists and has not exited (this machine's PID 1 reaps orphans
-# only after about 2 s: a zombie counts as gone).
-running() {
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-alive() {
-  local pid
-  pid=$(pid_of "$1")
-  [ -n "$pid" ] && running "$pid"
-}
-
-# start NAME CMD...: runs CMD detached (own session, no terminal, stdout and stderr to the
-# component's log) and records its PID.
-start() {
-  local name=$1
-  shift
-  setsid "$@" </dev/null >"$CLUSTER_LOGS/$name.log" 2>&1 &
-  echo $! >"$PIDS/$name.pid"
-}
-
-# wait_for WHAT SECONDS CMD...: retries CMD every 0.2 s; fails naming WHAT and the log.
-wait_for() {
-  local what=$1 secs=$2 name=$3
-  shift 3
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if ! alive "$name"; then
-      tail -n 30 "$CLUSTER_LOGS/$name.log" >&2 || true
-      die "$name exited while waiting for $what (log: $CLUSTER_LOGS/$name.log)"
-    fi
-    if ((SECONDS >= deadline)); then
-      tail -n 30 "$CLUSTER_LOGS/$name.log" >&2 || true
-      die "timed out after ${secs}s waiting for $what (log: $CLUSTER_LOGS/$name.log)"
-    fi
-    sleep 0.2
-  done
-}
-
-# stop NAME: SIGTERM, then SIGKILL after 15 s, by the recorded PID.
-stop() {
-  local name=$1 pid i
-  pid=$(pid_of "$name")
-  rm -f "$PIDS/$name.pid"
-  [ -n "$pid" ] && running "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    if ! running "$pid"; then
-      ((i < 20)) || say "$name took $((i / 10))s to stop"
-      return 0
-    fi
-    sleep 0.1
-  done
-  say "$name ($pid) ignored SIGTERM for 15s: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    running "$pid" || return 0
-    sleep 0.1
-  done
-}
 
 # ---- certificates -------------------------------------------------------------------------
 
@@ -281,7 +222,7 @@ restore_node_state() {
 # ---- up -----------------------------------------------------------------------------------
 
 build() {
-  if [ ! -x "$repo/bin/peapod" ] || [ ! -x "$repo/bin/peapod-shim" ] || [ ! -x "$repo/bin/peapod-shim-runc" ] || [ ! -x "$repo/bin/cni/bridge" ]; then
+  if [ ! -x "$repo/bin/peapod" ] || [ ! -x "$repo/bin/peapod-shim" ] || [ ! -x "$repo/bin/peapod-shim-runc" ] || [ ! -x "$repo/bin/peapod-checkpoint" ] || [ ! -x "$repo/bin/cni/bridge" ]; then
     say "building peapod (make build)"
     make -C "$repo" --no-print-directory build >/dev/null
   fi
@@ -307,7 +248,7 @@ up() {
   # Binaries copied, so a `make build` while the cluster runs does not change its peapod.
   local bin=$CLUSTER_RUN/bin
   mkdir -p "$bin/cni"
-  cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$repo/bin/peapod-shim-runc" "$bin/"
+  cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$repo/bin/peapod-shim-runc" "$repo/bin/peapod-checkpoint" "$bin/"
   cp "$repo"/bin/cni/* "$bin/cni/"
   say "building the test registry"
   (cd "$repo" && go build -o "$bin/clustertool" ./critest/clustertool)
@@ -324,52 +265,9 @@ up() {
 
   # peapod, with its own root, state, socket and network.
   mkdir -p "$CLUSTER_DIR/cni"
-  cat >"$CLUSTER_DIR/cni/10-peapodk8s.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "peapodk8s",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$BRIDGE",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "$POD_SUBNET"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "$CLUSTER_RUN/cni-ipam"
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
-  ]
-}
-EOF
-  cat >"$CLUSTER_DIR/peapod.toml" <<EOF
-root = "$CLUSTER_DIR/peapod"
-# Short: a pod's sockets go under <state>/pods/<64 hex>/, and a socket path has 107 bytes at most.
-state = "$CLUSTER_RUN/pp"
-listen = "$SOCKET"
-log_level = "${PEAPOD_CLUSTER_LOG_LEVEL:-info}"
-cgroup_driver = "cgroupfs"
-
-[network]
-conf_dir = "$CLUSTER_DIR/cni"
-bin_dirs = ["$bin/cni"]
-
-[registries."registry.k8s.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."docker.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."gcr.io"]
-mirrors = ["http://$REGISTRY_ADDR"]
-
-[registries."$REGISTRY_ADDR"]
-insecure = true
-EOF
+  bridge_conflist peapodk8s "$BRIDGE" "$POD_SUBNET" "$CLUSTER_RUN/cni-ipam" >"$CLUSTER_DIR/cni/10-peapodk8s.conflist"
+  peapod_toml "$CLUSTER_DIR/peapod" "$CLUSTER_RUN/pp" "$SOCKET" "${PEAPOD_CLUSTER_LOG_LEVEL:-info}" \
+    "$CLUSTER_DIR/cni" "$bin/cni" "$REGISTRY_ADDR" >"$CLUSTER_DIR/peapod.toml"
   start peapod "$bin/peapod" --config "$CLUSTER_DIR/peapod.toml"
   wait_for "peapod's socket" 30 peapod test -S "$SOCKET"
 

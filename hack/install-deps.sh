@@ -23,6 +23,13 @@ declare -A need=(
   [kmod]=/usr/sbin/modprobe
   # systemd-analyze, for the test of the installed unit (works without systemd as PID 1).
   [systemd]=/usr/bin/systemd-analyze
+  # CheckpointContainer dumps containers with CRIU (through libcontainer).
+  [criu]=/usr/sbin/criu
+  # What the node e2e images (critest/e2eimages, make node-conformance) copy in: bash, curl
+  # and OpenBSD's netcat, which upstream's agnhost image has and busybox lacks.
+  [bash]=/bin/bash
+  [curl]=/usr/bin/curl
+  [netcat-openbsd]=/bin/nc.openbsd
 )
 missing=()
 for pkg in "${!need[@]}"; do
@@ -48,3 +55,17 @@ fi
 for mod in overlay br_netfilter; do
   modprobe "$mod" 2>/dev/null || true
 done
+
+# golangci-lint (make lint), built from the Go module proxy at a pinned version into a cache
+# outside the repo; make lint runs $PEAPOD_TOOLS/bin/golangci-lint, which points at it.
+GOLANGCI_LINT_VERSION=v2.15.0
+tools=${PEAPOD_TOOLS:-/var/cache/peapod-tools}
+lint_dir=$tools/golangci-lint-$GOLANGCI_LINT_VERSION
+if [ ! -x "$lint_dir/golangci-lint" ]; then
+  echo "install-deps: building golangci-lint $GOLANGCI_LINT_VERSION into $lint_dir"
+  mkdir -p "$lint_dir"
+  # Outside the repo, so that its go.mod plays no part.
+  (cd / && GOBIN=$lint_dir go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION")
+fi
+mkdir -p "$tools/bin"
+ln -sfn "$lint_dir/golangci-lint" "$tools/bin/golangci-lint"

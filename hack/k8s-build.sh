@@ -15,7 +15,10 @@
 # Usage: hack/k8s-build.sh [--bindir] [target...]
 #   targets: kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl etcd
 #            (the default: all of these) and e2e_node (k8s.io/kubernetes/test/e2e_node built
-#            as a test binary, e2e_node.test; only when named)
+#            as a test binary, e2e_node.test; only when named) and agnhost (the e2e test
+#            images' multi-tool, k8s.io/kubernetes/test/images/agnhost, static; only when named)
+#            and ginkgo (the ginkgo CLI at the version k8s.io/kubernetes requires, which runs
+#            e2e_node.test in parallel processes; only when named)
 #   --bindir prints the binary directory and exits.
 # Each build's wall time is printed and appended to <cache>/<version>/build.log.
 set -euo pipefail
@@ -44,6 +47,8 @@ missing=0
 for t in "${targets[@]}"; do
   case $t in
   e2e_node) [ -x "$bindir/e2e_node.test" ] || missing=1 ;;
+  agnhost) [ -x "$bindir/agnhost" ] || missing=1 ;;
+  ginkgo) [ -x "$bindir/ginkgo" ] || missing=1 ;;
   *) [ -x "$bindir/$t" ] || missing=1 ;;
   esac
 done
@@ -139,6 +144,20 @@ for t in "${targets[@]}"; do
     echo "building e2e_node.test $K8S_VERSION into $bindir"
     (cd "$k8smod" && timed e2e_node.test "$go" test -c -trimpath -ldflags "$(k8s_ldflags)" -o "$bindir/e2e_node.test.tmp" k8s.io/kubernetes/test/e2e_node)
     mv "$bindir/e2e_node.test.tmp" "$bindir/e2e_node.test"
+    ;;
+  agnhost)
+    if [ -x "$bindir/agnhost" ]; then continue; fi
+    prepare_k8s
+    echo "building agnhost ($K8S_VERSION's test/images/agnhost) into $bindir"
+    (cd "$k8smod" && timed agnhost "$go" build -trimpath -ldflags "-s -w -buildid=" -o "$bindir/agnhost.tmp" k8s.io/kubernetes/test/images/agnhost)
+    mv "$bindir/agnhost.tmp" "$bindir/agnhost"
+    ;;
+  ginkgo)
+    if [ -x "$bindir/ginkgo" ]; then continue; fi
+    prepare_k8s
+    echo "building the ginkgo CLI (k8s.io/kubernetes $K8S_VERSION's version) into $bindir"
+    (cd "$k8smod" && timed ginkgo "$go" build -trimpath -ldflags "-s -w" -o "$bindir/ginkgo.tmp" github.com/onsi/ginkgo/v2/ginkgo)
+    mv "$bindir/ginkgo.tmp" "$bindir/ginkgo"
     ;;
   etcd)
     if [ -x "$bindir/etcd" ]; then continue; fi

@@ -52,6 +52,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.uber.org/zap"
 
+	"github.com/peapod-runtime/peapod/internal/inflight"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -197,8 +198,8 @@ type Service struct {
 	names    map[string]string  // normalised tag or digest reference -> id (live images only)
 	inflight map[string]int     // content keys ("layer:<chain>", "blob:<digest>") pulls hold
 
-	layerFlights flightGroup[layerResult]
-	blobFlights  flightGroup[[]byte]
+	layerFlights inflight.Shared[layerResult]
+	blobFlights  inflight.Shared[[]byte]
 }
 
 // registryEndpoints is the parsed form of one RegistryConfig.

@@ -38,6 +38,9 @@ type record struct {
 	// Users; the record goes when the last of them is released.
 	Removed bool     `json:"removed,omitempty"`
 	Users   []string `json:"users,omitempty"`
+	// VolumeUsers are the containers that mount the image as an image volume: Remove
+	// refuses the image while there is one (see UseAsVolume).
+	VolumeUsers []string `json:"volume_users,omitempty"`
 }
 
 // layerRecord is one layer of an image, bottom first.
@@ -71,6 +74,7 @@ func (r *record) clone() *record {
 	c.Layers = slices.Clone(r.Layers)
 	c.Blobs = slices.Clone(r.Blobs)
 	c.Users = slices.Clone(r.Users)
+	c.VolumeUsers = slices.Clone(r.VolumeUsers)
 	return &c
 }
 
@@ -85,7 +89,7 @@ func (s *Service) load(ctx context.Context) error {
 			return fmt.Errorf("decode image record %s: %w", key, err)
 		}
 		for _, l := range r.Layers {
-			if !exists(s.content.layerPath(l.ChainID)) && len(r.Users) == 0 {
+			if !exists(s.content.layerPath(l.ChainID)) && len(r.Users) == 0 && len(r.VolumeUsers) == 0 {
 				broken = append(broken, r.ID)
 				return nil
 			}
@@ -326,7 +330,8 @@ func (s *Service) List(ctx context.Context, filter string) ([]Image, error) {
 // Remove deletes the image ref names (id, digest or tag) with all its names. A tag removes
 // the image it names, with the image's other tags. An image that containers use loses its
 // names at once and its content when the last of them is released. Content no image uses
-// is deleted. Removing an unknown image succeeds.
+// is deleted. Removing an unknown image succeeds. An image mounted as an image volume is
+// refused (ErrFailedPrecondition) until those containers are removed.
 func (s *Service) Remove(ctx context.Context, ref string) error {
 	s.mu.Lock()
 	r, err := s.lookupLocked(ref)
@@ -335,6 +340,10 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 		if errdefs.IsNotFound(err) {
 			return nil
 		}
+		return err
+	}
+	if err := volumeInUse(r); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	trash, err := s.dropLocked(r, true)

@@ -1,13 +1,9 @@
 package images
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -131,67 +127,5 @@ func TestClassify(t *testing.T) {
 		if !errors.Is(got, tc.class) || got.Error() != tc.err.Error() {
 			t.Errorf("classify(%d %v) = %v, want class %v and the same message", tc.err.StatusCode, tc.err.Errors, got, tc.class)
 		}
-	}
-}
-
-func TestFlightGroupSharesAndOutlivesOneCaller(t *testing.T) {
-	var g flightGroup[int]
-	var runs atomic.Int32
-	release := make(chan struct{})
-	fn := func(ctx context.Context) (int, error) {
-		runs.Add(1)
-		select {
-		case <-release:
-			return 42, nil
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-	// The first caller gives up; the second still gets the result.
-	ctx1, cancel1 := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var err1 error
-	wg.Go(func() { _, err1 = g.Do(ctx1, "k", fn) })
-	for runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	var got2 int
-	var err2 error
-	wg.Go(func() { got2, err2 = g.Do(context.Background(), "k", fn) })
-	time.Sleep(10 * time.Millisecond)
-	cancel1()
-	time.Sleep(10 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	if !errors.Is(err1, context.Canceled) || err2 != nil || got2 != 42 || runs.Load() != 1 {
-		t.Fatalf("err1=%v err2=%v got2=%d runs=%d; want canceled, nil, 42, 1", err1, err2, got2, runs.Load())
-	}
-}
-
-func TestFlightGroupStopsWhenEveryCallerLeaves(t *testing.T) {
-	var g flightGroup[int]
-	stopped := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		time.Sleep(10 * time.Millisecond)
-		cancel()
-	}()
-	_, err := g.Do(ctx, "k", func(ctx context.Context) (int, error) {
-		<-ctx.Done()
-		close(stopped)
-		return 0, ctx.Err()
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Do = %v, want canceled", err)
-	}
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the work was not cancelled when its only caller left")
-	}
-	// A new caller starts afresh.
-	v, err := g.Do(context.Background(), "k", func(context.Context) (int, error) { return 7, nil })
-	if err != nil || v != 7 {
-		t.Fatalf("Do after cancel = %d, %v", v, err)
 	}
 }

@@ -7,13 +7,11 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/peapod-runtime/peapod/internal/testutil/promtext"
 )
 
 // scrape reads the handler's text the way Prometheus does.
-func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, m *Metrics) promtext.Families {
 	t.Helper()
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -22,42 +20,20 @@ func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	families, err := promtext.Parse(resp.Body)
 	if err != nil {
-		t.Fatalf("parse the scrape: %v", err)
+		t.Fatal(err)
 	}
 	return families
 }
 
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+func value(t *testing.T, fams promtext.Families, name string, labels ...string) float64 {
 	t.Helper()
-	f, ok := fams[name]
+	v, ok := fams.Sample(name, labels...)
 	if !ok {
-		t.Fatalf("no family %s", name)
+		t.Fatalf("no %s%v", name, labels)
 	}
-next:
-	for _, m := range f.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.GetLabel() {
-				found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no %s%v", name, labels)
-	return 0
+	return v
 }
 
 func TestHooksAndSources(t *testing.T) {

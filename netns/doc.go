@@ -8,5 +8,7 @@
 // goroutine exits. Nothing in peapod calls setns anywhere else.
 //
 // Namespaces outlive the thread that made them because they are bind-mounted (pinned) onto
-// files created with O_EXCL, by default under /run/peapod/ns/<pod-id>/{net,ipc,uts}.
+// files created with O_EXCL, by default under /run/peapod/ns/<pod-id>/{net,ipc,uts}. A pod with
+// a user namespace of its own has it pinned there too (user), and its other namespaces are
+// created inside it, so that the pod's root holds capabilities over them and nothing else.
 package netns

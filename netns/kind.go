@@ -14,6 +14,10 @@ const (
 	Net Kind = "net"
 	IPC Kind = "ipc"
 	UTS Kind = "uts"
+	// User is a pod's own user namespace (NewPinnedInUserNamespace), which owns its other
+	// namespaces. It is pinned like them but never entered with Do: a multithreaded process
+	// cannot join a user namespace.
+	User Kind = "user"
 )
 
 // PodKinds returns the namespaces a pod with no host namespaces owns: net, ipc and uts.

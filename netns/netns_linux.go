@@ -49,53 +49,20 @@ func NewPinned(ctx context.Context, dir, hostname string, kinds ...Kind) (_ map[
 	if len(kinds) == 0 {
 		return nil, fmt.Errorf("pin namespaces under %s: no kinds given: %w", dir, errdefs.ErrInvalidArgument)
 	}
-	flags := 0
-	for _, k := range kinds {
-		if err := k.valid(); err != nil {
-			return nil, err
-		}
-		if flags&k.cloneFlag() != 0 {
-			return nil, fmt.Errorf("pin namespaces under %s: %s given twice: %w", dir, k, errdefs.ErrInvalidArgument)
-		}
-		flags |= k.cloneFlag()
-	}
-	if hostname != "" && !slices.Contains(kinds, UTS) {
-		return nil, fmt.Errorf("pin namespaces under %s: hostname %q needs a new uts namespace: %w", dir, hostname, errdefs.ErrInvalidArgument)
+	flags, err := cloneFlags(dir, hostname, kinds)
+	if err != nil {
+		return nil, err
 	}
 
-	createdDir := false
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		createdDir = true
+	paths, undo, err := pinFiles(dir, kinds)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return nil, fmt.Errorf("pin namespaces: %w", err)
-	}
-	paths := make(map[Kind]string, len(kinds))
 	defer func() {
-		if retErr == nil {
-			return
-		}
-		for _, p := range paths {
-			_ = Remove(p)
-		}
-		if createdDir {
-			_ = os.Remove(dir)
+		if retErr != nil {
+			undo()
 		}
 	}()
-	for _, k := range kinds {
-		p := filepath.Join(dir, string(k))
-		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("pin %s namespace at %s: %w", k, p, errdefs.ErrAlreadyExists)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("pin %s namespace: %w", k, err)
-		}
-		_ = f.Close()
-		paths[k] = p
-	}
-
-	var err error
 	onLockedThread(func() bool {
 		err = pinOnThisThread(flags, hostname, kinds, paths)
 		// This thread has left the process's namespaces for good: keep it locked so the
@@ -338,4 +305,60 @@ func onLockedThread(fn func() (unlock bool)) {
 		}
 	}()
 	<-done
+}
+
+// cloneFlags checks kinds (each valid, none twice; a hostname needs UTS) and returns their
+// clone flags.
+func cloneFlags(dir, hostname string, kinds []Kind) (int, error) {
+	flags := 0
+	for _, k := range kinds {
+		if err := k.valid(); err != nil {
+			return 0, err
+		}
+		if flags&k.cloneFlag() != 0 {
+			return 0, fmt.Errorf("pin namespaces under %s: %s given twice: %w", dir, k, errdefs.ErrInvalidArgument)
+		}
+		flags |= k.cloneFlag()
+	}
+	if hostname != "" && !slices.Contains(kinds, UTS) {
+		return 0, fmt.Errorf("pin namespaces under %s: hostname %q needs a new uts namespace: %w", dir, hostname, errdefs.ErrInvalidArgument)
+	}
+	return flags, nil
+}
+
+// pinFiles makes dir (if missing) and an empty file in it for each kind, the mount points of
+// the pins; undo removes them, and dir if pinFiles made it. An existing pin is
+// errdefs.ErrAlreadyExists.
+func pinFiles(dir string, kinds []Kind) (paths map[Kind]string, undo func(), err error) {
+	createdDir := false
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		createdDir = true
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, nil, fmt.Errorf("pin namespaces: %w", err)
+	}
+	paths = make(map[Kind]string, len(kinds))
+	undo = func() {
+		for _, p := range paths {
+			_ = Remove(p)
+		}
+		if createdDir {
+			_ = os.Remove(dir)
+		}
+	}
+	for _, k := range kinds {
+		p := filepath.Join(dir, string(k))
+		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		if errors.Is(err, os.ErrExist) {
+			undo()
+			return nil, nil, fmt.Errorf("pin %s namespace at %s: %w", k, p, errdefs.ErrAlreadyExists)
+		}
+		if err != nil {
+			undo()
+			return nil, nil, fmt.Errorf("pin %s namespace: %w", k, err)
+		}
+		_ = f.Close()
+		paths[k] = p
+	}
+	return paths, undo, nil
 }

@@ -16,6 +16,11 @@ func NewPinned(context.Context, string, string, ...Kind) (map[Kind]string, error
 	return nil, errNotLinux
 }
 
+// NewPinnedInUserNamespace is Linux-only.
+func NewPinnedInUserNamespace(context.Context, string, string, IDMapping, ...Kind) (map[Kind]string, error) {
+	return nil, errNotLinux
+}
+
 // Remove is Linux-only.
 func Remove(string) error { return errNotLinux }
 

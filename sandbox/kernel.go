@@ -32,6 +32,9 @@ type Options struct {
 	// Network connects pods to the pod network. Nil means pods can only use the node's.
 	Network *cni.Network
 	Cgroups *cgroups.Manager
+	// UserNamespaces says the node can run pods in user namespaces of their own (see
+	// container.ProbeUserNamespaces); without it such a pod is FailedPrecondition.
+	UserNamespaces bool
 }
 
 // kernel does the pod work the kernel sees: namespaces, files, cgroup, network.
@@ -40,6 +43,7 @@ type kernel struct {
 	nsDir   string
 	network *cni.Network
 	cgroups *cgroups.Manager
+	userns  bool
 }
 
 func newKernel(opts Options) (*kernel, error) {
@@ -51,6 +55,7 @@ func newKernel(opts Options) (*kernel, error) {
 		nsDir:   filepath.Join(opts.StateDir, "ns"),
 		network: opts.Network,
 		cgroups: opts.Cgroups,
+		userns:  opts.UserNamespaces,
 	}
 	for _, d := range []string{k.podsDir, k.nsDir} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -79,6 +84,17 @@ func (k *kernel) validate(c Config) error {
 	}
 	if c.Namespaces.Network == ModeContainer || c.Namespaces.IPC == ModeContainer {
 		return fmt.Errorf("a pod's network and ipc namespaces are per pod or the node's, not per container: %w", errdefs.ErrInvalidArgument)
+	}
+	if u := c.UserNamespace; u != nil {
+		if err := u.Validate(); err != nil {
+			return err
+		}
+		if hostNetwork(c) || hostIPC(c) || c.Namespaces.PID == ModeNode {
+			return fmt.Errorf("a pod in a user namespace of its own cannot use the node's network, IPC or PID namespace: %w", errdefs.ErrInvalidArgument)
+		}
+		if !k.userns {
+			return fmt.Errorf("user namespaces are not available on this node (they need Linux 6.13+ and a root directory others may search; the daemon's log at start says what its probe found): %w", errdefs.ErrFailedPrecondition)
+		}
 	}
 	if !hostNetwork(c) && k.network == nil {
 		return fmt.Errorf("pod networking is not available on this node (only hostNetwork pods can run): %w", errdefs.ErrFailedPrecondition)
@@ -141,11 +157,17 @@ func (k *kernel) setup(ctx context.Context, sb *Sandbox) (retErr error) {
 		kinds = append(kinds, netns.IPC)
 	}
 	if len(kinds) > 0 {
-		pins, err := netns.NewPinned(ctx, filepath.Join(k.nsDir, sb.ID), hostname, kinds...)
+		var pins map[netns.Kind]string
+		var err error
+		if c.UserNamespace != nil {
+			pins, err = netns.NewPinnedInUserNamespace(ctx, filepath.Join(k.nsDir, sb.ID), hostname, *c.UserNamespace, kinds...)
+		} else {
+			pins, err = netns.NewPinned(ctx, filepath.Join(k.nsDir, sb.ID), hostname, kinds...)
+		}
 		if err != nil {
 			return fmt.Errorf("create pod namespaces: %w", err)
 		}
-		sb.NetNSPath, sb.IPCPath, sb.UTSPath = pins[netns.Net], pins[netns.IPC], pins[netns.UTS]
+		sb.NetNSPath, sb.IPCPath, sb.UTSPath, sb.UserNSPath = pins[netns.Net], pins[netns.IPC], pins[netns.UTS], pins[netns.User]
 		if len(c.Sysctls) > 0 {
 			if err := netns.SetSysctls(ctx, pins, c.Sysctls); err != nil {
 				return fmt.Errorf("apply sysctls: %w", err)
@@ -212,7 +234,7 @@ func (k *kernel) undo(ctx context.Context, sb *Sandbox) {
 	if err := k.stop(ctx, sb); err != nil {
 		log.From(ctx).Error("undo pod network", zap.Error(err))
 	}
-	if err := k.remove(ctx, sb); err != nil {
+	if err := k.remove(ctx, sb, true); err != nil {
 		log.From(ctx).Error("undo pod", zap.Error(err))
 	}
 }
@@ -234,16 +256,19 @@ func (k *kernel) stop(ctx context.Context, sb *Sandbox) error {
 	return nil
 }
 
-// remove deletes the pod's namespaces, /dev/shm, cgroup and files. Safe to repeat.
-func (k *kernel) remove(ctx context.Context, sb *Sandbox) error {
+// remove deletes the pod's /dev/shm, cgroup and files, and its namespace pins unless pins is
+// false (a network teardown still running removes them). Safe to repeat.
+func (k *kernel) remove(ctx context.Context, sb *Sandbox, pins bool) error {
 	var errs []error
 	if sb.ShmPath != "" && sb.ShmPath != "/dev/shm" {
 		if err := volumes.UnmountPodShm(sb.ShmPath); err != nil {
 			errs = append(errs, fmt.Errorf("unmount pod /dev/shm: %w", err))
 		}
 	}
-	if err := netns.RemoveAll(filepath.Join(k.nsDir, sb.ID)); err != nil {
-		errs = append(errs, fmt.Errorf("remove pod namespaces: %w", err))
+	if pins {
+		if err := netns.RemoveAll(filepath.Join(k.nsDir, sb.ID)); err != nil {
+			errs = append(errs, fmt.Errorf("remove pod namespaces: %w", err))
+		}
 	}
 	if sb.CgroupParent != "" {
 		if err := k.cgroups.RemovePod(ctx, sb.CgroupParent); err != nil {

@@ -38,7 +38,9 @@ func repoRoot(t *testing.T) string {
 }
 
 type fixture struct {
-	m       *Manager
+	m *Manager
+	// opts made m: a second Manager with them is the next daemon.
+	opts    Options
 	state   string
 	bridge  string
 	tierDir string
@@ -78,7 +80,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.m, err = New(t.Context(), Options{DB: db, Logger: zaptest.NewLogger(t), StateDir: state, Network: network, Cgroups: cg})
+	f.opts = Options{DB: db, Logger: zaptest.NewLogger(t), StateDir: state, Network: network, Cgroups: cg}
+	f.m, err = New(t.Context(), f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +91,9 @@ func newFixture(t *testing.T) *fixture {
 			if err := f.m.Remove(ctx, sb.ID); err != nil {
 				t.Errorf("cleanup remove %s: %v", sb.ID, err)
 			}
+		}
+		if err := f.m.WaitTeardowns(ctx); err != nil {
+			t.Error(err)
 		}
 		_ = exec.Command("ip", "link", "del", f.bridge).Run()
 		if err := network.RemoveMasquerade(); err != nil {
@@ -126,6 +132,9 @@ func nsenter(t *testing.T, args ...string) string {
 // leftovers lists what a removed pod may have left behind; livePods is how many pods of the
 // fixture still exist (each holds one veth on the bridge).
 func (f *fixture) leftovers(t *testing.T, sb Sandbox, livePods int) []string {
+	if err := f.m.WaitTeardowns(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	var left []string
 	for _, p := range []string{sb.Dir, filepath.Join(f.state, "ns", sb.ID)} {
 		if _, err := os.Stat(p); err == nil {

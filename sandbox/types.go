@@ -6,15 +6,19 @@ import (
 	"time"
 
 	"github.com/peapod-runtime/peapod/cgroups"
+	"github.com/peapod-runtime/peapod/netns"
 )
 
 // State is where a pod is in its life:
 //
 //	(none) ──Run──► Ready ──Stop──► NotReady ──Remove──► (gone)
 //	                  │                 ▲
-//	                  └─────Stop────────┘   Stop and Remove repeat harmlessly.
+//	                  └──Stop, lost─────┘   Stop and Remove repeat harmlessly.
 //
-// A Run that fails part-way undoes what it did and leaves no record.
+// A Run that fails part-way undoes what it did and leaves no record. A pod that can no
+// longer run containers (its PID namespace holder exited) is NotReady with a Reason, as a
+// pod whose pause container died is for containerd: a kubelet then stops it and makes a
+// new one.
 type State string
 
 // The states a pod record can be in.
@@ -86,6 +90,11 @@ type Config struct {
 	// recognised and a different config under the same name is refused.
 	Hash string `json:"hash"`
 
+	// UserNamespace, when set, gives the pod a user namespace of its own with this mapping
+	// (CRI userns_options mode POD): its other namespaces are created inside it, and its
+	// containers join it. Nil keeps the node's (mode NODE).
+	UserNamespace *netns.IDMapping `json:"user_namespace,omitempty"`
+
 	// RunAsUser and RunAsGroup are the pod's own identity (the sandbox security context),
 	// which its PID namespace holder runs as; RunAsGroup needs RunAsUser.
 	RunAsUser  *uint32 `json:"run_as_user,omitempty"`
@@ -104,6 +113,8 @@ type Sandbox struct {
 	NetNSPath string `json:"netns_path,omitempty"`
 	IPCPath   string `json:"ipc_path,omitempty"`
 	UTSPath   string `json:"uts_path,omitempty"`
+	// UserNSPath pins the pod's own user namespace (Config.UserNamespace).
+	UserNSPath string `json:"userns_path,omitempty"`
 	// CgroupParent is the pod cgroup (as an OCI cgroupsPath parent) and QoS its tier.
 	CgroupParent string `json:"cgroup_parent"`
 	QoS          string `json:"qos"`
@@ -115,6 +126,8 @@ type Sandbox struct {
 	HostsPath    string `json:"hosts_path"`
 	// NetworkDown is set once CNI DEL succeeded, so a repeated Stop skips it.
 	NetworkDown bool `json:"network_down,omitempty"`
+	// Reason says why a pod nobody stopped is NotReady (MarkNotReady).
+	Reason string `json:"reason,omitempty"`
 }
 
 // Name is the key under which a pod's name is reserved: the kubelet's own pod name parts.

@@ -2,11 +2,13 @@ package shim
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -68,3 +70,83 @@ func processStartTime(pid int) (uint64, error) {
 
 // RemoveHolderFile forgets the holder once its shim has stopped it.
 func RemoveHolderFile(stateDir string) { _ = os.Remove(holderFile(stateDir)) }
+
+// HolderWatch tells the daemon when a pod's PID namespace holder exits. The shim that
+// started the holder reaps it; the daemon, which is not its parent, learns of the exit from
+// a pidfd, which the kernel makes readable when the process ends.
+type HolderWatch struct {
+	// Pid is the holder's pid.
+	Pid    int
+	pidfd  *os.File // nil when the holder was gone already
+	closed atomic.Bool
+}
+
+// WatchHolder watches the holder recorded in stateDir (WriteHolderFile) and calls exited
+// once, from a goroutine of its own, when the holder exits, or at once when it is gone
+// already; never after Close. With no holder recorded it returns nil and no error. A watch
+// costs an fd and a goroutine parked in the runtime's poller: no timer, no polling.
+func WatchHolder(stateDir string, exited func(*HolderWatch)) (*HolderWatch, error) {
+	b, err := os.ReadFile(holderFile(stateDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pid namespace holder record: %w", err)
+	}
+	var pid int
+	var start uint64
+	if _, err := fmt.Sscan(string(b), &pid, &start); err != nil || pid <= 0 {
+		return nil, fmt.Errorf("pid namespace holder record %s: malformed %q", holderFile(stateDir), b)
+	}
+	w := &HolderWatch{Pid: pid}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	switch {
+	case errors.Is(err, unix.ESRCH):
+		// Gone already.
+	case err != nil:
+		return nil, fmt.Errorf("watch pid namespace holder %d: %w", pid, err)
+	default:
+		f := os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))
+		// Read after the open: a matching start time proves that the pidfd is the holder's
+		// and not a later process's that reused its pid.
+		if now, err := processStartTime(pid); err == nil && now == start {
+			w.pidfd = f
+		} else {
+			f.Close()
+		}
+	}
+	go w.wait(exited)
+	return w, nil
+}
+
+func (w *HolderWatch) wait(exited func(*HolderWatch)) {
+	if w.pidfd != nil {
+		rc, err := w.pidfd.SyscallConn()
+		if err != nil {
+			return
+		}
+		// The pidfd is non-blocking, so os.NewFile put it in the runtime's poller: Read
+		// parks until it is readable (the process ended) or the file is closed.
+		err = rc.Read(func(fd uintptr) bool {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, 0)
+			return n > 0 || err != nil && !errors.Is(err, unix.EINTR)
+		})
+		if err != nil {
+			return // closed
+		}
+	}
+	if !w.closed.Load() {
+		exited(w)
+	}
+}
+
+// Close ends the watch: exited is not called after it. Safe to repeat and on nil.
+func (w *HolderWatch) Close() {
+	if w == nil || w.closed.Swap(true) {
+		return
+	}
+	if w.pidfd != nil {
+		w.pidfd.Close()
+	}
+}

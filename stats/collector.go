@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ import (
 const (
 	DefaultInterval     = 2 * time.Second
 	DefaultDiskInterval = 5 * time.Second
+	DefaultQuietRefresh = 30 * time.Second
 )
 
 // containerLister, podLister and cgroupReader are what the collector reads; container.Manager,
@@ -35,6 +38,8 @@ type podLister interface {
 
 type cgroupReader interface {
 	Stats(path string, extra cgroups.Extra) (cgroups.Stats, error)
+	// CPUUsage is the cgroup's cumulative cpu time alone: whether anything in it ran.
+	CPUUsage(path string) (uint64, error)
 }
 
 // containerExtra is what a container's sample reads beyond a pod's: its metrics need OOM
@@ -53,6 +58,11 @@ type Options struct {
 	// DiskInterval between walks of the writable layers and scans of the containers'
 	// processes (their file descriptors in /proc); DefaultDiskInterval when zero.
 	DiskInterval time.Duration
+	// QuietRefresh is how long the sample of a quiet pod or container (its cgroup used no
+	// cpu since it was last read in full) is carried forward before it is read in full
+	// again; DefaultQuietRefresh when zero. What changes without cpu time in the cgroup is
+	// what the kernel does to it (reclaim) and packets that reach a pod nobody reads from.
+	QuietRefresh time.Duration
 	// Network reads the interfaces of the network namespace pinned at path; nil means
 	// ReadNetwork (inside the namespace, from /proc/thread-self/net/dev).
 	Network func(path string) ([]Interface, error)
@@ -110,6 +120,9 @@ type Container struct {
 	// layer, every DiskInterval); Cgroup.IO is not kept.
 	IO   []IO
 	IOAt time.Time
+	// fullAt is when the cgroup was last read in full; At moves on without it while the
+	// container is quiet.
+	fullAt time.Time
 }
 
 // IO is a container's block I/O on one device for one operation; Device names it like
@@ -130,6 +143,10 @@ type Pod struct {
 	// while they never were.
 	NetworkAt  time.Time
 	Interfaces []Interface
+	// fullAt is when the pod was last read in full (see Container.fullAt).
+	fullAt time.Time
+	// pass is the Refresh pass that took or carried this sample.
+	pass uint64
 }
 
 // snapshot is one complete sample; never changed once published.
@@ -147,6 +164,10 @@ type Collector struct {
 	mu       sync.Mutex
 	lastDisk time.Time
 	devices  *deviceNames
+	// pass numbers Refresh's passes; parentUsage is the cpu counter of each pod cgroup's
+	// parent (a QoS tier) as the last pass read it.
+	pass        uint64
+	parentUsage map[string]uint64
 }
 
 // New returns a Collector; call Run to start sampling.
@@ -162,6 +183,9 @@ func New(opts Options) (*Collector, error) {
 	}
 	if opts.DiskInterval <= 0 {
 		opts.DiskInterval = DefaultDiskInterval
+	}
+	if opts.QuietRefresh <= 0 {
+		opts.QuietRefresh = DefaultQuietRefresh
 	}
 	if opts.Network == nil {
 		opts.Network = ReadNetwork
@@ -240,11 +264,24 @@ func (c *Collector) Refresh(ctx context.Context) {
 		c.lastDisk = now
 	}
 	next := &snapshot{containers: map[string]Container{}, pods: map[string]Pod{}}
-	for _, sb := range c.opts.Sandboxes.List(sandbox.Filter{}) {
+	c.pass++
+	sandboxes := c.opts.Sandboxes.List(sandbox.Filter{})
+	quietParents := c.readParents(sandboxes)
+	// The cgroups of quiet pods, whose containers below them are quiet too.
+	quietPods := map[string]string{}
+	for _, sb := range sandboxes {
 		if ctx.Err() != nil {
 			return
 		}
-		next.pods[sb.ID] = c.samplePod(sb, prev.pods[sb.ID])
+		old := prev.pods[sb.ID]
+		if p, ok := c.quietPod(sb, old, quietParents[parentCgroup(sb.CgroupParent)], now); ok {
+			next.pods[sb.ID] = p
+			quietPods[sb.ID] = sb.CgroupParent
+			continue
+		}
+		p := c.samplePod(sb, old)
+		p.pass = c.pass
+		next.pods[sb.ID] = p
 	}
 	for _, ct := range c.opts.Containers.List(container.Filter{}) {
 		if ctx.Err() != nil {
@@ -254,15 +291,109 @@ func (c *Collector) Refresh(ctx context.Context) {
 			continue
 		}
 		old, seen := prev.containers[ct.ID]
+		if seen {
+			podCgroup, podQuiet := quietPods[ct.PodID]
+			if s, ok := c.quietContainer(ct, old, podQuiet && strings.HasPrefix(ct.CgroupPath, podCgroup+"/"), now); ok {
+				next.containers[ct.ID] = s
+				continue
+			}
+		}
 		next.containers[ct.ID] = c.sampleContainer(ct, old, seen && !walkDisks)
 	}
 	c.last.Store(next)
 }
 
+// quietPod carries prev forward when the pod's cgroup used no cpu since prev read it in full
+// (less than QuietRefresh ago): nothing in the pod ran, so its memory and processes are as
+// they were. It reads one file, and the pod's interfaces.
+//
+// parentQuiet says that the pod cgroup's parent used no cpu since the last pass read it
+// (before it read the pod): then a pod sampled by that pass is quiet without reading even its
+// counter, and a pass over a node of idle pods reads one file per QoS tier.
+func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, parentQuiet bool, now time.Time) (Pod, bool) {
+	if sb.CgroupParent == "" || prev.At.IsZero() || now.Sub(prev.fullAt) >= c.opts.QuietRefresh {
+		return Pod{}, false
+	}
+	usage := prev.Cgroup.CPUUsageNanos
+	if !parentQuiet || prev.pass != c.pass-1 {
+		var err error
+		if usage, err = c.opts.Cgroups.CPUUsage(sb.CgroupParent); err != nil || usage != prev.Cgroup.CPUUsageNanos {
+			return Pod{}, false
+		}
+	}
+	out := prev
+	out.At, out.CPU, out.pass = now, quietCPU(usage), c.pass
+	// Packets reach a pod (and the kernel answers pings and acknowledges) without any cpu
+	// time in its cgroup: its interfaces are read every pass.
+	if sb.NetNSPath != "" && sb.State == sandbox.StateReady {
+		c.readNetwork(sb, &out)
+	}
+	return out, true
+}
+
+// readParents reads the cpu counter of the parent of every pod cgroup (once each) and
+// returns those that did not move since the last pass.
+func (c *Collector) readParents(pods []sandbox.Sandbox) map[string]bool {
+	usage := map[string]uint64{}
+	quiet := map[string]bool{}
+	for _, sb := range pods {
+		p := parentCgroup(sb.CgroupParent)
+		if _, done := usage[p]; done || p == "" {
+			continue
+		}
+		u, err := c.opts.Cgroups.CPUUsage(p)
+		if err != nil {
+			continue
+		}
+		usage[p] = u
+		if last, ok := c.parentUsage[p]; ok && last == u {
+			quiet[p] = true
+		}
+	}
+	c.parentUsage = usage
+	return quiet
+}
+
+// parentCgroup is the parent of a cgroupfs pod cgroup path ("/kubepods/besteffort" of
+// "/kubepods/besteffort/pod<uid>"), "" for the root or a systemd slice name.
+func parentCgroup(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return ""
+	}
+	d := path.Dir(p)
+	if d == "/" {
+		return ""
+	}
+	return d
+}
+
+// quietContainer is quietPod for a container: quiet when its pod is (underPod: its cgroup is
+// below the pod's) or when its own cgroup used no cpu since prev. Its writable layer, block
+// I/O and descriptors are carried too: nothing wrote or opened anything.
+func (c *Collector) quietContainer(ct container.Container, prev Container, underPod bool, now time.Time) (Container, bool) {
+	if ct.CgroupPath == "" || prev.At.IsZero() || now.Sub(prev.fullAt) >= c.opts.QuietRefresh {
+		return Container{}, false
+	}
+	usage := prev.Cgroup.CPUUsageNanos
+	if !underPod {
+		var err error
+		if usage, err = c.opts.Cgroups.CPUUsage(ct.CgroupPath); err != nil || usage != prev.Cgroup.CPUUsageNanos {
+			return Container{}, false
+		}
+	}
+	out := prev
+	out.At, out.CPU = now, quietCPU(usage)
+	return out, true
+}
+
+// quietCPU is the cpu of a cgroup that used none since the last sample: a rate of zero.
+func quietCPU(usage uint64) CPU { return CPU{UsageNanos: usage, HasRate: true} }
+
 func (c *Collector) samplePod(sb sandbox.Sandbox, prev Pod) Pod {
 	out := Pod{ID: sb.ID}
 	if sb.CgroupParent != "" {
 		out.At, out.Cgroup, out.CPU = c.readCgroup(log.PodSandboxID(sb.ID), sb.CgroupParent, 0, prev.At, prev.Cgroup)
+		out.fullAt = out.At
 	}
 	if sb.NetNSPath != "" && sb.State == sandbox.StateReady {
 		c.readNetwork(sb, &out)
@@ -292,6 +423,7 @@ func (c *Collector) sampleContainer(ct container.Container, prev Container, keep
 			extra |= cgroups.ExtraIO
 		}
 		out.At, out.Cgroup, out.CPU = c.readCgroup(id, ct.CgroupPath, extra, prev.At, prev.Cgroup)
+		out.fullAt = out.At
 	}
 	switch {
 	case out.At.IsZero():

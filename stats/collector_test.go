@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,26 @@ type fakeCgroups struct {
 	step   uint64
 	procs  []int
 	extras []cgroups.Extra
+	// usageReads counts CPUUsage calls.
+	usageReads int
+}
+
+// CPUUsage is what the next Stats will say: the counter has moved by step since the last.
+func (f *fakeCgroups) CPUUsage(p string) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.usageReads++
+	if p == "/missing" {
+		return 0, errdefs.ErrNotFound
+	}
+	// A parent's counter holds its children's.
+	sum := f.cpu[p]
+	for q, v := range f.cpu {
+		if strings.HasPrefix(q, p+"/") {
+			sum += v
+		}
+	}
+	return sum + f.step, nil
 }
 
 func (f *fakeCgroups) Stats(p string, extra cgroups.Extra) (cgroups.Stats, error) {
@@ -131,6 +152,110 @@ func TestCollectorRefresh(t *testing.T) {
 	p, ok := c.Pod("pod")
 	if !ok || !p.CPU.HasRate || len(p.Interfaces) != 1 || p.Interfaces[0].TxBytes != 20 || p.NetworkAt.IsZero() {
 		t.Errorf("pod sample %+v %v", p, ok)
+	}
+}
+
+// TestCollectorQuiet: a pass over pods and containers whose cgroups used no cpu since they
+// were last read in full reads one cpu counter per pod (and per container not below a quiet
+// pod) and carries the rest forward, with a zero rate, until QuietRefresh; a cgroup that ran
+// is read in full at once.
+func TestCollectorQuiet(t *testing.T) {
+	dir := t.TempDir()
+	ctrs := fakeContainers{
+		{ID: "a", PodID: "pod", State: container.StateRunning, CgroupPath: "/pod/a", Dir: dir},
+		{ID: "b", PodID: "pod", State: container.StateRunning, CgroupPath: "/elsewhere/b", Dir: dir},
+	}
+	pods := fakePods{{ID: "pod", State: sandbox.StateReady, CgroupParent: "/pod", NetNSPath: "/ns/net"}}
+	var disks, nets int
+	cgs := &fakeCgroups{cpu: map[string]uint64{}}
+	c, err := New(Options{
+		Containers: ctrs, Sandboxes: pods, Cgroups: cgs,
+		DiskInterval: time.Nanosecond, QuietRefresh: time.Hour, ProcRoot: t.TempDir(),
+		Network: func(string) ([]Interface, error) { nets++; return []Interface{{Name: "eth0"}}, nil },
+		Disk:    func(string) (Disk, error) { disks++; return Disk{UsedBytes: 1}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c.Refresh(ctx)
+	first, _ := c.Container("a")
+	if len(cgs.extras) != 3 || disks != 2 || nets != 1 || first.At.IsZero() {
+		t.Fatalf("first pass: %d full reads, %d disk walks, %d network reads; want 3, 2, 1", len(cgs.extras), disks, nets)
+	}
+	for range 3 {
+		time.Sleep(2 * time.Millisecond)
+		c.Refresh(ctx)
+	}
+	// Three quiet passes: the pod's counter and b's (not below the pod's cgroup) each time, and
+	// the pod's interfaces (packets need no cpu in the pod).
+	if len(cgs.extras) != 3 || disks != 2 || nets != 4 || cgs.usageReads != 6 {
+		t.Errorf("quiet passes: %d full reads, %d disk walks, %d network reads, %d counter reads; want 3, 2, 4, 6",
+			len(cgs.extras), disks, nets, cgs.usageReads)
+	}
+	a, _ := c.Container("a")
+	p, _ := c.Pod("pod")
+	if !a.At.After(first.At) || !a.CPU.HasRate || a.CPU.NanoCores != 0 || a.Disk == nil || a.Processes == nil {
+		t.Errorf("quiet container sample %+v, want the first carried forward with a zero rate", a)
+	}
+	if !p.CPU.HasRate || p.CPU.NanoCores != 0 || len(p.Interfaces) != 1 {
+		t.Errorf("quiet pod sample %+v", p)
+	}
+
+	// Something runs: everything is read in full again.
+	cgs.step = 1e6
+	c.Refresh(ctx)
+	if len(cgs.extras) != 6 || disks != 4 || nets != 5 {
+		t.Errorf("busy pass: %d full reads, %d disk walks, %d network reads; want 6, 4, 5", len(cgs.extras), disks, nets)
+	}
+	if a, _ := c.Container("a"); !a.CPU.HasRate || a.CPU.NanoCores == 0 {
+		t.Errorf("busy container cpu %+v, want a rate", a.CPU)
+	}
+
+	// Quiet, but past QuietRefresh: read in full.
+	cgs.step = 0
+	c.opts.QuietRefresh = time.Nanosecond
+	c.Refresh(ctx)
+	if len(cgs.extras) != 9 {
+		t.Errorf("after QuietRefresh: %d full reads, want 9", len(cgs.extras))
+	}
+}
+
+// TestCollectorQuietTier: when the cgroup the pods sit in (their QoS tier) used no cpu since
+// the last pass, a pass reads that one counter and nothing of the pods or their containers.
+func TestCollectorQuietTier(t *testing.T) {
+	var pods fakePods
+	var ctrs fakeContainers
+	for _, id := range []string{"p1", "p2", "p3"} {
+		pods = append(pods, sandbox.Sandbox{ID: id, State: sandbox.StateReady, CgroupParent: "/tier/" + id})
+		ctrs = append(ctrs, container.Container{ID: id + "c", PodID: id, State: container.StateRunning, CgroupPath: "/tier/" + id + "/c"})
+	}
+	cgs := &fakeCgroups{cpu: map[string]uint64{}}
+	c, err := New(Options{Containers: ctrs, Sandboxes: pods, Cgroups: cgs, QuietRefresh: time.Hour, ProcRoot: t.TempDir(),
+		Disk: func(string) (Disk, error) { return Disk{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c.Refresh(ctx)
+	if len(cgs.extras) != 6 {
+		t.Fatalf("first pass: %d full reads, want 6", len(cgs.extras))
+	}
+	reads := cgs.usageReads
+	for range 3 {
+		c.Refresh(ctx)
+	}
+	if len(cgs.extras) != 6 || cgs.usageReads-reads != 3 {
+		t.Errorf("three quiet passes: %d full reads, %d counter reads; want 6 and one counter per pass", len(cgs.extras), cgs.usageReads-reads)
+	}
+	if p, _ := c.Pod("p2"); !p.CPU.HasRate || p.CPU.NanoCores != 0 {
+		t.Errorf("quiet pod sample %+v", p)
+	}
+	// Something below the tier runs: each pod is asked, and read in full.
+	cgs.step = 1
+	c.Refresh(ctx)
+	if len(cgs.extras) != 12 {
+		t.Errorf("busy pass: %d full reads, want 12", len(cgs.extras))
 	}
 }
 

@@ -208,4 +208,17 @@ func TestRefreshKernel(t *testing.T) {
 		}
 		t.Logf("%s: writable layer on %s (%d:%d), %d of %d inodes free, io %+v", ct.ID, d.Device, d.Major, d.Minor, d.InodesFree, d.InodesTotal, s.IO)
 	}
+	// The sleeps use no cpu: the next pass finds every cgroup quiet by its cpu counter alone
+	// and carries the samples forward.
+	first := map[string]Container{}
+	for _, ct := range f.ctrs {
+		first[ct.ID], _ = c.Container(ct.ID)
+	}
+	c.Refresh(t.Context())
+	for _, ct := range f.ctrs {
+		s, _ := c.Container(ct.ID)
+		if !s.fullAt.Equal(first[ct.ID].fullAt) || !s.At.After(first[ct.ID].At) || !s.CPU.HasRate || s.CPU.NanoCores != 0 {
+			t.Errorf("%s read in full again though nothing in it ran (full reads at %v, then %v; cpu %+v)", ct.ID, first[ct.ID].fullAt, s.fullAt, s.CPU)
+		}
+	}
 }

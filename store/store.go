@@ -1,10 +1,9 @@
 // Package store is peapod's persistent metadata: a bbolt database of JSON records in named
-// buckets, name reservations that say who holds a name, and id lookup by full id or unique
-// prefix. It is the only package that imports bbolt.
+// buckets, and name reservations that say who holds a name (ids are resolved in memory, by
+// internal/table). It is the only package that imports bbolt.
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,6 +96,17 @@ func (db *DB) ForEach(bucket string, fn func(key string, raw []byte) error) erro
 	return db.View(func(tx *Tx) error { return tx.ForEach(bucket, fn) })
 }
 
+// Load decodes every record of bucket as a T and hands it to fn, in key order.
+func Load[T any](db *DB, bucket string, fn func(key string, v T) error) error {
+	return db.ForEach(bucket, func(key string, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("decode %s record %s: %w", bucket, key, err)
+		}
+		return fn(key, v)
+	})
+}
+
 // Reserve records that id holds name among objects of kind.
 func (db *DB) Reserve(kind, name, id string) error {
 	return db.Update(func(tx *Tx) error { return tx.Reserve(kind, name, id) })
@@ -111,12 +121,6 @@ func (db *DB) Release(kind, name, id string) error {
 func (db *DB) Holder(kind, name string) (id string, err error) {
 	err = db.View(func(tx *Tx) error { id, err = tx.Holder(kind, name); return err })
 	return id, err
-}
-
-// Resolve returns the one key of bucket that equals or starts with prefix.
-func (db *DB) Resolve(bucket, prefix string) (key string, err error) {
-	err = db.View(func(tx *Tx) error { key, err = tx.Resolve(bucket, prefix); return err })
-	return key, err
 }
 
 // Put stores v as JSON under bucket/key.
@@ -218,28 +222,4 @@ func (t *Tx) Holder(kind, name string) (string, error) {
 		return string(v), nil
 	}
 	return "", fmt.Errorf("%s name %q: %w", kind, name, errdefs.ErrNotFound)
-}
-
-// Resolve returns the one key of bucket that equals prefix or starts with it. No match is
-// errdefs.ErrNotFound; several matches are errdefs.ErrInvalidArgument (ambiguous).
-func (t *Tx) Resolve(bucket, prefix string) (string, error) {
-	if prefix == "" {
-		return "", fmt.Errorf("empty id: %w", errdefs.ErrInvalidArgument)
-	}
-	b := t.tx.Bucket([]byte(bucket))
-	if b == nil {
-		return "", fmt.Errorf("%s %q: %w", bucket, prefix, errdefs.ErrNotFound)
-	}
-	if b.Get([]byte(prefix)) != nil {
-		return prefix, nil
-	}
-	c := b.Cursor()
-	k, _ := c.Seek([]byte(prefix))
-	if k == nil || !bytes.HasPrefix(k, []byte(prefix)) {
-		return "", fmt.Errorf("%s %q: %w", bucket, prefix, errdefs.ErrNotFound)
-	}
-	if next, _ := c.Next(); next != nil && bytes.HasPrefix(next, []byte(prefix)) {
-		return "", fmt.Errorf("%s id prefix %q is ambiguous: %w", bucket, prefix, errdefs.ErrInvalidArgument)
-	}
-	return string(k), nil
 }

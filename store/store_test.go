@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,34 +90,6 @@ func TestReserve(t *testing.T) {
 	}
 }
 
-func TestResolve(t *testing.T) {
-	db, _ := openTemp(t)
-	defer db.Close()
-	for _, k := range []string{"abc123", "abd456", "abc999", "zz"} {
-		if err := db.Put("c", k, rec{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		prefix, want string
-		err          error
-	}{
-		{"abc123", "abc123", nil},
-		{"abd", "abd456", nil},
-		{"abc", "", errdefs.ErrInvalidArgument},
-		{"ab", "", errdefs.ErrInvalidArgument},
-		{"q", "", errdefs.ErrNotFound},
-		{"zzz", "", errdefs.ErrNotFound},
-		{"", "", errdefs.ErrInvalidArgument},
-	}
-	for _, tc := range tests {
-		got, err := db.Resolve("c", tc.prefix)
-		if got != tc.want || !errors.Is(err, tc.err) && (err != nil || tc.err != nil) {
-			t.Errorf("Resolve(%q) = %q, %v; want %q, %v", tc.prefix, got, err, tc.want, tc.err)
-		}
-	}
-}
-
 func TestUpdateRollsBack(t *testing.T) {
 	db, _ := openTemp(t)
 	defer db.Close()
@@ -159,5 +132,31 @@ func TestSecondOpenIsRefused(t *testing.T) {
 		t.Fatal("second Open of a held database succeeded")
 	} else if !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("second Open: %v, want Unavailable", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	db, _ := openTemp(t)
+	defer db.Close()
+	for k, n := range map[string]int{"b": 2, "a": 1} {
+		if err := db.Put("c", k, rec{N: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := Load(db, "c", func(k string, r rec) error {
+		got = append(got, fmt.Sprintf("%s=%d", k, r.N))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "a=1,b=2" {
+		t.Errorf("Load = %v, want a=1,b=2 in key order", got)
+	}
+	if err := db.Put("c", "bad", "not a record"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Load(db, "c", func(string, rec) error { return nil }); err == nil || !strings.Contains(err.Error(), "bad") {
+		t.Errorf("Load of a record that does not decode = %v, want an error naming it", err)
 	}
 }

@@ -176,7 +176,9 @@ func TestRelay(t *testing.T) {
 	in = make(chan int, 1)
 	out2, stop2 := Relay(in, func(v int) int { return v })
 	in <- 1 // taken by the relay, never read from out
-	time.Sleep(10 * time.Millisecond)
+	for len(in) > 0 {
+		time.Sleep(time.Millisecond) // until the relay took it
+	}
 	stop2()
 	stop2() // twice is fine
 	select {

@@ -50,6 +50,12 @@ type Mount struct {
 	RecursiveReadOnly bool
 	// SelinuxRelabel is accepted and ignored: SELinux is not supported.
 	SelinuxRelabel bool
+	// Image, when set, makes this an image volume: the image (as the request named it) is
+	// mounted read-only, and ImageSubPath is the part of it to show ("" for its root). The
+	// container package mounts it and puts the resolved directory in HostPath; ToOCI then
+	// binds it read-only with nosuid, nodev and noexec.
+	Image        string `json:",omitempty"`
+	ImageSubPath string `json:",omitempty"`
 }
 
 // MountLookup returns the mount that contains path (the mount table entry whose mount point
@@ -106,6 +112,8 @@ type MountOptions struct {
 //     directory or on its own state directory, as systemd does for / on most nodes.
 //   - RecursiveReadOnly adds "rro"; it needs Readonly and PropagationPrivate
 //     (ErrInvalidArgument) and kernel support (ErrFailedPrecondition when missing).
+//   - An image volume (Image set, HostPath the mounted image's directory) is always
+//     ro, nosuid, nodev, noexec.
 func ToOCI(mounts []Mount, opts MountOptions) ([]specs.Mount, error) {
 	lookup := opts.Lookup
 	if lookup == nil {
@@ -150,9 +158,12 @@ func ToOCI(mounts []Mount, opts MountOptions) ([]specs.Mount, error) {
 			return nil, fmt.Errorf("mount %s: unknown propagation %d: %w", dst, int(m.Propagation), errdefs.ErrInvalidArgument)
 		}
 		options = append(options, m.Propagation.String())
-		if m.Readonly {
+		switch {
+		case m.Image != "":
+			options = append(options, "ro", "nosuid", "nodev", "noexec")
+		case m.Readonly:
 			options = append(options, "ro")
-		} else {
+		default:
 			options = append(options, "rw")
 		}
 		if m.RecursiveReadOnly {

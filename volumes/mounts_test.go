@@ -46,6 +46,12 @@ func TestToOCI(t *testing.T) {
 			wantOpts: []string{"rbind", "rprivate", "ro"},
 		},
 		{
+			name:     "image volume",
+			mounts:   []Mount{{ContainerPath: "/img", HostPath: dir, Image: "sha256:abc"}},
+			wantSrc:  dir,
+			wantOpts: []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"},
+		},
+		{
 			name:     "symlink followed",
 			mounts:   []Mount{{ContainerPath: "/data", HostPath: filepath.Join(host, "link")}},
 			wantSrc:  dir,

@@ -138,6 +138,8 @@ func do(ctx context.Context, root string, log *zap.Logger, req wire.HelperReques
 		}
 	case wire.HelperDestroy:
 		err = c.Destroy(ctx)
+	case wire.HelperCheckpoint:
+		err = c.Checkpoint(ctx, req.ImagesDir, req.WorkDir, req.LeaveRunning)
 	default:
 		err = fmt.Errorf("helper: unknown op %q: %w", req.Op, errdefs.ErrInvalidArgument)
 	}

@@ -8,11 +8,22 @@ package main
 // it, and exits on SIGTERM or SIGINT. As PID 1 of its namespace it gets no signal it has no
 // handler for, except SIGKILL from the shim. A step that fails exits 1: a holder never runs
 // with more privilege than asked.
+//
+// For a pod with a user namespace of its own, PEAPOD_PAUSE_USERNS names it: the PID namespace
+// must belong to it (or the pod's containers could not mount their /proc), and only a
+// single-threaded process can join a user namespace, so the holder does it itself, here,
+// before the Go runtime starts. It joins, unshares a PID namespace and forks that namespace's
+// PID 1; both become the namespace's root (0:0 unless UID:GID says otherwise, never the
+// node's root) with no capabilities. The parent stays as the watcher the shim knows: it
+// exits with PID 1's status, and PID 1 dies with it (PR_SET_PDEATHSIG), so killing the
+// watcher ends the namespace as killing a plain holder does.
 
 /*
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <signal.h>
@@ -59,13 +70,62 @@ static int peapod_pause_drop(const char *user)
 	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
+// peapod_pause_fork joins the user namespace at path, unshares a PID namespace and forks its
+// PID 1. In the child it returns 0, with *alive the read end of a pipe whose other end only
+// the watcher holds. The parent never returns: it drops to user, then watches the child and
+// exits with its status, or kills it on SIGTERM or SIGINT. Every signal is blocked on return.
+static int peapod_pause_fork(const char *path, const char *user, int *alive)
+{
+	int fd, pipefd[2];
+	pid_t child;
+	sigset_t all;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (setns(fd, CLONE_NEWUSER) < 0) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	if (unshare(CLONE_NEWPID) < 0 || pipe2(pipefd, O_CLOEXEC) < 0)
+		return -1;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	child = fork();
+	if (child < 0)
+		return -1;
+	if (child == 0) {
+		close(pipefd[1]);
+		*alive = pipefd[0];
+		return 0;
+	}
+	close(pipefd[0]);
+	if (chdir("/") < 0 || peapod_pause_drop(user) < 0) {
+		kill(child, SIGKILL);
+		_exit(1);
+	}
+	for (;;) {
+		int sig = 0, status = 0;
+		if (sigwait(&all, &sig) != 0)
+			continue;
+		if (sig == SIGTERM || sig == SIGINT) {
+			kill(child, SIGKILL);
+			waitpid(child, NULL, 0);
+			_exit(0);
+		}
+		if (sig == SIGCHLD && waitpid(child, &status, WNOHANG) == child)
+			_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+}
+
 __attribute__((constructor)) static void peapod_pause(void)
 {
 	char buf[4096];
 	ssize_t n;
 	size_t first;
-	const char *user;
-	int fd;
+	const char *user, *userns;
+	int fd, alive = -1;
 	sigset_t all;
 
 	// libcontainer's init and its helpers must not be slowed or confused.
@@ -87,8 +147,24 @@ __attribute__((constructor)) static void peapod_pause(void)
 	if (user >= buf + n || *user == '\0')
 		user = NULL;
 
+	userns = getenv("PEAPOD_PAUSE_USERNS");
+	if (userns != NULL && *userns != '\0') {
+		// Ids are the namespace's from here: its root unless told otherwise.
+		if (user == NULL)
+			user = "0:0";
+		if (peapod_pause_fork(userns, user, &alive) < 0)
+			_exit(1);
+	}
 	if (chdir("/") < 0 || peapod_pause_drop(user) < 0)
 		_exit(1);
+	if (alive >= 0) {
+		// A credential change clears the parent-death signal: set it after the drop, then
+		// make sure the watcher did not die before it was set.
+		struct pollfd p = {alive, POLLIN, 0};
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || poll(&p, 1, 0) != 0)
+			_exit(1);
+		close(alive);
+	}
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, NULL);
 	for (;;) {

@@ -45,6 +45,7 @@ func serve(args []string) int {
 	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")
 	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
 	holderUser := fs.String("holder-user", "", "UID:GID the PID namespace holder runs as (default root); it has no capabilities either way")
+	holderUserNS := fs.String("holder-userns", "", "the pod's user namespace (a pinned nsfs file), which owns the PID namespace the holder makes")
 	helper := fs.String("helper", "", "the peapod-shim-runc binary (default: the one beside this binary)")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim/client.Start)")
 	level := zap.InfoLevel
@@ -105,6 +106,7 @@ func serve(args []string) int {
 		Logger:       log,
 		PidNamespace: *pidNS,
 		HolderUser:   *holderUser,
+		HolderUserNS: *holderUserNS,
 		// A shim is idle most of its life: give the memory of a burst of calls (a create, a
 		// large exec) back at once rather than when the scavenger gets to it.
 		OnIdle:  func() { releaseMemory(log) },

@@ -61,66 +61,132 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 	routeKlog(logger)
 	handleSignals(ctx, lg, configPath)
 
-	for _, dir := range []string{cfg.Root, cfg.State} {
+	d := &wiring{cfg: cfg, log: logger}
+	defer d.close()
+	for _, step := range []func(context.Context) error{
+		d.lockRoot, d.openState, d.startContainers, d.startServices, d.startEndpoints,
+	} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	d.recoverThenReady(ctx)
+	return d.serve(ctx)
+}
+
+// wiring is what runDaemon builds, in the order of its steps; each step adds what it opened
+// to closers, which close runs in reverse.
+type wiring struct {
+	cfg     config.Config
+	log     *zap.Logger
+	closers []func()
+
+	mets       *metrics.Metrics
+	db         *store.DB
+	network    *cni.Network
+	cgroups    *cgroups.Manager
+	sandboxes  *sandbox.Manager
+	images     *images.Service
+	containers *container.Manager
+	collector  *stats.Collector
+	streams    *stream.Server
+	cri        *cri.Server
+	grpc       *grpc.Server
+	listener   net.Listener
+}
+
+func (d *wiring) onClose(f func()) { d.closers = append(d.closers, f) }
+
+// close undoes the steps, last first.
+func (d *wiring) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// lockRoot makes the root and state directories and takes the root's lock: one daemon per
+// root.
+func (d *wiring) lockRoot(context.Context) error {
+	for _, dir := range []string{d.cfg.Root, d.cfg.State} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	lock, err := lockRoot(cfg.Root)
+	lock, err := lockRoot(d.cfg.Root)
 	if err != nil {
 		return err
 	}
-	defer lock.release()
+	d.onClose(lock.release)
+	return nil
+}
 
-	// Metrics are built first: the managers below report into them through hooks. A nil
-	// *metrics.Metrics (metrics off) records nothing.
-	var mets *metrics.Metrics
+// openState opens the metadata store and the managers that load their records from it: pod
+// network, cgroups, pods and images. Metrics are built first: the managers report into them
+// through hooks. A nil *metrics.Metrics (metrics off) records nothing.
+func (d *wiring) openState(ctx context.Context) error {
+	cfg := d.cfg
+	var err error
 	if cfg.Metrics.Address != "" {
-		if mets, err = metrics.New(); err != nil {
+		if d.mets, err = metrics.New(); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
-
-	db, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
-	if err != nil {
+	if d.db, err = store.Open(filepath.Join(cfg.Root, "meta.db")); err != nil {
 		return err
 	}
-	defer db.Close()
-
-	network, err := cni.New(cni.Config{
+	d.onClose(func() { _ = d.db.Close() })
+	d.network, err = cni.New(cni.Config{
 		ConfDir:  cfg.Network.ConfDir,
 		BinDirs:  cniBinDirs(cfg.Network.BinDirs),
 		CacheDir: filepath.Join(cfg.State, "cni"),
 		// Pod network namespaces are born with lo up (netns.NewPinned).
 		SkipLoopback: true,
-	}, logger.Named("cni"))
+	}, d.log.Named("cni"))
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
-	cgroupManager, err := cgroups.NewManager(cfg.CgroupDriver, logger.Named("cgroups"),
+	d.cgroups, err = cgroups.NewManager(cfg.CgroupDriver, d.log.Named("cgroups"),
 		cgroups.WithTolerateMissingHugetlb(cfg.Runtime.TolerateMissingHugetlbController))
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
-	sandboxes, err := sandbox.New(ctx, sandbox.Options{
-		DB: db, Logger: logger, StateDir: cfg.State, Network: network, Cgroups: cgroupManager,
+	// Once per start: whether pods may have user namespaces of their own (Status says so).
+	userns := true
+	if err := container.ProbeUserNamespaces(ctx, cfg.Root); err != nil {
+		userns = false
+		d.log.Warn("user namespaces are not available for pods", zap.Error(err))
+	}
+	d.sandboxes, err = sandbox.New(ctx, sandbox.Options{
+		DB: d.db, Logger: d.log, StateDir: cfg.State, Network: d.network, Cgroups: d.cgroups,
+		UserNamespaces: userns,
 	})
 	if err != nil {
 		return fmt.Errorf("pods: %w", err)
 	}
+	return d.openImages(ctx)
+}
 
+// openImages opens the image store with the configured registries.
+func (d *wiring) openImages(ctx context.Context) error {
+	cfg := d.cfg
 	registries := map[string]images.RegistryConfig{}
 	for host, r := range cfg.Registries {
 		registries[host] = images.RegistryConfig{Mirrors: r.Mirrors, Insecure: r.Insecure}
 	}
-	imageService, err := images.New(ctx, images.Config{
-		Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages, OnPull: mets.ImagePulled,
+	var err error
+	d.images, err = images.New(ctx, images.Config{
+		Root: cfg.Root, Registries: registries, Pinned: cfg.PinnedImages, OnPull: d.mets.ImagePulled,
 		MaxLayerSize: cfg.Images.MaxLayerSize, MaxImageSize: cfg.Images.MaxImageSize,
-	}, db, logger.Named("images"))
+	}, d.db, d.log.Named("images"))
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
+	return nil
+}
 
+// startContainers probes what the host allows and loads the container records.
+func (d *wiring) startContainers(ctx context.Context) error {
+	cfg := d.cfg
 	host, err := spec.ProbeHost()
 	if err != nil {
 		return fmt.Errorf("probe host: %w", err)
@@ -129,110 +195,149 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		host.OOMScoreAdjFloor = nil
 	}
 	host.CDISpecDirs = cfg.CDI.SpecDirs
-	containers, err := container.New(ctx, container.Options{
-		DB: db, Logger: logger, RootDir: cfg.Root, ShimBinary: shimBinary(cfg.Runtime.ShimBinary),
-		Images: imageService, Sandboxes: sandboxes, Cgroups: cgroupManager, Host: host,
+	d.containers, err = container.New(ctx, container.Options{
+		DB: d.db, Logger: d.log, RootDir: cfg.Root, ShimBinary: shimBinary(cfg.Runtime.ShimBinary),
+		Images: d.images, Sandboxes: d.sandboxes, Cgroups: d.cgroups, Host: host,
 		PidsLimit: cfg.Runtime.PidsLimit,
-		OnExit:    mets.ContainerExited, OnShimLost: mets.ShimLost,
+		OnExit:    d.mets.ContainerExited, OnShimLost: d.mets.ShimLost,
+		ShimTimeout: time.Duration(cfg.Runtime.ShimTimeoutSeconds) * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
 	}
-	defer containers.Close()
+	d.onClose(d.containers.Close)
+	return nil
+}
 
-	collector, err := stats.New(stats.Options{
-		Containers: containers, Sandboxes: sandboxes, Cgroups: cgroupManager, Logger: logger.Named("stats"),
+// startServices starts the stats collector and the streaming server and makes the CRI
+// server over everything so far.
+func (d *wiring) startServices(ctx context.Context) error {
+	var err error
+	d.collector, err = stats.New(stats.Options{
+		Containers: d.containers, Sandboxes: d.sandboxes, Cgroups: d.cgroups, Logger: d.log.Named("stats"),
 	})
 	if err != nil {
 		return fmt.Errorf("stats: %w", err)
 	}
-	go collector.Run(ctx)
+	go d.collector.Run(ctx)
 
-	streams, err := stream.New(stream.Options{
-		Addr:    cfg.Streaming.Address,
-		Runtime: streamRuntime{containers: containers, sandboxes: sandboxes, metrics: mets},
-		Logger:  logger.Named("stream"),
+	d.streams, err = stream.New(stream.Options{
+		Addr:    d.cfg.Streaming.Address,
+		Runtime: streamRuntime{containers: d.containers, sandboxes: d.sandboxes, metrics: d.mets},
+		Logger:  d.log.Named("stream"),
 	})
 	if err != nil {
 		return err
 	}
-	defer streams.Close()
-	srv := cri.New(cri.Options{
-		Config: cfg, DB: db, Logger: logger, Version: version.String(),
-		Network: network, Sandboxes: sandboxes, Images: imageService, Containers: containers,
-		Stats: collector, Streams: streams,
+	d.onClose(func() { _ = d.streams.Close() })
+	d.cri = cri.New(cri.Options{
+		Config: d.cfg, Logger: d.log, Version: version.String(),
+		Network: d.network, Sandboxes: d.sandboxes, Images: d.images, Containers: d.containers,
+		Stats: d.collector, Streams: d.streams,
 	})
-	defer srv.Close()
+	d.onClose(d.cri.Close)
 	go func() {
-		if err := streams.Serve(); err != nil {
-			logger.Error("streaming server stopped", zap.Error(err))
+		if err := d.streams.Serve(); err != nil {
+			d.log.Error("streaming server stopped", zap.Error(err))
 		}
 	}()
+	return nil
+}
+
+// startEndpoints opens the debug socket, the gRPC server with the metrics endpoint and
+// binds the CRI socket; nothing is served on it yet.
+func (d *wiring) startEndpoints(context.Context) error {
+	cfg := d.cfg
 	if cfg.Debug.Address != "" {
-		stopDebug, err := serveDebug(cfg.Debug.Address, logger)
+		stopDebug, err := serveDebug(cfg.Debug.Address, d.containers.ShimStats, d.log)
 		if err != nil {
 			return err
 		}
-		defer stopDebug()
+		d.onClose(stopDebug)
 	}
 	// The metrics' interceptors come first: they count the codes the CRI server answers with.
-	g := grpc.NewServer(append(mets.ServerOptions(), srv.ServerOptions()...)...)
-	srv.Register(g)
-	if mets != nil {
-		mets.InitializeGRPC(g)
-		if err := mets.Watch(metrics.Sources{
-			Pods:         func() map[string]int { return podStates(sandboxes) },
-			Containers:   func() map[string]int { return containerStates(containers) },
-			ShimsRunning: containers.ShimsRunning,
-		}); err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-		stopMetrics, err := serveMetrics(cfg.Metrics.Address, mets.Handler(), cfg.Debug.PprofOnMetrics, logger)
-		if err != nil {
+	d.grpc = grpc.NewServer(append(d.mets.ServerOptions(), d.cri.ServerOptions()...)...)
+	d.cri.Register(d.grpc)
+	if d.mets != nil {
+		if err := d.serveMetrics(); err != nil {
 			return err
 		}
-		defer stopMetrics()
 	}
-
 	lis, err := listen(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(cfg.Listen)
+	d.listener = lis
+	d.onClose(func() { _ = os.Remove(cfg.Listen) })
+	return nil
+}
 
-	// Recover, then serve: until every shim is asked what happened meanwhile, RPCs answer
-	// Unavailable.
+// serveMetrics has the metrics follow the managers and serves them.
+func (d *wiring) serveMetrics() error {
+	d.mets.InitializeGRPC(d.grpc)
+	if err := d.mets.Watch(metrics.Sources{
+		Pods:         func() map[string]int { return podStates(d.sandboxes) },
+		Containers:   func() map[string]int { return containerStates(d.containers) },
+		ShimsRunning: d.containers.ShimsRunning,
+	}); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	stopMetrics, err := serveMetrics(d.cfg.Metrics.Address, d.mets.Handler(), d.cfg.Debug.PprofOnMetrics, d.log)
+	if err != nil {
+		return err
+	}
+	d.onClose(stopMetrics)
+	return nil
+}
+
+// recoverThenReady recovers in the background. Recover, then serve: until every shim is
+// asked what happened meanwhile, RPCs answer Unavailable. A shim that does not answer within
+// runtime.shim_timeout_seconds holds back only its own pod.
+func (d *wiring) recoverThenReady(ctx context.Context) {
 	go func() {
-		if err := containers.Recover(ctx); err != nil {
-			logger.Error("recover containers", zap.Error(err))
+		if err := d.containers.Recover(ctx); err != nil {
+			d.log.Error("recover containers", zap.Error(err))
 		}
-		srv.SetReady()
-		logger.Info("recovered: serving every RPC")
-		notify(logger, daemon.SdNotifyReady)
+		d.cri.SetReady()
+		d.log.Info("recovered: serving every RPC")
+		notify(d.log, daemon.SdNotifyReady)
 	}()
-	logger.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
-		zap.String("state", cfg.State), zap.Stringer("streaming", streams.Addr()), zap.String("version", version.String()))
+}
+
+// serve answers CRI on the socket until ctx ends, then lets in-flight requests finish for
+// up to gracePeriod.
+func (d *wiring) serve(ctx context.Context) error {
+	cfg := d.cfg
+	d.log.Info("peapod serving", zap.String("listen", cfg.Listen), zap.String("root", cfg.Root),
+		zap.String("state", cfg.State), zap.Stringer("streaming", d.streams.Addr()), zap.String("version", version.String()))
 
 	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
+	go func() { served <- d.grpc.Serve(d.listener) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	notify(logger, daemon.SdNotifyStopping)
-	logger.Info("stopping: finishing in-flight requests", zap.Duration("grace", gracePeriod))
-	srv.Close() // ends the event streams, which would otherwise hold GracefulStop for the grace period
-	streams.Close()
+	notify(d.log, daemon.SdNotifyStopping)
+	d.log.Info("stopping: finishing in-flight requests", zap.Duration("grace", gracePeriod))
+	d.cri.Close() // ends the event streams, which would otherwise hold GracefulStop for the grace period
+	_ = d.streams.Close()
 	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
+	go func() { d.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(gracePeriod):
-		logger.Warn("grace period over: cancelling in-flight requests")
-		g.Stop()
+		d.log.Warn("grace period over: cancelling in-flight requests")
+		d.grpc.Stop()
 	}
-	logger.Info("peapod stopped")
+	// Pod networks torn down after their StopPodSandbox answered: finished now, or by the
+	// next daemon from their journals.
+	wctx, cancel := context.WithTimeout(context.Background(), gracePeriod)
+	defer cancel()
+	if err := d.sandboxes.WaitTeardowns(wctx); err != nil {
+		d.log.Warn("pod network teardowns left to the next start", zap.Error(err))
+	}
+	d.log.Info("peapod stopped")
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,11 +12,15 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/container"
 )
 
 // serveDebug serves Go's pprof handlers on the unix socket at path (0600): goroutine and
-// heap profiles of a live daemon, for operators and for the leak tests. stop closes it.
-func serveDebug(path string, l *zap.Logger) (stop func(), err error) {
+// heap profiles of a live daemon, for operators and for the leak tests; and at
+// /debug/shims/<pod-id> the figures of a pod's shim (shimStats), so that those tests need
+// not speak the shim's protocol. stop closes it.
+func serveDebug(path string, shimStats func(context.Context, string) (container.ShimStats, error), l *zap.Logger) (stop func(), err error) {
 	lis, err := listen(path)
 	if err != nil {
 		return nil, fmt.Errorf("debug endpoint: %w", err)
@@ -25,6 +31,15 @@ func serveDebug(path string, l *zap.Logger) (stop func(), err error) {
 	}
 	mux := http.NewServeMux()
 	handlePprof(mux)
+	mux.HandleFunc("/debug/shims/{pod}", func(w http.ResponseWriter, r *http.Request) {
+		st, err := shimStats(r.Context(), r.PathValue("pod"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -81,7 +81,7 @@ func TestMakeInstall(t *testing.T) {
 	makeIn(t, root, "install", "DESTDIR="+dest)
 	want := []string{
 		"etc/peapod/config.toml", "etc/systemd/system/peapod.service",
-		"usr/local/bin/kubelet", "usr/local/bin/peapod", "usr/local/bin/peapod-shim", "usr/local/bin/peapod-shim-runc",
+		"usr/local/bin/kubelet", "usr/local/bin/peapod", "usr/local/bin/peapod-checkpoint", "usr/local/bin/peapod-shim", "usr/local/bin/peapod-shim-runc",
 		"usr/local/lib/peapod/cni/bridge", "usr/local/lib/peapod/cni/host-local",
 		"usr/local/lib/peapod/cni/loopback", "usr/local/lib/peapod/cni/portmap",
 	}

@@ -44,7 +44,3 @@ func TestAppArmor(t *testing.T) {
 		})
 	}
 }
-
-func TestAppArmorOnThisHost(t *testing.T) {
-	t.Logf("AppArmor enabled here: %v", AppArmorEnabled())
-}

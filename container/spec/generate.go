@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -197,7 +198,20 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 			return nil, Resolved{}, err
 		}
 	}
-	mounts := slices.Concat(volumes.PodMounts(in.PodFiles, sec.ReadonlyRootfs, in.Mounts), imageMounts, criMounts)
+	podMounts := volumes.PodMounts(in.PodFiles, sec.ReadonlyRootfs, in.Mounts)
+	if userns := in.Namespaces.User; userns.Path != "" {
+		// The pod's files and the caller's volumes keep their host ids on disk and show them
+		// inside through the pod's mapping. The image's VOLUMEs were seeded from the rootfs
+		// as the container sees it (its layers are idmapped already), so they are not: a
+		// fresh one, made by us as host root, goes to the pod's root.
+		podMounts, criMounts = idmapped(podMounts, nil), idmapped(criMounts, imageVolumeDests(in.Mounts))
+		for _, m := range imageMounts {
+			if err := ownByPodRoot(m.Source, userns); err != nil {
+				return nil, Resolved{}, err
+			}
+		}
+	}
+	mounts := slices.Concat(podMounts, imageMounts, criMounts)
 
 	env := ProcessEnv(in.Image, hostname, in.TTY, in.Env)
 	opts := []Opt{
@@ -252,4 +266,45 @@ func Generate(ctx context.Context, in Input) (*specs.Spec, Resolved, error) {
 		return nil, Resolved{}, fmt.Errorf("container %s spec: %w", in.ID, err)
 	}
 	return s, Resolved{User: u}, nil
+}
+
+// idmapped adds "idmap" to each bind mount but those at skip: libcontainer then mounts it
+// through the user namespace the container joins (kernel idmapped mounts), so a file of host
+// uid N shows as container uid N. Submounts of an rbind are left as they are: idmapping them
+// all would fail on the first filesystem that cannot be idmapped.
+func idmapped(mounts []specs.Mount, skip map[string]bool) []specs.Mount {
+	out := slices.Clone(mounts)
+	for i, m := range out {
+		if m.Type == "bind" && !skip[filepath.Clean(m.Destination)] && !slices.Contains(m.Options, "idmap") {
+			out[i].Options = append(slices.Clone(m.Options), "idmap")
+		}
+	}
+	return out
+}
+
+// ownByPodRoot gives dir to the pod's root when it belongs to the host's (who created it),
+// an id the pod's user namespace does not map.
+func ownByPodRoot(dir string, u UserNamespace) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("image volume %s: %w", dir, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 && st.Gid == 0 {
+		if err := os.Lchown(dir, int(u.RootUID), int(u.RootGID)); err != nil {
+			return fmt.Errorf("give image volume %s to the pod's root: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// imageVolumeDests are the container paths of the image volumes (Mount.image) among mounts:
+// their overlays are idmapped already, layer by layer (an overlay mount itself cannot be).
+func imageVolumeDests(mounts []volumes.Mount) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range mounts {
+		if m.Image != "" {
+			out[filepath.Clean(m.ContainerPath)] = true
+		}
+	}
+	return out
 }

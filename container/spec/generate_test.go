@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -346,5 +348,50 @@ func TestGenerateErrors(t *testing.T) {
 				t.Errorf("volumes dir created for a refused request: %v", err)
 			}
 		})
+	}
+}
+
+// TestGenerateUserNamespace: a container of a pod with its own user namespace joins it by
+// path (no mapping in the spec: libcontainer reads the namespace's), its pod files and CRI
+// volumes are idmapped bind mounts, and its image VOLUMEs are not (they are seeded from the
+// rootfs as the container sees it); a fresh one belongs to the pod's root, not the node's.
+func TestGenerateUserNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP-REASON: giving a fresh image VOLUME to the pod's root needs chown (root)")
+	}
+	f := newFixture(t)
+	in := f.input()
+	in.Image.Volumes = append(in.Image.Volumes, "/fresh")
+	in.Namespaces.User = UserNamespace{Path: "/run/peapod/ns/p1/user", RootUID: 300000, RootGID: 400000}
+	s, _, err := Generate(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/run/peapod/ns/p1/user"}) {
+		t.Errorf("namespaces %+v: no user namespace joined by path", s.Linux.Namespaces)
+	}
+	if len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0 {
+		t.Errorf("mappings in the spec beside the joined namespace: %+v %+v", s.Linux.UIDMappings, s.Linux.GIDMappings)
+	}
+	for _, m := range s.Mounts {
+		idmap := slices.Contains(m.Options, "idmap")
+		switch {
+		case m.Type != "bind":
+			if idmap {
+				t.Errorf("%s (%s) idmapped", m.Destination, m.Type)
+			}
+		case strings.HasPrefix(m.Source, f.volumesDir):
+			if idmap {
+				t.Errorf("image VOLUME %s idmapped", m.Destination)
+			}
+			if m.Destination == "/fresh" {
+				var st syscall.Stat_t
+				if err := syscall.Stat(m.Source, &st); err != nil || st.Uid != 300000 || st.Gid != 400000 {
+					t.Errorf("fresh image VOLUME %s owned by %d:%d (%v), want the pod's root 300000:400000", m.Source, st.Uid, st.Gid, err)
+				}
+			}
+		case !idmap:
+			t.Errorf("bind mount %s from %s not idmapped", m.Destination, m.Source)
+		}
 	}
 }

@@ -38,6 +38,15 @@ type Namespaces struct {
 	PID Namespace
 	// Cgroup gives the container its own cgroup namespace (what cgroup v2 nodes do).
 	Cgroup bool
+	// User is the pod's user namespace; the zero value is the node's.
+	User UserNamespace
+}
+
+// UserNamespace is a pod's own user namespace, which its containers join: Path pins it, and
+// container root is RootUID:RootGID on the host.
+type UserNamespace struct {
+	Path             string
+	RootUID, RootGID uint32
 }
 
 // WithNamespaces sets the namespaces: mount always new; network, IPC and UTS joined by path
@@ -58,6 +67,11 @@ func WithNamespaces(ns Namespaces) Opt {
 // NamespaceList is the spec's namespace list for ns; see WithNamespaces.
 func NamespaceList(ns Namespaces) ([]specs.LinuxNamespace, error) {
 	list := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if ns.User.Path != "" {
+		// libcontainer joins it first and reads the mapping from it: the spec carries no
+		// mapping of its own.
+		list = append(list, specs.LinuxNamespace{Type: specs.UserNamespace, Path: ns.User.Path})
+	}
 	for _, n := range []struct {
 		typ    specs.LinuxNamespaceType
 		choice Namespace

@@ -22,6 +22,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -43,8 +44,16 @@ type env struct {
 	// gcr.io to it (only for the daemon bench starts itself).
 	registry *framework.Registry
 	daemon   *framework.Daemon
-	// pidFlag is -pid, for an -endpoint runtime.
+	// pidFlag is -pid, for an -endpoint runtime (or the process listening on its socket).
 	pidFlag int
+	// densityPods and densityIdle shape the Density scenario; bridge is the pod network's
+	// bridge, whose ports must be gone once the pods are.
+	densityPods int
+	densityIdle time.Duration
+	bridge      string
+	// daemonProfile, if set, is where a cpu profile of the started peapod over the density
+	// idle window goes.
+	daemonProfile string
 }
 
 // scenario is one measured operation. Only run is timed.
@@ -78,7 +87,7 @@ func scenarios() []scenario {
 				return err
 			},
 		},
-	}, slices.Concat(containerScenarios(), streamScenarios(), sandboxScenarios(), statsScenarios())...)
+	}, slices.Concat(containerScenarios(), streamScenarios(), sandboxScenarios(), statsScenarios(), densityScenarios())...)
 }
 
 // result is one scenario's measurements; durations in milliseconds in JSON.
@@ -117,6 +126,13 @@ type options struct {
 	scenarios string
 	peapodBin string
 	logLevel  string
+	// registryAddr starts the test registry on this address for an -endpoint runtime that
+	// mirrors registry.k8s.io to it (hack/containerd.sh does).
+	registryAddr string
+	densityPods  int
+	densityIdle  time.Duration
+	bridge       string
+	daemonProf   string
 }
 
 func main() {
@@ -129,13 +145,18 @@ func main() {
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(names(scenarios()), ","))
 	flag.StringVar(&o.peapodBin, "peapod-bin", "", "peapod binary when starting our own (default <repo>/bin/peapod)")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level of the started peapod")
+	flag.StringVar(&o.registryAddr, "registry-addr", "", "with -endpoint: serve the test images on this address (e.g. 127.0.0.1:5000) for a runtime that mirrors registry.k8s.io to it")
+	flag.IntVar(&o.densityPods, "density-pods", defaultDensityPods, "pods of the Density scenario")
+	flag.DurationVar(&o.densityIdle, "density-idle", defaultDensityIdle, "idle window of the Density scenario")
+	flag.StringVar(&o.daemonProf, "density-cpuprofile", "", "write a cpu profile of the started peapod over the Density idle window to this file")
+	flag.StringVar(&o.bridge, "bridge", "", "the pod network's bridge, checked for leftover ports (default peapod0 for the peapod bench starts)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(framework.Quiet(ctx), o, os.Stdout); err != nil {
+	err := run(framework.Quiet(ctx), o, os.Stdout)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		stop()
 		os.Exit(1)
 	}
 }
@@ -188,7 +209,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	if v, err := e.runtime.Version(ctx, "v1"); err == nil {
 		rep.Runtime = v.RuntimeName + " " + v.RuntimeVersion
 	}
-	pid := o.pid
+	pid := e.pidFlag
 	if e.daemon != nil {
 		pid = e.daemon.PID()
 	}
@@ -236,7 +257,11 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 
 // setupEnv connects to -endpoint, or starts the registry and a peapod.
 func setupEnv(ctx context.Context, o options) (*env, func() error, error) {
-	e := &env{endpoint: framework.NormalizeEndpoint(o.endpoint), pidFlag: o.pid}
+	e := &env{endpoint: framework.NormalizeEndpoint(o.endpoint), pidFlag: o.pid,
+		densityPods: o.densityPods, densityIdle: o.densityIdle, bridge: o.bridge, daemonProfile: o.daemonProf}
+	if e.densityPods <= 0 {
+		e.densityPods = defaultDensityPods
+	}
 	var closers []func() error
 	cleanup := func() error {
 		var errs []error
@@ -247,7 +272,24 @@ func setupEnv(ctx context.Context, o options) (*env, func() error, error) {
 	}
 	fail := func(err error) (*env, func() error, error) { return nil, nil, errors.Join(err, cleanup()) }
 
+	if e.endpoint != "" && o.registryAddr != "" {
+		reg, err := framework.NewRegistry(ctx, framework.WithRegistryAddr(o.registryAddr))
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, reg.Close)
+		e.registry = reg
+		if err := pushPauseImage(ctx, reg); err != nil {
+			return fail(err)
+		}
+	}
+	if e.endpoint != "" && e.pidFlag == 0 {
+		e.pidFlag = listenerPID(strings.TrimPrefix(e.endpoint, "unix://"))
+	}
 	if e.endpoint == "" {
+		if e.bridge == "" {
+			e.bridge = "peapod0"
+		}
 		reg, err := framework.NewRegistry(ctx)
 		if err != nil {
 			return fail(err)
@@ -320,6 +362,7 @@ func measure(ctx context.Context, e *env, s scenario, n, warmup int) result {
 			if err := s.prepare(ctx, e, i); err != nil {
 				return fail(fmt.Sprintf("prepare run %d", i), err)
 			}
+			e.settle(ctx)
 		}
 		start := time.Now()
 		err := s.run(ctx, e, i)
@@ -403,6 +446,24 @@ func mib(b int64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+// settle waits (untimed) until the peapod bench started has no pod network teardown left
+// running in the background (its journals in <state>/teardown), so that a run is not
+// charged with the teardown of the pod the previous run's prepare removed: the prepare paid
+// for it when the teardown was part of the answer, as it still is for other runtimes.
+func (e *env) settle(ctx context.Context) {
+	if e.daemon == nil {
+		return
+	}
+	dir := filepath.Join(e.daemon.State(), "teardown")
+	deadline := time.Now().Add(5 * time.Second)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if left, _ := filepath.Glob(filepath.Join(dir, "*.json")); len(left) == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // pid is the measured runtime's pid (0 when unknown).

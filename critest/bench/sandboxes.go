@@ -9,7 +9,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
-	"github.com/peapod-runtime/peapod/images/imagebench"
 )
 
 // coldPullRuns is how many cold pulls PullImage/busybox-cold times.
@@ -66,7 +65,6 @@ func sandboxScenarios() []scenario {
 	stopRemove := &podBench{}
 	var pulled string
 	var hadBusybox bool
-	var large imagebench.Throughput
 	return []scenario{
 		runPodScenario("RunPodSandbox/cni", "cni", false),
 		runPodScenario("RunPodSandbox/hostNetwork", "hostnet", true),
@@ -110,30 +108,6 @@ func sandboxScenarios() []scenario {
 				return e.image.RemoveImage(ctx, &runtimeapi.ImageSpec{Image: pulled})
 			},
 		},
-		{
-			// peapod's image library in this process (whatever -endpoint says), pulling a
-			// synthetic 200 MiB, 5-layer image from a registry in memory, beside downloading
-			// the same blobs and extracting them with tar. The one timed run covers both; the
-			// metrics split them.
-			name:     "PullImage/synthetic-200MiB-inprocess",
-			runs:     1,
-			noWarmup: true,
-			run: func(ctx context.Context, _ *env, _ int) error {
-				var err error
-				large, err = imagebench.PullThroughput(ctx, imagebench.Options{})
-				return err
-			},
-			metrics: func(context.Context, *env) (map[string]float64, error) {
-				return map[string]float64{
-					"size_MB":   float64(large.Bytes) / 1e6,
-					"pull_s":    large.Pull.Seconds(),
-					"pull_MB/s": large.MBps(large.Pull),
-					"raw_MB/s":  large.MBps(large.Raw),
-					"pull/raw":  large.Ratio(),
-					"raw_get_s": large.RawDownload.Seconds(),
-					"raw_tar_s": large.RawExtract.Seconds(),
-				}, nil
-			},
-		},
+		syntheticPullScenario(),
 	}
 }

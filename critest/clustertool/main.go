@@ -33,7 +33,6 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	var err error
 	switch os.Args[1] {
 	case "registry":
@@ -54,6 +53,7 @@ func main() {
 	default:
 		err = fmt.Errorf("unknown command %q (registry, clean, pull or images)", os.Args[1])
 	}
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clustertool:", err)
 		os.Exit(1)

@@ -295,3 +295,28 @@ for d in /proc/[0-9]*; do
 done
 exit $found
 `
+
+// HostFiles returns layer entries for host files at their host paths (e.g. "/usr/bin/curl"):
+// each file, and for a dynamically linked ELF executable its interpreter and the closure of
+// the shared libraries it needs, so that an image can carry a tool the busybox base lacks.
+func HostFiles(paths ...string) ([]TarEntry, error) {
+	b := &rootfsBuilder{seen: map[string]bool{}}
+	for _, p := range paths {
+		if err := b.addHostPath(p); err != nil {
+			return nil, err
+		}
+		f, err := elf.Open(p)
+		if err != nil {
+			continue // not an ELF file: nothing more to add
+		}
+		interp := elfInterpreter(f)
+		_ = f.Close()
+		if interp == "" {
+			continue
+		}
+		if err := b.addELFDeps(p); err != nil {
+			return nil, err
+		}
+	}
+	return b.entries, nil
+}

@@ -141,7 +141,7 @@ type Daemon struct {
 	configPath string
 	cniConfDir string
 	args       []string
-	out        *lockedBuffer
+	out        *LockedBuffer
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -174,6 +174,11 @@ func NewDaemon(opts ...DaemonOption) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("make daemon dir: %w", err)
 	}
+	// Searchable by all, as /var/lib is: the root of a pod's user namespace (an unmapped
+	// host id) must reach its container's rootfs below it.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("make daemon dir: %w", err)
+	}
 	d := &Daemon{
 		opts:       o,
 		dir:        dir,
@@ -182,7 +187,7 @@ func NewDaemon(opts ...DaemonOption) (*Daemon, error) {
 		socket:     o.socket,
 		configPath: filepath.Join(dir, "peapod.toml"),
 		cniConfDir: filepath.Join(dir, "cni"),
-		out:        &lockedBuffer{},
+		out:        &LockedBuffer{},
 		observed:   true,
 	}
 	if d.root == "" {
@@ -668,31 +673,32 @@ func tail(s string, n int) string {
 	return "...\n" + s[len(s)-n:]
 }
 
-// lockedBuffer is an append-only output buffer safe for concurrent writers and readers.
-type lockedBuffer struct {
+// LockedBuffer is an append-only output buffer safe for concurrent writers and readers (a
+// process's output that a test reads while it runs).
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-func (b *lockedBuffer) Len() int {
+func (b *LockedBuffer) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Len()
 }
 
-func (b *lockedBuffer) From(off int) string {
+func (b *LockedBuffer) From(off int) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.buf.String()

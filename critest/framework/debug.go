@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,25 @@ func (d *Daemon) Goroutines(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("debug endpoint: unexpected answer %q", first)
 	}
 	return n, nil
+}
+
+// ShimStats is what a pod's peapod-shim says of itself.
+type ShimStats struct {
+	PID        int `json:"pid"`
+	Goroutines int `json:"goroutines"`
+}
+
+// ShimStats asks the daemon's debug endpoint for the figures of the pod's shim.
+func (d *Daemon) ShimStats(ctx context.Context, podID string) (ShimStats, error) {
+	b, err := d.debugGet(ctx, "/debug/shims/"+podID)
+	if err != nil {
+		return ShimStats{}, err
+	}
+	var st ShimStats
+	if err := json.Unmarshal(b, &st); err != nil {
+		return ShimStats{}, fmt.Errorf("debug endpoint: shim stats %q: %w", b, err)
+	}
+	return st, nil
 }
 
 // GC makes the daemon run a garbage collection (through the heap profile's gc=1), so that

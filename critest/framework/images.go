@@ -228,6 +228,13 @@ func buildTestImages() (map[string]remote.Taggable, error) {
 		return nil, err
 	}
 	out[ImageWhiteout] = wh
+	vols, err := imageVolumeImages()
+	if err != nil {
+		return nil, err
+	}
+	for n, img := range vols {
+		out[n] = img
+	}
 	return out, nil
 }
 

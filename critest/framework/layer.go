@@ -112,7 +112,12 @@ func layerFromTar(tarBytes []byte) (v1.Layer, error) {
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("compress layer: %w", err)
 	}
-	compressed := gz.Bytes()
+	return LayerFromGzip(gz.Bytes())
+}
+
+// LayerFromGzip is a layer of a gzip-compressed tar held in memory, handed out as it is (not
+// compressed again on every read).
+func LayerFromGzip(compressed []byte) (v1.Layer, error) {
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(compressed)), nil
 	})

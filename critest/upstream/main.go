@@ -1,12 +1,15 @@
 // Command upstream runs the Kubernetes project's own CRI conformance suite (cri-tools'
-// critest binary, built separately: it is not in the Go module proxy) against a peapod that
-// it starts from bin/peapod, with the test registry serving the images the suite pulls.
+// critest binary, built separately: it is not in the Go module proxy; hack/critest-build.sh
+// builds it from a cri-tools checkout) against a peapod that it starts from bin/peapod, with
+// the test registry serving every image the suite pulls.
 //
 //	go run ./critest/upstream -critest /path/to/critest [-- critest flags, e.g. -ginkgo.focus Streaming]
 //
-// The registry has our busybox-based test images under upstream's names, plus stand-ins for
-// upstream's nginx web-server images (busybox httpd serving "Welcome to nginx!" on the same
-// ports). Images the suite needs beyond these fail to pull: those specs fail for that reason.
+// The images are built here, as upstream's images/ directory and build script make them, on
+// the framework's busybox layer (images.go): the test-image-* names with their users, groups
+// and tags, busybox with ipcs, and nginx, hostnet-nginx, httpd, nonewprivs and pause played
+// by one static Go program (./standin). The one image it cannot serve is test-image-digest,
+// which the specs pull by a fixed digest of upstream's own build.
 package main
 
 import (
@@ -17,47 +20,48 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/peapod-runtime/peapod/critest/framework"
 )
 
-// webServers are upstream's web-server images and the port each serves.
-var webServers = map[string]string{
-	"registry.k8s.io/e2e-test-images/nginx:1.14-2":            "80",
-	"gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64:latest": "12003",
-}
-
 func main() {
 	critest := flag.String("critest", "", "the cri-tools critest binary")
 	peapod := flag.String("peapod-bin", "", "the peapod binary (default <repo>/bin/peapod)")
+	goTool := flag.String("go", "go", "the go command, to build the images' static stand-in program")
 	flag.Parse()
-	if err := run(*critest, *peapod, flag.Args()); err != nil {
+	if err := run(*critest, *peapod, *goTool, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "upstream:", err)
 		os.Exit(1)
 	}
 }
 
-func run(critest, peapod string, args []string) error {
+func run(critest, peapod, goTool string, args []string) error {
 	if critest == "" {
-		return errors.New("-critest is required (build it from cri-tools: go test -c ./cmd/critest)")
+		return errors.New("-critest is required (build it from a cri-tools clone: hack/critest-build.sh CLONE bin/critest v1.36.0)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	imgs, err := images(ctx, goTool)
+	if err != nil {
+		return err
+	}
 	reg, err := framework.NewRegistry(ctx)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	if err := pushWebServers(ctx, reg); err != nil {
+	if err := pushUpstreamImages(ctx, reg, imgs); err != nil {
 		return err
 	}
-	if err := pushPredefinedGroup(ctx, reg); err != nil {
-		return err
+	var mirrors strings.Builder
+	for _, h := range extraMirrors() {
+		fmt.Fprintf(&mirrors, "[registries.%q]\nmirrors = [%q]\n", h, reg.URL())
 	}
-	opts := []framework.DaemonOption{framework.WithRegistry(reg), framework.WithLogLevel("info")}
+	opts := []framework.DaemonOption{framework.WithRegistry(reg), framework.WithConfig(mirrors.String()), framework.WithLogLevel("info")}
 	if peapod != "" {
 		opts = append(opts, framework.WithBinary(peapod))
 	}
@@ -79,52 +83,19 @@ func run(critest, peapod string, args []string) error {
 	return nil
 }
 
-// pushWebServers pushes stand-ins for upstream's nginx images: busybox httpd serving
-// upstream's expected main page on the image's port.
-func pushWebServers(ctx context.Context, reg *framework.Registry) error {
-	www, err := framework.NewLayer([]framework.TarEntry{
-		framework.Dir("www", 0o755),
-		framework.File("www/index.html", 0o644, "<h1>Welcome to nginx!</h1>\n"),
-	})
+// images builds the stand-in program and every image upstream's specs pull.
+func images(ctx context.Context, goTool string) (map[string]remote.Taggable, error) {
+	if _, err := exec.LookPath(goTool); err != nil {
+		return nil, fmt.Errorf("the go command %q is needed to build the test images: %w", goTool, err)
+	}
+	dir, err := os.MkdirTemp("", "peapod-upstream-")
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("temp dir: %w", err)
 	}
-	for ref, port := range webServers {
-		img, err := framework.BuildImage(framework.ImageSpec{
-			Busybox: true, Layers: []v1.Layer{www},
-			Config: v1.Config{Entrypoint: []string{"httpd", "-f", "-p", port, "-h", "/www"}},
-		})
-		if err != nil {
-			return fmt.Errorf("web server image %s: %w", ref, err)
-		}
-		if err := reg.Push(ctx, ref, img); err != nil {
-			return fmt.Errorf("push %s: %w", ref, err)
-		}
-	}
-	return nil
-}
-
-// predefinedGroupImage is upstream's SupplementalGroupsPolicy image: user default-user (uid
-// 1000, group 1000) is a member of group-defined-in-image (gid 50000) in /etc/group, and is
-// the image's USER.
-const predefinedGroupImage = "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest"
-
-func pushPredefinedGroup(ctx context.Context, reg *framework.Registry) error {
-	etc, err := framework.NewLayer([]framework.TarEntry{
-		framework.File("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\ndefault-user:x:1000:1000::/home/default-user:/bin/sh\n"),
-		framework.File("etc/group", 0o644, "root:x:0:\ndefault-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n"),
-	})
+	defer os.RemoveAll(dir)
+	standin, err := buildStandin(ctx, goTool, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	img, err := framework.BuildImage(framework.ImageSpec{
-		Busybox: true, Layers: []v1.Layer{etc}, Config: v1.Config{User: "1000", Cmd: []string{"sh"}},
-	})
-	if err != nil {
-		return fmt.Errorf("image %s: %w", predefinedGroupImage, err)
-	}
-	if err := reg.Push(ctx, predefinedGroupImage, img); err != nil {
-		return fmt.Errorf("push %s: %w", predefinedGroupImage, err)
-	}
-	return nil
+	return upstreamImages(standin)
 }

@@ -6,20 +6,13 @@
 package imagebench
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
-	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -32,11 +25,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"go.uber.org/zap"
 
 	"github.com/peapod-runtime/peapod/images"
+	"github.com/peapod-runtime/peapod/internal/testutil"
 	"github.com/peapod-runtime/peapod/store"
 )
 
@@ -131,10 +124,6 @@ func Run(ctx context.Context, o Options) (Result, error) {
 // PullThroughput measures a cold pull of the large image beside the raw download + tar.
 func PullThroughput(ctx context.Context, o Options) (Throughput, error) {
 	o.defaults()
-	tarBin, err := exec.LookPath("tar")
-	if err != nil {
-		return Throughput{}, fmt.Errorf("raw baseline needs tar: %w", err)
-	}
 	img, err := largeImage(o.ImageBytes, o.Layers)
 	if err != nil {
 		return Throughput{}, err
@@ -165,29 +154,17 @@ func PullThroughput(ctx context.Context, o Options) (Throughput, error) {
 	if err := os.MkdirAll(rawDir, 0o755); err != nil {
 		return Throughput{}, err
 	}
-	start := time.Now()
-	digests := []string{m.Config.Digest.String()}
+	blobs := []string{m.Config.Digest.String()}
+	var layers []string
 	for _, l := range m.Layers {
-		digests = append(digests, l.Digest.String())
+		blobs = append(blobs, l.Digest.String())
+		layers = append(layers, l.Digest.String())
 	}
-	for _, d := range digests {
-		if err := download(ctx, srv.URL+"/v2/bench/large/blobs/"+d, filepath.Join(rawDir, d)); err != nil {
-			return Throughput{}, err
-		}
+	raw, err := testutil.MeasureRawPull(ctx, srv.URL+"/v2/bench/large/blobs", blobs, layers, rawDir)
+	if err != nil {
+		return Throughput{}, err
 	}
-	t.RawDownload = time.Since(start)
-	start = time.Now()
-	for i, l := range m.Layers {
-		dst := filepath.Join(rawDir, fmt.Sprintf("layer%d", i))
-		if err := os.Mkdir(dst, 0o755); err != nil {
-			return Throughput{}, err
-		}
-		cmd := exec.CommandContext(ctx, tarBin, "-xzf", filepath.Join(rawDir, l.Digest.String()), "-C", dst)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return Throughput{}, fmt.Errorf("tar: %v: %s", err, out)
-		}
-	}
-	t.RawExtract = time.Since(start)
+	t.RawDownload, t.RawExtract = raw.Download, raw.Extract
 	t.Raw = t.RawDownload + t.RawExtract
 	if err := os.RemoveAll(rawDir); err != nil {
 		return Throughput{}, err
@@ -198,7 +175,7 @@ func PullThroughput(ctx context.Context, o Options) (Throughput, error) {
 		return Throughput{}, err
 	}
 	defer closeDB()
-	start = time.Now()
+	start := time.Now()
 	if _, err := s.Pull(ctx, ref, images.Auth{}); err != nil {
 		return Throughput{}, err
 	}
@@ -287,77 +264,35 @@ func serve(ctx context.Context, img v1.Image, repo string) (*httptest.Server, st
 	return srv, ref, nil
 }
 
-func download(ctx context.Context, url, dst string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, resp.Body)
-	return errors.Join(err, f.Close())
-}
-
-// largeImage has layers layers of about total/layers bytes each: 1 MiB files of random
-// (incompressible) data, a few small files and a directory tree.
+// largeImage has layers layers of about total/layers bytes each (testutil.LargeLayers).
 func largeImage(total int64, layers int) (v1.Image, error) {
-	rng := rand.NewChaCha8([32]byte{1})
-	per := total / int64(layers)
-	var ls []v1.Layer
-	for i := range layers {
-		var files []file
-		files = append(files, file{name: fmt.Sprintf("layer%d/", i), dir: true})
-		for n := int64(0); n < per; {
-			size := min(int64(1<<20), per-n)
-			data := make([]byte, size)
-			_, _ = rng.Read(data)
-			files = append(files, file{name: fmt.Sprintf("layer%d/blob%04d", i, len(files)), data: data})
-			n += size
-		}
-		for j := range 50 {
-			files = append(files, file{name: fmt.Sprintf("layer%d/small%02d.conf", i, j), data: []byte(strings.Repeat("key=value\n", j+1))})
-		}
-		l, err := newLayer(files)
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-	}
-	return image(ls)
-}
-
-// smallImage looks like a busybox image: one ~1.5 MB binary with 400 hard links to it in
-// /bin, and a few files in /etc.
-func smallImage() (v1.Image, error) {
-	rng := rand.NewChaCha8([32]byte{2})
-	bin := make([]byte, 1500<<10)
-	_, _ = rng.Read(bin)
-	files := []file{{name: "bin/", dir: true}, {name: "bin/busybox", data: bin, mode: 0o755}}
-	for i := range 400 {
-		files = append(files, file{name: fmt.Sprintf("bin/applet%03d", i), link: "bin/busybox", mode: 0o755})
-	}
-	files = append(files, file{name: "etc/", dir: true},
-		file{name: "etc/passwd", data: []byte("root:x:0:0:root:/root:/bin/sh\n")},
-		file{name: "etc/group", data: []byte("root:x:0:\n")},
-		file{name: "tmp/", dir: true, mode: 0o1777})
-	l, err := newLayer(files)
+	gz, err := testutil.LargeLayers(total, layers)
 	if err != nil {
 		return nil, err
 	}
-	return image([]v1.Layer{l})
+	return image(gz...)
 }
 
-func image(layers []v1.Layer) (v1.Image, error) {
+// smallImage looks like a busybox image (testutil.BusyboxLikeLayer).
+func smallImage() (v1.Image, error) {
+	gz, err := testutil.BusyboxLikeLayer()
+	if err != nil {
+		return nil, err
+	}
+	return image(gz)
+}
+
+// image is the gzip layers with a config for this machine. The layers are held in memory
+// and handed out as they are (not compressed again on every read).
+func image(gzLayers ...[]byte) (v1.Image, error) {
+	var layers []v1.Layer
+	for _, gz := range gzLayers {
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(gz)), nil })
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, l)
+	}
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		return nil, err
@@ -370,88 +305,4 @@ func image(layers []v1.Layer) (v1.Image, error) {
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.Config.Cmd = []string{"/bin/sh"}
 	return mutate.ConfigFile(img, cf)
-}
-
-type file struct {
-	name string
-	data []byte
-	dir  bool
-	link string // hard link target
-	mode int64
-}
-
-// layer is a gzip layer held in memory, its digests computed once (tarball.LayerFromOpener
-// would compress it again on every read).
-type layer struct {
-	compressed     []byte
-	digest, diffID v1.Hash
-	size           int64
-}
-
-func newLayer(files []file) (*layer, error) {
-	var raw bytes.Buffer
-	tw := tar.NewWriter(&raw)
-	mtime := time.Unix(1700000000, 0)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: mtime, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
-		switch {
-		case f.dir:
-			h.Typeflag, h.Size = tar.TypeDir, 0
-		case f.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, f.link, 0
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-			if f.dir {
-				h.Mode = 0o755
-			}
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(f.data); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := zw.Write(raw.Bytes()); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return &layer{compressed: gz.Bytes(), digest: hashOf(gz.Bytes()), diffID: hashOf(raw.Bytes()), size: int64(gz.Len())}, nil
-}
-
-func hashOf(b []byte) v1.Hash {
-	sum := sha256.Sum256(b)
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
-}
-
-func (l *layer) Digest() (v1.Hash, error) { return l.digest, nil }
-func (l *layer) DiffID() (v1.Hash, error) { return l.diffID, nil }
-func (l *layer) Size() (int64, error)     { return l.size, nil }
-func (l *layer) MediaType() (types.MediaType, error) {
-	return types.DockerLayer, nil
-}
-
-func (l *layer) Compressed() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(l.compressed)), nil
-}
-
-func (l *layer) Uncompressed() (io.ReadCloser, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(l.compressed))
-	if err != nil {
-		return nil, err
-	}
-	return zr, nil
 }

@@ -1,7 +1,9 @@
 package archtest
 
 import (
+	"maps"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -94,5 +96,34 @@ func TestTransitiveDependencies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCritestIsABlackBox: critest (its tests, framework, bench and tools) measures any CRI
+// runtime, containerd's too, so its whole graph, tests included, reaches no peapod package
+// outside critest/ but internal/testutil's helpers (kernel gates, tar and scrape readers).
+func TestCritestIsABlackBox(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP-REASON: -short skips go list")
+	}
+	cmd := exec.Command("go", "list", "-test", "-deps", "-f", "{{.ImportPath}}", "./critest/...")
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	bad := map[string]bool{}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "[") {
+			continue // the " [critest.test]" tail of a test variant
+		}
+		rest, ok := strings.CutPrefix(strings.TrimSuffix(dep, ".test"), module+"/")
+		if !ok || under(rest, "critest") || under(rest, "internal/testutil") {
+			continue
+		}
+		bad[rest] = true
+	}
+	for _, p := range slices.Sorted(maps.Keys(bad)) {
+		t.Errorf("critest reaches peapod package %s: it must drive a runtime through the CRI only", p)
 	}
 }

@@ -1,28 +1,21 @@
-// Package inflight runs the creation of a named object once and hands its result to a
-// kubelet's retries: a RunPodSandbox or CreateContainer that timed out on the kubelet's side
-// is sent again with the same config, and must get the object the first call made, never a
-// "name is reserved" error loop.
+// Package inflight runs a piece of work once per key and hands its result to every caller
+// that asks for that key meanwhile. Group is the creation of a named object, whose result a
+// kubelet's retries must get: a RunPodSandbox or CreateContainer that timed out on the
+// kubelet's side is sent again with the same config, and must get the object the first call
+// made, never a "name is reserved" error loop. Shared is a fetch many callers want (an image
+// layer, a blob), cancelled once none of them waits any more.
 package inflight
 
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/containerd/errdefs"
 )
 
 // Group tracks the creations in progress by name.
 type Group[T any] struct {
-	mu    sync.Mutex
-	calls map[string]*call[T]
-}
-
-type call[T any] struct {
-	done chan struct{}
-	hash string
-	val  T
-	err  error
+	f flights[T]
 }
 
 // Holder describes a finished object that holds a name.
@@ -30,6 +23,23 @@ type Holder[T any] struct {
 	ID   string
 	Hash string
 	Val  T
+}
+
+// Existing is Do's existing for objects kept in a table: holder says which id holds the
+// name (an error: none does), lookup finds that object (absent: its creation is still
+// being made visible), and hash is the request hash the object was made from.
+func Existing[T any](holder func() (string, error), lookup func(id string) (T, bool), hash func(T) string) func() (Holder[T], bool) {
+	return func() (Holder[T], bool) {
+		id, err := holder()
+		if err != nil {
+			return Holder[T]{}, false
+		}
+		h := Holder[T]{ID: id}
+		if v, ok := lookup(id); ok {
+			h.Hash, h.Val = hash(v), v
+		}
+		return h, true
+	}
 }
 
 // Do returns the object named name, made by work, for a request identified by hash:
@@ -44,34 +54,26 @@ type Holder[T any] struct {
 // group's lock; work must make its object visible to existing before it returns.
 func (g *Group[T]) Do(ctx context.Context, kind, name, hash string, existing func() (Holder[T], bool), work func(context.Context) (T, error)) (T, error) {
 	var zero T
-	g.mu.Lock()
-	if c, ok := g.calls[name]; ok {
-		g.mu.Unlock()
+	g.f.mu.Lock()
+	if c, ok := g.f.calls[name]; ok {
 		if c.hash != hash {
+			g.f.mu.Unlock()
 			return zero, fmt.Errorf("%s name %s is being created with a different config: %w", kind, name, errdefs.ErrAlreadyExists)
 		}
+		c.waiters++
+		g.f.mu.Unlock()
 		return wait(ctx, kind, c)
 	}
 	if h, ok := existing(); ok {
-		g.mu.Unlock()
+		g.f.mu.Unlock()
 		if h.Hash == hash {
 			return h.Val, nil
 		}
 		return zero, fmt.Errorf("%s name %s is reserved for %s %s: %w", kind, name, kind, h.ID, errdefs.ErrAlreadyExists)
 	}
-	if g.calls == nil {
-		g.calls = map[string]*call[T]{}
-	}
-	c := &call[T]{done: make(chan struct{}), hash: hash}
-	g.calls[name] = c
-	g.mu.Unlock()
-	go func() {
-		c.val, c.err = work(context.WithoutCancel(ctx))
-		g.mu.Lock()
-		delete(g.calls, name)
-		g.mu.Unlock()
-		close(c.done)
-	}()
+	wctx := context.WithoutCancel(ctx)
+	c := g.f.startLocked(name, hash, func() (T, error) { return work(wctx) })
+	g.f.mu.Unlock()
 	return wait(ctx, kind, c)
 }
 

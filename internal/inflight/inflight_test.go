@@ -46,7 +46,16 @@ func TestRetriesShareOneCreation(t *testing.T) {
 		v, _ := g.Do(context.Background(), "pod", "web", "h1", existing, work)
 		got <- v
 	}()
-	time.Sleep(10 * time.Millisecond)
+	// The retry joins the creation still under way (it would find the holder afterwards).
+	for {
+		g.f.mu.Lock()
+		joined := g.f.calls["web"].waiters
+		g.f.mu.Unlock()
+		if joined == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(release)
 	if v := <-got; v != "id1" {
 		t.Fatalf("retry got %q", v)
@@ -61,5 +70,27 @@ func TestRetriesShareOneCreation(t *testing.T) {
 	}
 	if runs != 1 {
 		t.Fatalf("work ran %d times", runs)
+	}
+}
+
+func TestExisting(t *testing.T) {
+	table := map[string]string{"id1": "hash-of-id1"}
+	lookup := func(id string) (string, bool) { v, ok := table[id]; return v, ok }
+	hash := func(v string) string { return v }
+	for _, tc := range []struct {
+		holder string
+		err    error
+		want   Holder[string]
+		ok     bool
+	}{
+		{err: errdefs.ErrNotFound},
+		{holder: "id1", want: Holder[string]{ID: "id1", Hash: "hash-of-id1", Val: "hash-of-id1"}, ok: true},
+		// Held by a creation not yet visible: the name is taken, by no known config.
+		{holder: "id2", want: Holder[string]{ID: "id2"}, ok: true},
+	} {
+		got, ok := Existing(func() (string, error) { return tc.holder, tc.err }, lookup, hash)()
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("holder %q: got %+v, %v; want %+v, %v", tc.holder, got, ok, tc.want, tc.ok)
+		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package testutil gates kernel tests on what the machine offers and names the exact reason
-// when it skips. Imported from _test.go files only.
+// when it skips; and the fixtures that tests, critest and the benchmarks share (tars, layers,
+// a raw pull). Never imported by the daemon or the shim.
 package testutil
 
 import (

@@ -1299,6 +1299,113 @@ func (*ShutdownResponse) Descriptor() ([]byte, []int) {
 	return file_shim_proto_rawDescGZIP(), []int{21}
 }
 
+type CheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// images_dir receives CRIU's images; work_dir its log (dump.log). Both absolute; created
+	// if missing.
+	ImagesDir string `protobuf:"bytes,2,opt,name=images_dir,json=imagesDir,proto3" json:"images_dir,omitempty"`
+	WorkDir   string `protobuf:"bytes,3,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
+	// leave_running lets the container go on after the dump (else CRIU kills it).
+	LeaveRunning  bool `protobuf:"varint,4,opt,name=leave_running,json=leaveRunning,proto3" json:"leave_running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRequest) Reset() {
+	*x = CheckpointRequest{}
+	mi := &file_shim_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRequest) ProtoMessage() {}
+
+func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CheckpointRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetImagesDir() string {
+	if x != nil {
+		return x.ImagesDir
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetWorkDir() string {
+	if x != nil {
+		return x.WorkDir
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetLeaveRunning() bool {
+	if x != nil {
+		return x.LeaveRunning
+	}
+	return false
+}
+
+type CheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResponse) Reset() {
+	*x = CheckpointResponse{}
+	mi := &file_shim_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResponse) ProtoMessage() {}
+
+func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{23}
+}
+
 var File_shim_proto protoreflect.FileDescriptor
 
 const file_shim_proto_rawDesc = "" +
@@ -1389,12 +1496,19 @@ const file_shim_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x13\n" +
 	"\x11ReopenLogResponse\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse*X\n" +
+	"\x10ShutdownResponse\"\x82\x01\n" +
+	"\x11CheckpointRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"images_dir\x18\x02 \x01(\tR\timagesDir\x12\x19\n" +
+	"\bwork_dir\x18\x03 \x01(\tR\aworkDir\x12#\n" +
+	"\rleave_running\x18\x04 \x01(\bR\fleaveRunning\"\x14\n" +
+	"\x12CheckpointResponse*X\n" +
 	"\x06Status\x12\x12\n" +
 	"\x0eSTATUS_UNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x032\xa8\x06\n" +
+	"\x0eSTATUS_STOPPED\x10\x032\xfd\x06\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.peapod.shim.v1.InfoRequest\x1a\x1c.peapod.shim.v1.InfoResponse\x12G\n" +
 	"\x06Create\x12\x1d.peapod.shim.v1.CreateRequest\x1a\x1e.peapod.shim.v1.CreateResponse\x12D\n" +
@@ -1406,7 +1520,9 @@ const file_shim_proto_rawDesc = "" +
 	"\x06Delete\x12\x1d.peapod.shim.v1.DeleteRequest\x1a\x1e.peapod.shim.v1.DeleteResponse\x12L\n" +
 	"\bExecSync\x12\x1f.peapod.shim.v1.ExecSyncRequest\x1a\x1d.peapod.shim.v1.ExecSyncChunk0\x01\x12P\n" +
 	"\tReopenLog\x12 .peapod.shim.v1.ReopenLogRequest\x1a!.peapod.shim.v1.ReopenLogResponse\x12M\n" +
-	"\bShutdown\x12\x1f.peapod.shim.v1.ShutdownRequest\x1a .peapod.shim.v1.ShutdownResponseB/Z-github.com/peapod-runtime/peapod/shim/api;apib\x06proto3"
+	"\bShutdown\x12\x1f.peapod.shim.v1.ShutdownRequest\x1a .peapod.shim.v1.ShutdownResponse\x12S\n" +
+	"\n" +
+	"Checkpoint\x12!.peapod.shim.v1.CheckpointRequest\x1a\".peapod.shim.v1.CheckpointResponseB/Z-github.com/peapod-runtime/peapod/shim/api;apib\x06proto3"
 
 var (
 	file_shim_proto_rawDescOnce sync.Once
@@ -1421,31 +1537,33 @@ func file_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_shim_proto_goTypes = []any{
-	(Status)(0),               // 0: peapod.shim.v1.Status
-	(*InfoRequest)(nil),       // 1: peapod.shim.v1.InfoRequest
-	(*InfoResponse)(nil),      // 2: peapod.shim.v1.InfoResponse
-	(*CreateRequest)(nil),     // 3: peapod.shim.v1.CreateRequest
-	(*CreateResponse)(nil),    // 4: peapod.shim.v1.CreateResponse
-	(*StartRequest)(nil),      // 5: peapod.shim.v1.StartRequest
-	(*StartResponse)(nil),     // 6: peapod.shim.v1.StartResponse
-	(*SignalRequest)(nil),     // 7: peapod.shim.v1.SignalRequest
-	(*SignalResponse)(nil),    // 8: peapod.shim.v1.SignalResponse
-	(*StateRequest)(nil),      // 9: peapod.shim.v1.StateRequest
-	(*ContainerState)(nil),    // 10: peapod.shim.v1.ContainerState
-	(*ListRequest)(nil),       // 11: peapod.shim.v1.ListRequest
-	(*ListResponse)(nil),      // 12: peapod.shim.v1.ListResponse
-	(*WaitRequest)(nil),       // 13: peapod.shim.v1.WaitRequest
-	(*DeleteRequest)(nil),     // 14: peapod.shim.v1.DeleteRequest
-	(*DeleteResponse)(nil),    // 15: peapod.shim.v1.DeleteResponse
-	(*User)(nil),              // 16: peapod.shim.v1.User
-	(*ExecSyncRequest)(nil),   // 17: peapod.shim.v1.ExecSyncRequest
-	(*ExecSyncChunk)(nil),     // 18: peapod.shim.v1.ExecSyncChunk
-	(*ReopenLogRequest)(nil),  // 19: peapod.shim.v1.ReopenLogRequest
-	(*ReopenLogResponse)(nil), // 20: peapod.shim.v1.ReopenLogResponse
-	(*ShutdownRequest)(nil),   // 21: peapod.shim.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),  // 22: peapod.shim.v1.ShutdownResponse
+	(Status)(0),                // 0: peapod.shim.v1.Status
+	(*InfoRequest)(nil),        // 1: peapod.shim.v1.InfoRequest
+	(*InfoResponse)(nil),       // 2: peapod.shim.v1.InfoResponse
+	(*CreateRequest)(nil),      // 3: peapod.shim.v1.CreateRequest
+	(*CreateResponse)(nil),     // 4: peapod.shim.v1.CreateResponse
+	(*StartRequest)(nil),       // 5: peapod.shim.v1.StartRequest
+	(*StartResponse)(nil),      // 6: peapod.shim.v1.StartResponse
+	(*SignalRequest)(nil),      // 7: peapod.shim.v1.SignalRequest
+	(*SignalResponse)(nil),     // 8: peapod.shim.v1.SignalResponse
+	(*StateRequest)(nil),       // 9: peapod.shim.v1.StateRequest
+	(*ContainerState)(nil),     // 10: peapod.shim.v1.ContainerState
+	(*ListRequest)(nil),        // 11: peapod.shim.v1.ListRequest
+	(*ListResponse)(nil),       // 12: peapod.shim.v1.ListResponse
+	(*WaitRequest)(nil),        // 13: peapod.shim.v1.WaitRequest
+	(*DeleteRequest)(nil),      // 14: peapod.shim.v1.DeleteRequest
+	(*DeleteResponse)(nil),     // 15: peapod.shim.v1.DeleteResponse
+	(*User)(nil),               // 16: peapod.shim.v1.User
+	(*ExecSyncRequest)(nil),    // 17: peapod.shim.v1.ExecSyncRequest
+	(*ExecSyncChunk)(nil),      // 18: peapod.shim.v1.ExecSyncChunk
+	(*ReopenLogRequest)(nil),   // 19: peapod.shim.v1.ReopenLogRequest
+	(*ReopenLogResponse)(nil),  // 20: peapod.shim.v1.ReopenLogResponse
+	(*ShutdownRequest)(nil),    // 21: peapod.shim.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),   // 22: peapod.shim.v1.ShutdownResponse
+	(*CheckpointRequest)(nil),  // 23: peapod.shim.v1.CheckpointRequest
+	(*CheckpointResponse)(nil), // 24: peapod.shim.v1.CheckpointResponse
 }
 var file_shim_proto_depIdxs = []int32{
 	0,  // 0: peapod.shim.v1.ContainerState.status:type_name -> peapod.shim.v1.Status
@@ -1462,19 +1580,21 @@ var file_shim_proto_depIdxs = []int32{
 	17, // 11: peapod.shim.v1.Shim.ExecSync:input_type -> peapod.shim.v1.ExecSyncRequest
 	19, // 12: peapod.shim.v1.Shim.ReopenLog:input_type -> peapod.shim.v1.ReopenLogRequest
 	21, // 13: peapod.shim.v1.Shim.Shutdown:input_type -> peapod.shim.v1.ShutdownRequest
-	2,  // 14: peapod.shim.v1.Shim.Info:output_type -> peapod.shim.v1.InfoResponse
-	4,  // 15: peapod.shim.v1.Shim.Create:output_type -> peapod.shim.v1.CreateResponse
-	6,  // 16: peapod.shim.v1.Shim.Start:output_type -> peapod.shim.v1.StartResponse
-	8,  // 17: peapod.shim.v1.Shim.Signal:output_type -> peapod.shim.v1.SignalResponse
-	10, // 18: peapod.shim.v1.Shim.State:output_type -> peapod.shim.v1.ContainerState
-	12, // 19: peapod.shim.v1.Shim.List:output_type -> peapod.shim.v1.ListResponse
-	10, // 20: peapod.shim.v1.Shim.Wait:output_type -> peapod.shim.v1.ContainerState
-	15, // 21: peapod.shim.v1.Shim.Delete:output_type -> peapod.shim.v1.DeleteResponse
-	18, // 22: peapod.shim.v1.Shim.ExecSync:output_type -> peapod.shim.v1.ExecSyncChunk
-	20, // 23: peapod.shim.v1.Shim.ReopenLog:output_type -> peapod.shim.v1.ReopenLogResponse
-	22, // 24: peapod.shim.v1.Shim.Shutdown:output_type -> peapod.shim.v1.ShutdownResponse
-	14, // [14:25] is the sub-list for method output_type
-	3,  // [3:14] is the sub-list for method input_type
+	23, // 14: peapod.shim.v1.Shim.Checkpoint:input_type -> peapod.shim.v1.CheckpointRequest
+	2,  // 15: peapod.shim.v1.Shim.Info:output_type -> peapod.shim.v1.InfoResponse
+	4,  // 16: peapod.shim.v1.Shim.Create:output_type -> peapod.shim.v1.CreateResponse
+	6,  // 17: peapod.shim.v1.Shim.Start:output_type -> peapod.shim.v1.StartResponse
+	8,  // 18: peapod.shim.v1.Shim.Signal:output_type -> peapod.shim.v1.SignalResponse
+	10, // 19: peapod.shim.v1.Shim.State:output_type -> peapod.shim.v1.ContainerState
+	12, // 20: peapod.shim.v1.Shim.List:output_type -> peapod.shim.v1.ListResponse
+	10, // 21: peapod.shim.v1.Shim.Wait:output_type -> peapod.shim.v1.ContainerState
+	15, // 22: peapod.shim.v1.Shim.Delete:output_type -> peapod.shim.v1.DeleteResponse
+	18, // 23: peapod.shim.v1.Shim.ExecSync:output_type -> peapod.shim.v1.ExecSyncChunk
+	20, // 24: peapod.shim.v1.Shim.ReopenLog:output_type -> peapod.shim.v1.ReopenLogResponse
+	22, // 25: peapod.shim.v1.Shim.Shutdown:output_type -> peapod.shim.v1.ShutdownResponse
+	24, // 26: peapod.shim.v1.Shim.Checkpoint:output_type -> peapod.shim.v1.CheckpointResponse
+	15, // [15:27] is the sub-list for method output_type
+	3,  // [3:15] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1491,7 +1611,7 @@ func file_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_proto_rawDesc), len(file_shim_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,6 +19,7 @@ type ShimService interface {
 	ExecSync(context.Context, *ExecSyncRequest, Shim_ExecSyncServer) error
 	ReopenLog(context.Context, *ReopenLogRequest) (*ReopenLogResponse, error)
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
 }
 
 type Shim_ExecSyncServer interface {
@@ -107,6 +108,13 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 				}
 				return svc.Shutdown(ctx, &req)
 			},
+			"Checkpoint": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CheckpointRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Checkpoint(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"ExecSync": {
@@ -136,6 +144,7 @@ type ShimClient interface {
 	ExecSync(context.Context, *ExecSyncRequest) (Shim_ExecSyncClient, error)
 	ReopenLog(context.Context, *ReopenLogRequest) (*ReopenLogResponse, error)
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
 }
 
 type shimClient struct {
@@ -252,6 +261,14 @@ func (c *shimClient) ReopenLog(ctx context.Context, req *ReopenLogRequest) (*Reo
 func (c *shimClient) Shutdown(ctx context.Context, req *ShutdownRequest) (*ShutdownResponse, error) {
 	var resp ShutdownResponse
 	if err := c.client.Call(ctx, "peapod.shim.v1.Shim", "Shutdown", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Checkpoint(ctx context.Context, req *CheckpointRequest) (*CheckpointResponse, error) {
+	var resp CheckpointResponse
+	if err := c.client.Call(ctx, "peapod.shim.v1.Shim", "Checkpoint", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -37,7 +37,10 @@ type StartOptions struct {
 	PidNamespace bool
 	// HolderUser is "UID:GID" for the PID namespace holder; "" keeps root.
 	HolderUser string
-	Logger     *zap.Logger
+	// HolderUserNS is the pod's own user namespace (a pin), which then owns the PID
+	// namespace; "" is the node's.
+	HolderUserNS string
+	Logger       *zap.Logger
 }
 
 // Client is the daemon's connection to one pod's shim. Its methods are safe for concurrent
@@ -77,6 +80,9 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		args = append(args, "--pid-namespace")
 		if o.HolderUser != "" {
 			args = append(args, "--holder-user", o.HolderUser)
+		}
+		if o.HolderUserNS != "" {
+			args = append(args, "--holder-userns", o.HolderUserNS)
 		}
 	}
 	cmd := exec.Command(o.Binary, args...)

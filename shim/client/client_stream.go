@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 
@@ -27,7 +28,10 @@ func (c *Client) Exec(ctx context.Context, id string, o shim.ExecOptions) (int, 
 	}
 	h := wire.StreamHeader{
 		Op: wire.OpExec, ID: id, Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User, Tty: o.Tty,
-		Stdin: o.Stdin != nil, Stdout: o.Stdout != nil, Stderr: o.Stderr != nil, Size: initialSize(o.Resize),
+		Stdin: o.Stdin != nil, Stdout: o.Stdout != nil, Stderr: o.Stderr != nil,
+	}
+	if o.Tty {
+		h.Size = awaitInitialSize(ctx, o.Resize)
 	}
 	return c.stream(ctx, h, o.Stdin, o.Stdout, o.Stderr, o.Resize)
 }
@@ -61,6 +65,29 @@ func initialSize(resize <-chan shim.TerminalSize) *shim.TerminalSize {
 			return &s
 		}
 	default:
+	}
+	return nil
+}
+
+// initialSizeWait is how long a terminal exec waits for the client's first size.
+const initialSizeWait = 250 * time.Millisecond
+
+// awaitInitialSize waits a little for the client's first terminal size: a kubectl exec -t
+// sends it right after the streams open, and a command started before it would find a 0x0
+// terminal (a shell's first stty size fails). A client that sends none starts without.
+func awaitInitialSize(ctx context.Context, resize <-chan shim.TerminalSize) *shim.TerminalSize {
+	if resize == nil {
+		return nil
+	}
+	t := time.NewTimer(initialSizeWait)
+	defer t.Stop()
+	select {
+	case s, ok := <-resize:
+		if ok {
+			return &s
+		}
+	case <-t.C:
+	case <-ctx.Done():
 	}
 	return nil
 }

@@ -172,7 +172,7 @@ func TestExecTty(t *testing.T) {
 	fmt.Fprintln(stdinW, "stty size")
 	shell.waitFor(t, `\n24 80\r\n`, 5*time.Second)
 	resize <- shim.TerminalSize{Width: 100, Height: 40}
-	time.Sleep(200 * time.Millisecond) // resize and stdin travel independently
+	awaitSize(t, stdinW, &shell, "40 100")
 	fmt.Fprintln(stdinW, "stty size; tty; exit 5")
 	select {
 	case r := <-res:
@@ -341,10 +341,11 @@ func TestAttachOutput(t *testing.T) {
 	if err != nil || st.Status != shim.StatusRunning {
 		t.Fatalf("container after the clients left: %+v, %v", st, err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	entries := readLog(t, logPath)
-	if len(entries) <= last {
-		t.Fatalf("log has %d entries, clients saw line %d", len(entries), last)
+	var entries []logEntry
+	for deadline := time.Now().Add(5 * time.Second); len(entries) <= last; time.Sleep(20 * time.Millisecond) {
+		if entries = readLog(t, logPath); len(entries) <= last && time.Now().After(deadline) {
+			t.Fatalf("log has %d entries, clients saw line %d", len(entries), last)
+		}
 	}
 	for i, e := range entries {
 		if e.text != fmt.Sprintf("line %d", i) {
@@ -466,7 +467,7 @@ func TestAttachTty(t *testing.T) {
 	fmt.Fprintln(stdinW, "stty size; echo to-stderr >&2")
 	out.waitFor(t, `\n40 100\r\nto-stderr\r\n`, 5*time.Second)
 	resize <- shim.TerminalSize{Width: 90, Height: 30}
-	time.Sleep(200 * time.Millisecond)
+	awaitSize(t, stdinW, &out, "30 90")
 	fmt.Fprintln(stdinW, "stty size; exit 3")
 	if err := <-errc; err != nil {
 		t.Fatalf("attach: %v (output %q)", err, out.String())
@@ -486,36 +487,68 @@ func TestAttachTty(t *testing.T) {
 	}
 }
 
+// awaitSize types "stty size" into a terminal's shell until it reports size ("rows cols"): a
+// resize and the input travel independently, so only the shell's answer says the resize
+// has arrived.
+func awaitSize(t *testing.T, stdin io.Writer, out *syncBuffer, size string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "\n"+size+"\r\n"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell never saw size %s: %q", size, out.String())
+		}
+		fmt.Fprintln(stdin, "stty size")
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // blockingWriter blocks its first Write until release is closed.
 type blockingWriter struct {
 	release chan struct{}
-	once    sync.Once
+	// stuck is closed when the first write blocks.
+	stuck chan struct{}
+	once  sync.Once
 }
 
 func (w *blockingWriter) Write(p []byte) (int, error) {
-	w.once.Do(func() { <-w.release })
+	w.once.Do(func() {
+		close(w.stuck)
+		<-w.release
+	})
 	return len(p), nil
 }
 
 // TestAttachSlowClientDropped: a client that does not read falls behind and is detached;
-// the container's output, and its log, never wait for it.
+// the container's output, and its log, never wait for it. (How fast the log grows meanwhile
+// is a figure of make bench: Log/while-attach-stuck.)
 func TestAttachSlowClientDropped(t *testing.T) {
 	p := startPod(t, false)
 	logPath := p.run(t, "fast", "sh", "-c", "while true; do head -c 100000 /dev/zero | tr '\\0' a; echo; sleep 0.02; done")
-	w := &blockingWriter{release: make(chan struct{})}
+	w := &blockingWriter{release: make(chan struct{}), stuck: make(chan struct{})}
 	errc := attachAsync(ctxT(t, 30*time.Second), p.c, "fast", shim.AttachOptions{Stdout: w})
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-w.stuck:
+	case err := <-errc:
+		t.Fatalf("attach ended before the client got stuck: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attached client got no output")
+	}
 	st1, err := os.Stat(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
-	st2, err := os.Stat(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if grown := st2.Size() - st1.Size(); grown < 2<<20 {
-		t.Errorf("the log grew by %d bytes in 2s while a client was stuck", grown)
+	// The log grows by megabytes while the client is still stuck: it does not wait for it.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		st2, err := os.Stat(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st2.Size()-st1.Size() >= 2<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log grew by only %d bytes in 20s while a client was stuck", st2.Size()-st1.Size())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	close(w.release)
 	select {

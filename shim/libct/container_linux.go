@@ -21,6 +21,7 @@ import (
 // Container is one libcontainer container.
 type Container struct {
 	c         *libcontainer.Container
+	root      string // the Runtime's root, for the checkpoint helper
 	id        string
 	pid       int
 	sharedPid bool

@@ -116,6 +116,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *specs.Spec, stdio
 	}
 	return &Container{
 		c:         c,
+		root:      r.root,
 		id:        id,
 		pid:       pid,
 		sharedPid: !config.Namespaces.IsPrivate(configs.NEWPID),
@@ -167,6 +168,7 @@ func (r *Runtime) Load(id string) (*Container, error) {
 	}
 	return &Container{
 		c:         c,
+		root:      r.root,
 		id:        id,
 		pid:       st.InitProcessPid,
 		sharedPid: !c.Config().Namespaces.IsPrivate(configs.NEWPID),

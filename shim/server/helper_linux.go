@@ -403,6 +403,13 @@ func (c *helperContainer) Destroy(ctx context.Context) error {
 	return err
 }
 
+// Checkpoint runs under reaper.hold (the server's caller holds it): a helper runs
+// peapod-checkpoint, found beside it, which dumps the container with CRIU.
+func (c *helperContainer) Checkpoint(ctx context.Context, imagesDir, workDir string, leaveRunning bool) error {
+	_, err := c.h.call(ctx, wire.HelperRequest{Op: wire.HelperCheckpoint, ID: c.id, ImagesDir: imagesDir, WorkDir: workDir, LeaveRunning: leaveRunning}, nil)
+	return err
+}
+
 // readCounter reads "key value" from a cgroup file such as memory.events.
 func readCounter(path, key string) (uint64, error) {
 	b, err := os.ReadFile(path)

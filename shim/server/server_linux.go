@@ -44,6 +44,10 @@ type Options struct {
 	// HolderUser is "UID:GID", who the holder runs as (the pod's run_as_user and
 	// run_as_group); "" keeps root. Either way it has no capabilities and no_new_privs.
 	HolderUser string
+	// HolderUserNS is the pod's own user namespace: the holder joins it before it makes the
+	// PID namespace, which the user namespace then owns (so that the pod's containers may
+	// mount their /proc), and runs as its root, not the node's. "" is the node's.
+	HolderUserNS string
 	// ExecDrain is how long ExecSync keeps reading a command's output after the command
 	// exited, for what its background children still write; default 250ms.
 	ExecDrain time.Duration
@@ -311,6 +315,13 @@ func (s *Server) startHolder() error {
 	// test harness, an operator with fuser) finds it.
 	cmd.Dir = s.opts.StateDir
 	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
+	if s.opts.HolderUserNS != "" {
+		// A process of ours cannot join a user namespace (it has threads), so the holder
+		// does it: it joins, unshares the PID namespace and forks the namespace's PID 1,
+		// which it watches (pause.go). The namespace is its pid_for_children.
+		cmd.SysProcAttr = &unix.SysProcAttr{}
+		cmd.Env = append(os.Environ(), holderUserNSEnv+"="+s.opts.HolderUserNS)
+	}
 	pid, exited, err := s.reaper.spawn(func() (int, error) {
 		if err := cmd.Start(); err != nil {
 			return 0, err
@@ -358,8 +369,15 @@ func (s *Server) pidNamespace() string {
 	if s.holderPid == 0 || gone {
 		return ""
 	}
+	if s.opts.HolderUserNS != "" {
+		return "/proc/" + strconv.Itoa(s.holderPid) + "/ns/pid_for_children"
+	}
 	return "/proc/" + strconv.Itoa(s.holderPid) + "/ns/pid"
 }
+
+// holderUserNSEnv names the pod's user namespace to the holder (see cmd/peapod-shim-runc's
+// pause.go, which reads it before the Go runtime starts).
+const holderUserNSEnv = "PEAPOD_PAUSE_USERNS"
 
 func (s *Server) info(ctx context.Context) shim.Info {
 	ns, holder := s.pidNamespace(), s.holderPid

@@ -30,6 +30,9 @@ const (
 	HelperKillAll = "killall" // SIGKILL what is left of a container sharing a PID namespace
 	HelperDestroy = "destroy" // remove the stopped container's cgroup and state
 	HelperRemove  = "remove"  // kill and remove what an earlier shim left of a container
+	// HelperCheckpoint dumps the running container with CRIU (ImagesDir, WorkDir,
+	// LeaveRunning) through peapod-checkpoint, which runs beside the helper.
+	HelperCheckpoint = "checkpoint"
 )
 
 // HelperHello is what a helper says once it is ready for its request.
@@ -49,6 +52,10 @@ type HelperRequest struct {
 	Stdout  bool           `json:"stdout,omitempty"`
 	Stderr  bool           `json:"stderr,omitempty"`
 	Console bool           `json:"console,omitempty"`
+
+	ImagesDir    string `json:"images_dir,omitempty"`
+	WorkDir      string `json:"work_dir,omitempty"`
+	LeaveRunning bool   `json:"leave_running,omitempty"`
 }
 
 // HelperReply is the helper's answer. Class and Error carry a failure (ErrorClass).

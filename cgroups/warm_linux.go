@@ -1,4 +1,4 @@
-package container
+package cgroups
 
 import (
 	"bufio"
@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 )
 
-// migrationWarmer shortens the cgroup migration of a container's create.
+// MigrationWarmer shortens the cgroup migration of a container's create.
 //
 // Every write of a pid to a cgroup.procs file takes the kernel's global
 // cgroup_threadgroup_rwsem for writing and, unless the hierarchy is mounted with the
@@ -21,18 +21,20 @@ import (
 // the create, and the shim's migration of the container's init, a few milliseconds later,
 // finds the lock already in its writer state. The kernel state is global, so it does not
 // matter which process migrates.
-type migrationWarmer struct {
+type MigrationWarmer struct {
 	procs  string // our own cgroup.procs; "" when not found (then warm does nothing)
 	pid    []byte
 	active atomic.Bool
 }
 
-func newMigrationWarmer() *migrationWarmer {
-	return &migrationWarmer{procs: ownCgroupProcs(), pid: []byte(strconv.Itoa(os.Getpid()))}
+// NewMigrationWarmer finds this process's own cgroup.procs; a warmer that found none does
+// nothing.
+func NewMigrationWarmer() *MigrationWarmer {
+	return &MigrationWarmer{procs: ownCgroupProcs(), pid: []byte(strconv.Itoa(os.Getpid()))}
 }
 
-// warm starts one no-op migration in the background, unless one is still running.
-func (w *migrationWarmer) warm() {
+// Warm starts one no-op migration in the background, unless one is still running.
+func (w *MigrationWarmer) Warm() {
 	if w == nil || w.procs == "" || !w.active.CompareAndSwap(false, true) {
 		return
 	}

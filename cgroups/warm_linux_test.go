@@ -1,4 +1,4 @@
-package container
+package cgroups
 
 import (
 	"os"
@@ -12,7 +12,7 @@ import (
 // migration leaves the process where it was.
 func TestMigrationWarmer(t *testing.T) {
 	testutil.RequireRoot(t)
-	w := newMigrationWarmer()
+	w := NewMigrationWarmer()
 	if w.procs == "" {
 		t.Fatal("no cgroup.procs of our own found")
 	}
@@ -20,8 +20,8 @@ func TestMigrationWarmer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.warm()
-	w.warm() // while one runs: nothing more
+	w.Warm()
+	w.Warm() // while one runs: nothing more
 	deadline := time.Now().Add(5 * time.Second)
 	for w.active.Load() {
 		if time.Now().After(deadline) {
@@ -36,6 +36,6 @@ func TestMigrationWarmer(t *testing.T) {
 	if string(after) != string(before) {
 		t.Errorf("cgroups changed:\nbefore %s\nafter  %s", before, after)
 	}
-	var nilWarmer *migrationWarmer
-	nilWarmer.warm() // a warmer that found nothing does nothing
+	var nilWarmer *MigrationWarmer
+	nilWarmer.Warm() // a warmer that found nothing does nothing
 }

@@ -1,0 +1,50 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	"go.uber.org/zap"
+
+	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/api"
+)
+
+// checkpointer is what a RuntimeContainer that can checkpoint (shim/libct's, with CRIU)
+// adds: it dumps the running container's process tree into imagesDir.
+type checkpointer interface {
+	Checkpoint(ctx context.Context, imagesDir, workDir string, leaveRunning bool) error
+}
+
+func (v *service) Checkpoint(ctx context.Context, r *api.CheckpointRequest) (*api.CheckpointResponse, error) {
+	if err := v.s.checkpoint(ctx, r.GetId(), r.GetImagesDir(), r.GetWorkDir(), r.GetLeaveRunning()); err != nil {
+		return nil, err
+	}
+	return &api.CheckpointResponse{}, nil
+}
+
+// checkpoint dumps a running container with the runtime's CRIU support. Reaping is held off
+// meanwhile: CRIU runs as the shim's child and libcontainer waits for it itself.
+func (s *Server) checkpoint(ctx context.Context, id, imagesDir, workDir string, leaveRunning bool) error {
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	cp, ok := c.rt.(checkpointer)
+	if !ok {
+		return fmt.Errorf("checkpoint container %s: this shim's runtime cannot checkpoint: %w", id, errdefs.ErrNotImplemented)
+	}
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	if st := c.state(); st.Status != shim.StatusRunning || c.hasExited() {
+		return fmt.Errorf("checkpoint container %s: it is %s, not running: %w", id, st.Status, errdefs.ErrFailedPrecondition)
+	}
+	s.reaper.hold(func() { err = cp.Checkpoint(ctx, imagesDir, workDir, leaveRunning) })
+	if err != nil {
+		c.log.Warn("checkpoint failed", zap.Error(err))
+		return err
+	}
+	c.log.Info("container checkpointed", zap.String("images_dir", imagesDir), zap.Bool("leave_running", leaveRunning))
+	return nil
+}
