@@ -11,7 +11,9 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -52,6 +54,7 @@ func helper(args []string) int {
 	if err := w.WriteJSON(wire.FrameOK, wire.HelperHello{Seccomp: seccomp.Enabled}); err != nil {
 		return 1
 	}
+	warm()
 	files, err := wire.ReceiveFiles(conn, 4)
 	if err != nil {
 		// The shim closed the socket: it had no work for this helper.
@@ -101,9 +104,21 @@ func do(ctx context.Context, root string, log *zap.Logger, req wire.HelperReques
 		}
 		*s.f, files = files[0], files[1:]
 	}
+	var spec *specs.Spec
+	if req.Op == wire.HelperCreate || req.Op == wire.HelperExec {
+		if spec, err = decodeSpec(req); err != nil {
+			return reply, err
+		}
+	}
 	switch req.Op {
 	case wire.HelperCreate:
-		c, err := rt.Create(ctx, req.ID, req.Spec, stdio)
+		root := specs.Root{Path: req.Rootfs}
+		if spec.Root != nil {
+			root.Readonly = spec.Root.Readonly
+		}
+		spec.Root = &root
+		spec.Process.Terminal = req.Terminal
+		c, err := rt.Create(ctx, req.ID, spec, stdio)
 		if err != nil {
 			return reply, err
 		}
@@ -124,10 +139,10 @@ func do(ctx context.Context, root string, log *zap.Logger, req wire.HelperReques
 	}
 	switch req.Op {
 	case wire.HelperExec:
-		if req.Process == nil {
+		if req.Exec == nil {
 			return reply, fmt.Errorf("exec in %s: no process: %w", req.ID, errdefs.ErrInvalidArgument)
 		}
-		reply.Pid, err = c.Exec(ctx, req.Process, stdio)
+		reply.Pid, err = c.Exec(ctx, req.Exec.Process(*spec.Process), stdio)
 	case wire.HelperSignal:
 		err = c.Signal(ctx, syscall.Signal(req.Signal), req.All)
 	case wire.HelperKillAll:
@@ -144,4 +159,24 @@ func do(ctx context.Context, root string, log *zap.Logger, req wire.HelperReques
 		err = fmt.Errorf("helper: unknown op %q: %w", req.Op, errdefs.ErrInvalidArgument)
 	}
 	return reply, err
+}
+
+// warm builds encoding/json's field caches of the OCI spec and of libcontainer's state (what
+// a create or an exec decodes) while the helper waits for its request: a helper started ahead
+// of use then spends that time off the request's path.
+func warm() {
+	_, _ = json.Marshal(&specs.Spec{})
+	_, _ = json.Marshal(&libcontainer.State{})
+}
+
+// decodeSpec decodes the container's spec the shim passed on as the daemon sent it.
+func decodeSpec(req wire.HelperRequest) (*specs.Spec, error) {
+	spec := new(specs.Spec)
+	if err := json.Unmarshal(req.Spec, spec); err != nil {
+		return nil, fmt.Errorf("container %s: decode spec: %v: %w", req.ID, err, errdefs.ErrInvalidArgument)
+	}
+	if spec.Process == nil || len(spec.Process.Args) == 0 {
+		return nil, fmt.Errorf("container %s: spec has no process args: %w", req.ID, errdefs.ErrInvalidArgument)
+	}
+	return spec, nil
 }

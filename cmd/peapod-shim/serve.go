@@ -154,5 +154,7 @@ func releaseMemory(l *zap.Logger) {
 		zap.Uint64("heap_inuse", m.HeapInuse), zap.Uint64("heap_idle", m.HeapIdle),
 		zap.Uint64("heap_released", m.HeapReleased), zap.Uint64("stack_inuse", m.StackInuse),
 		zap.Uint64("sys", m.Sys), zap.Uint64("other_sys", m.OtherSys), zap.Uint64("gc_sys", m.GCSys),
-		zap.Uint64("mspan_inuse", m.MSpanInuse), zap.Int("goroutines", runtime.NumGoroutine()))
+		zap.Uint64("mspan_inuse", m.MSpanInuse), zap.Int("goroutines", runtime.NumGoroutine()),
+		zap.Uint64("heap_alloc", m.HeapAlloc), zap.Uint64("stack_sys", m.StackSys), zap.Uint64("buckhash_sys", m.BuckHashSys),
+		zap.Uint64("mcache_sys", m.MCacheSys), zap.Uint64("mspan_sys", m.MSpanSys), zap.Uint32("num_gc", m.NumGC))
 }

@@ -362,6 +362,16 @@ func TestExitCodes(t *testing.T) {
 	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: "bad/id", Spec: p.spec("x", "true"), Rootfs: rootfsDir}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("create bad id: %v, want InvalidArgument", err)
 	}
+	// The shim passes the spec on undecoded: the helper's verdict on it keeps its class, and
+	// the refused container leaves nothing behind (the id is free again).
+	noArgs := p.spec("noargs", "true")
+	noArgs.Process.Args = nil
+	if _, err := p.c.Create(ctx, shim.CreateOptions{ID: "noargs", Spec: noArgs, Rootfs: rootfsDir}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("create without process args: %v, want InvalidArgument", err)
+	}
+	if _, err := p.c.State(ctx, "noargs"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("state of the refused container: %v, want NotFound", err)
+	}
 }
 
 func TestDeleteRunningAndCreated(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -30,7 +29,6 @@ const ioDrainTimeout = 2 * time.Second
 // container is one container the Server owns.
 type container struct {
 	id        string
-	spec      *specs.Spec
 	rt        RuntimeContainer
 	stateDir  string
 	log       *zap.Logger
@@ -106,31 +104,25 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	if req.Rootfs == "" {
 		return 0, fmt.Errorf("container %s: no rootfs: %w", id, errdefs.ErrInvalidArgument)
 	}
-	spec := req.Spec
-	if spec == nil {
-		spec = new(specs.Spec)
-		if err := json.Unmarshal(req.specJSON, spec); err != nil {
-			return 0, fmt.Errorf("container %s: decode spec: %v: %w", id, err, errdefs.ErrInvalidArgument)
+	// The spec stays JSON: the helper decodes and checks it (shim/wire's HelperRequest).
+	spec := CreateSpec{JSON: req.specJSON, Rootfs: req.Rootfs, Terminal: req.Tty}
+	if req.Spec != nil {
+		b, err := json.Marshal(req.Spec)
+		if err != nil {
+			return 0, fmt.Errorf("container %s: encode spec: %v: %w", id, err, errdefs.ErrInvalidArgument)
 		}
+		spec.JSON = b
 	}
-	if spec.Process == nil || len(spec.Process.Args) == 0 {
-		return 0, fmt.Errorf("container %s: spec has no process args: %w", id, errdefs.ErrInvalidArgument)
+	if len(spec.JSON) == 0 {
+		return 0, fmt.Errorf("container %s: no spec: %w", id, errdefs.ErrInvalidArgument)
 	}
 	if err := s.reserve(id); err != nil {
 		return 0, err
 	}
 	defer s.unreserve(id)
 
-	root := specs.Root{Path: req.Rootfs}
-	if spec.Root != nil {
-		root.Readonly = spec.Root.Readonly
-	}
-	spec.Root = &root
-	spec.Process.Terminal = req.Tty
-
 	c := &container{
 		id:        id,
-		spec:      spec,
 		stateDir:  s.opts.StateDir,
 		log:       s.log.With(plog.ContainerID(id)),
 		stdinOnce: req.StdinOnce,

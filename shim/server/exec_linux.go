@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -28,14 +27,6 @@ type execChunk struct {
 	timedOut       bool
 }
 
-// execCmd is what an exec changes of the container's process.
-type execCmd struct {
-	Args []string
-	Env  []string
-	Cwd  string
-	User *specs.User
-}
-
 // execSync runs o in container id and passes its output to send as it comes, each stream
 // capped at MaxExecOutput, then a last chunk with the exit. On timeout it kills the
 // command's process group (every exec process leads its own session), reports timed out, and
@@ -49,7 +40,7 @@ func (s *Server) execSync(ctx context.Context, id string, o shim.ExecSyncOptions
 	if err != nil {
 		return err
 	}
-	p := execProcess(c.spec.Process, execCmd{Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User})
+	p := wire.ExecOverrides{Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User}
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -172,7 +163,7 @@ func (e *execNotRunnable) Error() string { return e.err.Error() }
 // spawnExec starts p in running container c with stdio and registers it with the reaper.
 // A command that cannot be executed gives an *execNotRunnable; a container that stopped
 // meanwhile gives errdefs.ErrFailedPrecondition.
-func (s *Server) spawnExec(ctx context.Context, c *container, p *specs.Process, stdio Stdio) (int, <-chan unix.WaitStatus, error) {
+func (s *Server) spawnExec(ctx context.Context, c *container, p wire.ExecOverrides, stdio Stdio) (int, <-chan unix.WaitStatus, error) {
 	pid, exited, err := s.reaper.spawn(func() (int, error) {
 		return c.rt.Exec(ctx, p, stdio)
 	})
@@ -237,24 +228,6 @@ func (o *execOutput) close() {
 	for _, f := range o.files {
 		f.Close()
 	}
-}
-
-// execProcess is the container's process with the exec's command and overrides.
-func execProcess(base *specs.Process, cmd execCmd) *specs.Process {
-	p := *base
-	p.Terminal = false
-	p.ConsoleSize = nil
-	p.Args = cmd.Args
-	if len(cmd.Env) > 0 {
-		p.Env = cmd.Env
-	}
-	if cmd.Cwd != "" {
-		p.Cwd = cmd.Cwd
-	}
-	if cmd.User != nil {
-		p.User = *cmd.User
-	}
-	return &p
 }
 
 // execStartExitCode recognizes the errors libcontainer returns when the command cannot be

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -38,11 +37,13 @@ const helperIdle = 500 * time.Millisecond
 // Create does not wait for a process to start: it is ended after helperIdle without work.
 type helperRuntime struct {
 	binary string
+	env    []string
 	root   string // libcontainer's state root
 	reaper *reaper
 	log    *zap.Logger
 
 	mu      sync.Mutex
+	last    time.Time // of the last request
 	warm    *helperProc
 	idle    *time.Timer
 	seccomp chan struct{} // closed once hasSeccomp is known
@@ -60,7 +61,21 @@ type helperProc struct {
 }
 
 func newHelperRuntime(binary, root string, r *reaper, l *zap.Logger) *helperRuntime {
-	return &helperRuntime{binary: binary, root: root, reaper: r, log: l, seccomp: make(chan struct{})}
+	return &helperRuntime{binary: binary, root: root, reaper: r, log: l, seccomp: make(chan struct{}), env: helperEnv(os.Environ())}
+}
+
+// helperEnv is the shim's environment without the Go runtime's tuning of a long-lived,
+// mostly idle monitor (one P, a low GC target): a helper is a burst of work whose latency is
+// a create's or an exec's, and libcontainer's init (the same binary) inherits it.
+func helperEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "GOMAXPROCS" && k != "GOGC" && k != "GOMEMLIMIT" {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // spawn starts a helper; it says hello in the background.
@@ -85,6 +100,7 @@ func (h *helperRuntime) spawn() *helperProc {
 	cmd := exec.Command(h.binary, "helper", "--root", h.root)
 	cmd.Args[0] = "peapod-shim-runc"
 	cmd.Dir = "/"
+	cmd.Env = h.env
 	cmd.Stderr = os.Stderr              // the shim's log
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 == wire.HelperFD
 	pid, _, err := h.reaper.spawn(func() (int, error) {
@@ -154,6 +170,19 @@ func (h *helperRuntime) cool() {
 	}
 }
 
+// busy notes a request and says whether a helper should be kept warm after it: always after
+// a create (more containers of the pod usually follow), else when the previous request was
+// less than helperIdle ago. A lone exec (a probe every few seconds) starts no helper it
+// does not use.
+func (h *helperRuntime) busy(create bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	burst := !h.last.IsZero() && now.Sub(h.last) < helperIdle
+	h.last = now
+	return create || burst
+}
+
 // take returns a helper for one request: the waiting one, or a new one.
 func (h *helperRuntime) take() *helperProc {
 	h.mu.Lock()
@@ -188,8 +217,9 @@ func (h *helperRuntime) Seccomp(ctx context.Context) bool {
 // Callers hold reaping off (reaper.spawn or hold) until they have registered what it started.
 func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
 	p := h.take()
-	if req.Op == wire.HelperCreate {
-		// More containers of the pod usually follow.
+	if h.busy(req.Op == wire.HelperCreate) {
+		// More work usually follows: the pod's other containers after a create, the next
+		// exec of a burst, a create after a destroy.
 		defer h.Warm()
 	}
 	select {
@@ -247,13 +277,13 @@ func stdioFiles(req *wire.HelperRequest, stdio Stdio) []*os.File {
 	return files
 }
 
-func (h *helperRuntime) Create(ctx context.Context, id string, spec *specs.Spec, stdio Stdio) (RuntimeContainer, error) {
-	req := wire.HelperRequest{Op: wire.HelperCreate, ID: id, Spec: spec}
+func (h *helperRuntime) Create(ctx context.Context, id string, spec CreateSpec, stdio Stdio) (RuntimeContainer, error) {
+	req := wire.HelperRequest{Op: wire.HelperCreate, ID: id, Spec: spec.JSON, Rootfs: spec.Rootfs, Terminal: spec.Terminal}
 	reply, err := h.call(ctx, req, stdioFiles(&req, stdio))
 	if err != nil {
 		return nil, err
 	}
-	return &helperContainer{h: h, id: id, pid: reply.Pid, sharedPid: reply.SharedPid, cgroups: reply.CgroupPaths}, nil
+	return &helperContainer{h: h, id: id, spec: spec.JSON, pid: reply.Pid, sharedPid: reply.SharedPid, cgroups: reply.CgroupPaths}, nil
 }
 
 func (h *helperRuntime) Remove(ctx context.Context, id string) error {
@@ -268,6 +298,7 @@ func (h *helperRuntime) Remove(ctx context.Context, id string) error {
 type helperContainer struct {
 	h         *helperRuntime
 	id        string
+	spec      []byte // the daemon's OCI spec: an exec's process is its process changed
 	pid       int
 	sharedPid bool
 	cgroups   map[string]string
@@ -358,8 +389,8 @@ func (c *helperContainer) Signal(ctx context.Context, sig syscall.Signal, all bo
 	return err
 }
 
-func (c *helperContainer) Exec(ctx context.Context, p *specs.Process, stdio Stdio) (int, error) {
-	req := wire.HelperRequest{Op: wire.HelperExec, ID: c.id, Process: p}
+func (c *helperContainer) Exec(ctx context.Context, e wire.ExecOverrides, stdio Stdio) (int, error) {
+	req := wire.HelperRequest{Op: wire.HelperExec, ID: c.id, Spec: c.spec, Exec: &e}
 	reply, err := c.h.call(ctx, req, stdioFiles(&req, stdio))
 	if err != nil {
 		return 0, err

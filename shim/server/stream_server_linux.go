@@ -180,7 +180,7 @@ func (s *Server) execStream(ctx context.Context, ss *streamSession, h wire.Strea
 	if err != nil {
 		return err
 	}
-	p := execProcess(c.spec.Process, execCmd{Args: h.Args, Env: h.Env, Cwd: h.Cwd, User: h.User})
+	p := wire.ExecOverrides{Args: h.Args, Env: h.Env, Cwd: h.Cwd, User: h.User}
 	if h.Tty {
 		p.Terminal = true
 		if h.Size != nil {

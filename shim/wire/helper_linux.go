@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -24,8 +25,8 @@ const HelperFD = 3
 
 // Helper operations.
 const (
-	HelperCreate  = "create"  // Spec, stdio: create the container, start its init
-	HelperExec    = "exec"    // Process, stdio: start a process in the running container
+	HelperCreate  = "create"  // Spec, Rootfs, Terminal, stdio: create the container, start its init
+	HelperExec    = "exec"    // Spec, Exec, stdio: start a process in the running container
 	HelperSignal  = "signal"  // Signal, All: signal the container through libcontainer
 	HelperKillAll = "killall" // SIGKILL what is left of a container sharing a PID namespace
 	HelperDestroy = "destroy" // remove the stopped container's cgroup and state
@@ -41,21 +42,56 @@ type HelperHello struct {
 }
 
 // HelperRequest is the one job of a helper.
+//
+// Spec is the container's OCI spec as the daemon sent it: the monitor passes the bytes on and
+// never decodes them (encoding/json's reflection over the spec's types would stay in its
+// heap for the pod's life). The helper applies Rootfs and Terminal to it for a create, and
+// builds an exec's process from its Process and Exec.
 type HelperRequest struct {
-	Op      string         `json:"op"`
-	ID      string         `json:"id"`
-	Spec    *specs.Spec    `json:"spec,omitempty"`
-	Process *specs.Process `json:"process,omitempty"`
-	Signal  int            `json:"signal,omitempty"`
-	All     bool           `json:"all,omitempty"`
-	Stdin   bool           `json:"stdin,omitempty"`
-	Stdout  bool           `json:"stdout,omitempty"`
-	Stderr  bool           `json:"stderr,omitempty"`
-	Console bool           `json:"console,omitempty"`
+	Op       string          `json:"op"`
+	ID       string          `json:"id"`
+	Spec     json.RawMessage `json:"spec,omitempty"`
+	Rootfs   string          `json:"rootfs,omitempty"`
+	Terminal bool            `json:"terminal,omitempty"`
+	Exec     *ExecOverrides  `json:"exec,omitempty"`
+	Signal   int             `json:"signal,omitempty"`
+	All      bool            `json:"all,omitempty"`
+	Stdin    bool            `json:"stdin,omitempty"`
+	Stdout   bool            `json:"stdout,omitempty"`
+	Stderr   bool            `json:"stderr,omitempty"`
+	Console  bool            `json:"console,omitempty"`
 
 	ImagesDir    string `json:"images_dir,omitempty"`
 	WorkDir      string `json:"work_dir,omitempty"`
 	LeaveRunning bool   `json:"leave_running,omitempty"`
+}
+
+// ExecOverrides is what an exec changes of the container's process.
+type ExecOverrides struct {
+	Args        []string    `json:"args"`
+	Env         []string    `json:"env,omitempty"`
+	Cwd         string      `json:"cwd,omitempty"`
+	User        *specs.User `json:"user,omitempty"`
+	Terminal    bool        `json:"terminal,omitempty"`
+	ConsoleSize *specs.Box  `json:"console_size,omitempty"`
+}
+
+// Process is the container's process base with the exec's command and overrides.
+func (e ExecOverrides) Process(base specs.Process) *specs.Process {
+	p := base
+	p.Terminal = e.Terminal
+	p.ConsoleSize = e.ConsoleSize
+	p.Args = e.Args
+	if len(e.Env) > 0 {
+		p.Env = e.Env
+	}
+	if e.Cwd != "" {
+		p.Cwd = e.Cwd
+	}
+	if e.User != nil {
+		p.User = *e.User
+	}
+	return &p
 }
 
 // HelperReply is the helper's answer. Class and Error carry a failure (ErrorClass).
