@@ -171,16 +171,16 @@ func (h *helperRuntime) cool() {
 }
 
 // busy notes a request and says whether a helper should be kept warm after it: always after
-// a create (more containers of the pod usually follow), else when the previous request was
-// less than helperIdle ago. A lone exec (a probe every few seconds) starts no helper it
-// does not use.
-func (h *helperRuntime) busy(create bool) bool {
+// a create (more containers of the pod usually follow), after an exec when the previous
+// request was less than helperIdle ago (a burst of execs). A lone exec (a probe every few
+// seconds) starts no helper it does not use, nor does a pod's teardown (destroy, signal).
+func (h *helperRuntime) busy(op string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
 	burst := !h.last.IsZero() && now.Sub(h.last) < helperIdle
 	h.last = now
-	return create || burst
+	return op == wire.HelperCreate || op == wire.HelperExec && burst
 }
 
 // take returns a helper for one request: the waiting one, or a new one.
@@ -217,9 +217,9 @@ func (h *helperRuntime) Seccomp(ctx context.Context) bool {
 // Callers hold reaping off (reaper.spawn or hold) until they have registered what it started.
 func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
 	p := h.take()
-	if h.busy(req.Op == wire.HelperCreate) {
+	if h.busy(req.Op) {
 		// More work usually follows: the pod's other containers after a create, the next
-		// exec of a burst, a create after a destroy.
+		// exec of a burst.
 		defer h.Warm()
 	}
 	select {
