@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/fs"
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/cgroups/systemd"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -25,8 +29,8 @@ import (
 func IsV2() bool { return cgroups.IsCgroup2UnifiedMode() }
 
 // Manager creates, updates, reads and removes pod cgroups with one driver. It keeps no state
-// of its own beyond a cache of cgroup readers for Stats, so it is safe for concurrent use and
-// any Manager can clean up after another.
+// of its own beyond caches (cgroup readers for Stats, the v1 hierarchies, whether it made the
+// QoS tiers), so it is safe for concurrent use and any Manager can clean up after another.
 type Manager struct {
 	driver string
 	v2     bool
@@ -39,6 +43,10 @@ type Manager struct {
 	// tolerateNoHugetlb drops hugepage limits on a host without a hugetlb controller
 	// instead of refusing them (CheckResources).
 	tolerateNoHugetlb bool
+	// v1Mounts is each v1 controller's hierarchy (see v1Paths), found once.
+	v1Mounts func() (map[string]string, error)
+	// tiersMade is set once ensureTiers has made the QoS tiers (see CreatePod).
+	tiersMade atomic.Bool
 }
 
 // Option configures a Manager.
@@ -71,6 +79,7 @@ func NewManager(driver string, logger *zap.Logger, opts ...Option) (*Manager, er
 		logger = zap.NewNop()
 	}
 	m := &Manager{driver: driver, v2: IsV2(), root: DefaultTierRoot, logger: logger, drain: time.Second, readers: newStatReaders(), tolerateNoHugetlb: true}
+	m.v1Mounts = sync.OnceValues(v1Hierarchies)
 	for _, o := range opts {
 		o(m)
 	}
@@ -125,10 +134,11 @@ func (m *Manager) CreatePod(ctx context.Context, p string, class QoSClass, res *
 	if slices.Contains(tiers, p) {
 		return fmt.Errorf("cgroup %s is a QoS tier, not a pod: %w", p, errdefs.ErrInvalidArgument)
 	}
-	if strings.HasPrefix(p, tiers[0]+"/") {
+	if strings.HasPrefix(p, tiers[0]+"/") && !m.tiersIntact(tiers) {
 		if err := m.ensureTiers(tiers); err != nil {
 			return err
 		}
+		m.tiersMade.Store(true)
 	}
 	if err := m.apply(p, lr); err != nil {
 		return fmt.Errorf("create pod cgroup %s: %w", p, err)
@@ -142,6 +152,22 @@ func minCPU(v2 bool) (shares, weight uint64) {
 		return MinCPUShares, CPUSharesToWeight(MinCPUShares)
 	}
 	return MinCPUShares, 0
+}
+
+// tiersIntact reports whether this Manager made the QoS tiers and the besteffort tier, the
+// one with a setting of its own, still exists where that setting lives (cpu on v1). Making
+// them again for every pod was a third of a pod cgroup's cost: three cgroups of a dozen
+// controllers each, created and written. A tier removed behind peapod's back is made again.
+func (m *Manager) tiersIntact(tiers []string) bool {
+	if !m.tiersMade.Load() {
+		return false
+	}
+	rd, err := m.libManager(tiers[2], &cgroups.Resources{SkipDevices: true}, false)
+	if err != nil {
+		return false
+	}
+	dir := rd.Path("cpu")
+	return dir != "" && cgroups.PathExists(dir)
 }
 
 func (m *Manager) ensureTiers(tiers []string) error {
@@ -346,8 +372,44 @@ func (m *Manager) libManager(p string, lr *cgroups.Resources, viaSystemd bool) (
 		cg.Systemd, cg.Parent, cg.Name, cg.ScopePrefix = true, parent, name, prefix
 	} else {
 		cg.Path = p
+		if !m.v2 {
+			if paths, ok := m.v1Paths(p, lr); ok {
+				return fs.NewManager(cg, paths)
+			}
+		}
 	}
 	return manager.New(cg)
+}
+
+// v1Paths is where the cgroup library's fs driver puts the cgroup at p in each v1
+// controller: the controller's hierarchy joined with p. The library finds each hierarchy
+// again for every manager it makes, a dozen lookups that cost as much as creating the pod
+// cgroup itself; peapod asks it once (v1Hierarchies) and joins. ok is false when the
+// library must decide (no hierarchies found, or no devices controller for a manager that
+// needs one: its own error then says so).
+func (m *Manager) v1Paths(p string, lr *cgroups.Resources) (paths map[string]string, ok bool) {
+	mounts, err := m.v1Mounts()
+	if err != nil || len(mounts) == 0 {
+		return nil, false
+	}
+	if _, ok := mounts["devices"]; !ok && !lr.SkipDevices {
+		return nil, false
+	}
+	paths = make(map[string]string, len(mounts))
+	for name, dir := range mounts {
+		paths[name] = filepath.Join(dir, p)
+	}
+	return paths, true
+}
+
+// v1Hierarchies asks the cgroup library where the root cgroup "/" is in each v1 controller
+// it knows (the controllers the host lacks are left out).
+func v1Hierarchies() (map[string]string, error) {
+	lm, err := fs.NewManager(&cgroups.Cgroup{Path: "/", Resources: &cgroups.Resources{SkipDevices: true}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return lm.GetPaths(), nil
 }
 
 // systemdUnit splits a systemd cgroup path into the parent slice and the unit: a slice

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/cgroups/systemd"
 	"go.uber.org/zap/zaptest"
 
@@ -476,5 +478,58 @@ func TestNewManagerArguments(t *testing.T) {
 	m, err := NewManager("", nil)
 	if err != nil || m.Driver() != DriverCgroupfs || m.root != DefaultTierRoot {
 		t.Fatalf("default manager = %+v, %v", m, err)
+	}
+}
+
+// TestV1PathsAreTheLibrarys checks the paths peapod computes for a v1 cgroup against the
+// cgroup library's own, for managers that need the devices controller and for those that
+// skip it.
+func TestV1PathsAreTheLibrarys(t *testing.T) {
+	testutil.RequireCgroupV1(t)
+	m := newTestManager(t, "peapod_test_"+randHex(t))
+	for _, p := range []string{"/", "/a", "/peapod/besteffort/pod" + randHex(t), "/kubepods/burstable/podx/ctr"} {
+		for _, skip := range []bool{false, true} {
+			lr := &cgroups.Resources{SkipDevices: skip}
+			lib, err := manager.New(&cgroups.Cgroup{Path: p, Resources: lr})
+			if err != nil {
+				t.Fatalf("library manager for %s: %v", p, err)
+			}
+			ours, err := m.libManager(p, lr, false)
+			if err != nil {
+				t.Fatalf("libManager(%s): %v", p, err)
+			}
+			if want, got := lib.GetPaths(), ours.GetPaths(); !maps.Equal(got, want) {
+				t.Errorf("%s (skip devices %v): paths\n%v\nwant the library's\n%v", p, skip, got, want)
+			}
+		}
+	}
+}
+
+// TestManagerRemakesRemovedTiers: the tiers are made once per Manager, yet a besteffort tier
+// removed behind its back comes back with its minimum cpu shares at the next pod.
+func TestManagerRemakesRemovedTiers(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireCgroupV1(t)
+	ctx := t.Context()
+	root := testTierRoot(t)
+	m := newTestManager(t, root)
+	tier := "/" + root + "/besteffort"
+	for i := range 2 {
+		p, err := m.PodCgroupParent("", randHex(t), BestEffort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.CreatePod(ctx, p, BestEffort, nil); err != nil {
+			t.Fatalf("CreatePod %d: %v", i, err)
+		}
+		wantFile(t, "cpu", tier, "cpu.shares", "2")
+		if err := m.RemovePod(ctx, p); err != nil {
+			t.Fatalf("RemovePod %d: %v", i, err)
+		}
+		for _, dir := range controllerDirs(t) {
+			if err := cgroups.RemovePath(filepath.Join(dir, tier)); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

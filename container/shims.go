@@ -79,9 +79,7 @@ func (notAnsweringError) Unavailable() {}
 
 // answering fails with notAnswering while the pod's shim does not answer.
 func (s *shims) answering(podID string) error {
-	s.mu.Lock()
-	p, ok := s.pods[podID]
-	s.mu.Unlock()
+	p, ok := s.lookup(podID)
 	if ok && p.unanswered.Load() {
 		return notAnswering(podID)
 	}
@@ -90,9 +88,7 @@ func (s *shims) answering(podID string) error {
 
 // setUnanswered marks the pod's shim as not answering, or answering again.
 func (s *shims) setUnanswered(podID string, v bool) {
-	s.mu.Lock()
-	p, ok := s.pods[podID]
-	s.mu.Unlock()
+	p, ok := s.lookup(podID)
 	if ok {
 		p.unanswered.Store(v)
 	}
@@ -134,6 +130,14 @@ func (s *shims) holderGone(podID string, p *podShim, w *shim.HolderWatch) {
 	if mine && s.holderExited != nil {
 		s.holderExited(podID, w.Pid)
 	}
+}
+
+// lookup returns the pod's entry, if the daemon knows of a shim for it.
+func (s *shims) lookup(podID string) (*podShim, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pods[podID]
+	return p, ok
 }
 
 func (s *shims) entry(podID, stateDir string) *podShim {
@@ -238,9 +242,7 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 // markLost records that the pod's shim was found gone with containers still running; it
 // reports true the first time for that shim.
 func (s *shims) markLost(podID string) bool {
-	s.mu.Lock()
-	p, ok := s.pods[podID]
-	s.mu.Unlock()
+	p, ok := s.lookup(podID)
 	if !ok {
 		return false
 	}
@@ -286,9 +288,7 @@ func pathExists(p string) bool {
 // namespace still holds. A shim that serves again (one this daemon started since) keeps its
 // holder.
 func (s *shims) lost(ctx context.Context, podID string) {
-	s.mu.Lock()
-	p, ok := s.pods[podID]
-	s.mu.Unlock()
+	p, ok := s.lookup(podID)
 	if !ok || p.stateDir == "" {
 		return
 	}
@@ -366,9 +366,7 @@ func (s *shims) client(ctx context.Context, podID string) (*shimclient.Client, e
 // reconnect is client without the not-answering check: the recovery that retries such a
 // shim uses it. Connecting (the dial and the shim's Info) is bounded by the shim timeout.
 func (s *shims) reconnect(ctx context.Context, podID string) (*shimclient.Client, error) {
-	s.mu.Lock()
-	p, ok := s.pods[podID]
-	s.mu.Unlock()
+	p, ok := s.lookup(podID)
 	if !ok {
 		return nil, fmt.Errorf("pod %s has no shim: %w", podID, errdefs.ErrUnavailable)
 	}
@@ -403,9 +401,7 @@ func (s *shims) reconnect(ctx context.Context, podID string) (*shimclient.Client
 // watchRecordedHolder watches the PID namespace holder the pod's state dir records, for a
 // pod known from its record (after a restart): the shim need not answer for it.
 func (s *shims) watchRecordedHolder(podID string) {
-	s.mu.Lock()
-	p, ok := s.pods[podID]
-	s.mu.Unlock()
+	p, ok := s.lookup(podID)
 	if !ok || p.stateDir == "" {
 		return
 	}

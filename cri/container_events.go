@@ -62,10 +62,18 @@ type eventHub struct {
 	mu        sync.Mutex
 	readyAt   time.Time
 	recovered []*runtimeapi.ContainerEventResponse
-	subs      map[int]chan *runtimeapi.ContainerEventResponse
+	subs      map[int]hubSub
 	next      int
 	// lastPod keeps each pod's last status, for events that arrive after the pod is gone.
 	lastPod map[string]*runtimeapi.PodSandboxStatus
+}
+
+// hubSub is one stream's channel, and when it subscribed: a transition that happened before
+// is not sent to it, though the hub builds it afterwards (a stream opened just after a
+// CreateContainer answered must not get that container's CREATED).
+type hubSub struct {
+	ch    chan *runtimeapi.ContainerEventResponse
+	since time.Time
 }
 
 // serverEventHub is the hub of a Server with these options.
@@ -76,7 +84,7 @@ func serverEventHub(opts Options) *eventHub {
 // newEventHub subscribes to ctrs at once; a nil ctrs makes a hub with no events.
 func newEventHub(ctrs eventSource, pods podSource, l *zap.Logger) *eventHub {
 	h := &eventHub{ctrs: ctrs, pods: pods, log: l, done: make(chan struct{}),
-		subs: map[int]chan *runtimeapi.ContainerEventResponse{}, lastPod: map[string]*runtimeapi.PodSandboxStatus{}}
+		subs: map[int]hubSub{}, lastPod: map[string]*runtimeapi.PodSandboxStatus{}}
 	if ctrs == nil {
 		close(h.done)
 		return h
@@ -108,14 +116,16 @@ func (h *eventHub) pump() {
 	for ev := range h.src {
 		resp := h.build(ev)
 		h.mu.Lock()
-		if h.readyAt.IsZero() || ev.At.Before(h.readyAt) {
-			if len(h.recovered) < recoveredMax {
-				h.recovered = append(h.recovered, resp)
-			}
+		recovered := h.readyAt.IsZero() || ev.At.Before(h.readyAt)
+		if recovered && len(h.recovered) < recoveredMax {
+			h.recovered = append(h.recovered, resp)
 		}
-		for id, ch := range h.subs {
+		for id, sub := range h.subs {
+			if !recovered && ev.At.Before(sub.since) {
+				continue
+			}
 			select {
-			case ch <- resp:
+			case sub.ch <- resp:
 			default:
 				h.log.Warn("container events stream is too slow: event dropped", zap.Int("subscriber", id),
 					log.ContainerID(ev.ContainerID), zap.String("type", resp.ContainerEventType.String()))
@@ -125,8 +135,8 @@ func (h *eventHub) pump() {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id, ch := range h.subs {
-		close(ch)
+	for id, sub := range h.subs {
+		close(sub.ch)
 		delete(h.subs, id)
 	}
 }
@@ -193,7 +203,7 @@ func (h *eventHub) subscribe() (<-chan *runtimeapi.ContainerEventResponse, func(
 	}
 	id := h.next
 	h.next++
-	h.subs[id] = ch
+	h.subs[id] = hubSub{ch: ch, since: time.Now()}
 	return ch, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()

@@ -101,6 +101,27 @@ func TestEventHubFanOutAndStatuses(t *testing.T) {
 	}
 }
 
+// TestEventHubSkipsEarlierTransitions: a transition that happened before a stream subscribed
+// is not sent to it, even when the hub builds it afterwards (the container manager hands
+// transitions over asynchronously); one after it is.
+func TestEventHubSkipsEarlierTransitions(t *testing.T) {
+	h, src, _ := newTestHub(t)
+	h.ready(time.Now())
+	old, cancelOld := h.subscribe()
+	defer cancelOld()
+	created := time.Now()
+	late, cancelLate := h.subscribe()
+	defer cancelLate()
+	src.ch <- container.Event{Type: container.EventCreated, ContainerID: "c1", PodID: "p1", At: created}
+	src.ch <- container.Event{Type: container.EventStarted, ContainerID: "c1", PodID: "p1", At: time.Now()}
+	if ev := recv(t, old); ev.GetContainerEventType() != runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT {
+		t.Errorf("earlier subscriber's first event: %v, want CREATED", ev.GetContainerEventType())
+	}
+	if ev := recv(t, late); ev.GetContainerEventType() != runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
+		t.Errorf("later subscriber's first event: %v, want STARTED (CREATED happened before it subscribed)", ev.GetContainerEventType())
+	}
+}
+
 func TestEventHubSlowSubscriber(t *testing.T) {
 	h, src, _ := newTestHub(t)
 	h.ready(time.Now())

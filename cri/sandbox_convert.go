@@ -144,11 +144,23 @@ func (s *Server) sandboxConfig(req *runtimeapi.RunPodSandboxRequest) (sandbox.Co
 			HostIP:        pm.GetHostIp(),
 		})
 	}
-	if out.Resources, err = s.resources(linux.GetResources()); err != nil {
+	res, err := s.resources(linux.GetResources())
+	if err != nil {
 		return sandbox.Config{}, fmt.Errorf("config.linux.resources: %w", err)
 	}
 	if out.Overhead, err = s.resources(linux.GetOverhead()); err != nil {
 		return sandbox.Config{}, fmt.Errorf("config.linux.overhead: %w", err)
+	}
+	// The kubelet sends the containers' totals without the overhead (linux.resources) and the
+	// overhead beside it; the pod cgroup gets both, as the kubelet sizes it itself (a pod
+	// cgroup sized without the overhead undid the kubelet's: node conformance's PodOverhead
+	// spec read 100Mi where 240Mi was due).
+	if res != nil || out.Overhead != nil {
+		total := podTotal(res, out.Overhead)
+		if err := total.Validate(); err != nil {
+			return sandbox.Config{}, fmt.Errorf("config.linux.resources plus overhead: %w", err)
+		}
+		out.Resources = &total
 	}
 	return out, nil
 }

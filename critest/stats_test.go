@@ -465,22 +465,12 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	if r := info.Config.Resources; r.MemoryLimitInBytes != 272*mib || r.CPUQuota != 60000 {
 		t.Errorf("pod record's resources after the resize = %+v, want memory %d and quota 60000", r, 272*mib)
 	}
-	for file, want := range map[string]string{
+	checkPodCgroupFiles(t, info.CgroupParent, "", map[string]string{
 		"memory/memory.limit_in_bytes": fmt.Sprint(272 * mib),
 		"cpu/cpu.cfs_quota_us":         "60000",
 		"cpu/cpu.cfs_period_us":        "100000",
 		"cpu/cpu.shares":               "576",
-	} {
-		controller, name, _ := strings.Cut(file, "/")
-		raw, err := os.ReadFile("/sys/fs/cgroup/" + controller + info.CgroupParent + "/" + name)
-		if err != nil {
-			t.Errorf("%s: %v", file, err)
-			continue
-		}
-		if got := strings.TrimSpace(string(raw)); got != want {
-			t.Errorf("pod %s = %s, want %s", file, got, want)
-		}
-	}
+	})
 	for desc, req := range map[string]*runtimeapi.UpdatePodSandboxResourcesRequest{
 		"no resources":   {PodSandboxId: p.id},
 		"memory too low": {PodSandboxId: p.id, Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1024}},
@@ -493,6 +483,51 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 		PodSandboxId: "no-such-pod-resize", Resources: &runtimeapi.LinuxContainerResources{CpuShares: 512}})
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("unknown pod: %v, want NotFound", err)
+	}
+}
+
+// TestRunPodSandboxOverhead: a pod's cgroup is sized to its containers' totals plus its
+// overhead from the start, as the kubelet sizes it (Kubernetes' PodOverhead node conformance
+// spec reads it): the kubelet sends linux.resources without the overhead and the overhead
+// beside it.
+func TestRunPodSandboxOverhead(t *testing.T) {
+	framework.RequirePeapod(t)
+	requireCgroupV1(t)
+	p := newTestPod(t, "pod-overhead", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 100 * mib, CpuPeriod: 100000, CpuQuota: 10000, CpuShares: 102}
+		c.Linux.Overhead = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 140 * mib, CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 204}
+	})
+	st, err := p.rt.PodSandboxStatus(framework.Context(t), p.id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		CgroupParent string `json:"cgroup_parent"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.CgroupParent == "" {
+		t.Fatalf("pod info %q: %v", st.GetInfo()["info"], err)
+	}
+	checkPodCgroupFiles(t, info.CgroupParent, " (resources plus overhead)", map[string]string{
+		"memory/memory.limit_in_bytes": fmt.Sprint(240 * mib),
+		"cpu/cpu.cfs_quota_us":         "30000",
+		"cpu/cpu.shares":               "306",
+	})
+}
+
+// checkPodCgroupFiles reads each "controller/file" of the pod's v1 cgroup and fails t (with
+// why appended) where its content is not the wanted one.
+func checkPodCgroupFiles(t *testing.T, cgroupParent, why string, want map[string]string) {
+	t.Helper()
+	for file, w := range want {
+		controller, name, _ := strings.Cut(file, "/")
+		raw, err := os.ReadFile("/sys/fs/cgroup/" + controller + cgroupParent + "/" + name)
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		if got := strings.TrimSpace(string(raw)); got != w {
+			t.Errorf("pod %s = %s, want %s%s", file, got, w, why)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +77,14 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: using the cluster that runs already (make cluster); it stays up")
 	}
 	if kubeconfigPath == "" {
+		// One kubelet per node: another one managing /kubepods meanwhile (a node-conformance
+		// run holds this lock too) kills this one's containers.
+		unlock, err := lockCluster()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+		defer unlock()
 		start := time.Now()
 		if out, err := clusterScript("up"); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: hack/cluster.sh up: %v\n%s\n", err, out)
@@ -167,4 +176,23 @@ func connect() error {
 	nodeName = nodes.Items[0].Name
 	clusterClient, clusterConfig = c, cfg
 	return nil
+}
+
+// clusterLock is the lock every kubelet run on this node holds (hack/node-conformance.sh too).
+const clusterLock = "/tmp/peapod-cluster.lock"
+
+// lockCluster waits for clusterLock and returns its release.
+func lockCluster() (func(), error) {
+	f, err := os.OpenFile(clusterLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", clusterLock, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: waiting for %s (another kubelet runs on this node)\n", clusterLock)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", clusterLock, err)
+		}
+	}
+	return func() { f.Close() }, nil
 }

@@ -23,6 +23,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/runtime.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/iptables.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -168,11 +169,7 @@ save_node_state() {
   for s in "${SYSCTLS[@]}"; do
     sysctl -n "$s" >"$CLUSTER_RUN/saved/$s" 2>/dev/null || true
   done
-  for ipt in iptables ip6tables; do
-    for table in filter nat mangle; do
-      "$ipt" -t "$table" -S 2>/dev/null | awk '$1=="-N"{print $2}' >"$CLUSTER_RUN/saved/$ipt-$table.chains" || true
-    done
-  done
+  save_chains "$CLUSTER_RUN/saved"
 }
 
 restore_node_state() {
@@ -192,30 +189,13 @@ restore_node_state() {
   # when they were not there before up and nothing jumps to them any more but their own.
   # The portmap chains are the node's, shared by every portmap user (the test suites'
   # daemons too): they go only while no hostPort of anyone has a rule in them.
-  local ipt table chain ours
+  local ipt ours
   for ipt in iptables ip6tables; do
     ours='^(KUBE-|CNI-HOSTPORT-)'
     if [ "$("$ipt" -t nat -S CNI-HOSTPORT-DNAT 2>/dev/null | wc -l)" -gt 1 ]; then
       ours='^KUBE-'
     fi
-    for table in filter nat mangle; do
-      f=$CLUSTER_RUN/saved/$ipt-$table.chains
-      [ -f "$f" ] || continue
-      for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1=="-N"{print $2}' | grep -E "$ours" || true); do
-        grep -qx -- "$chain" "$f" && continue
-        # Jumps to the chain from elsewhere, then the chain itself.
-        local rules
-        rules=$("$ipt" -t "$table" -S 2>/dev/null | grep -E -- "-j $chain( |$)" | grep -v -- "^-A $chain " || true)
-        # iptables -S quotes what has spaces (comments): eval reads it back as the shell would.
-        while read -r rule; do
-          [ -n "$rule" ] && eval "\"\$ipt\" -t \"\$table\" ${rule/-A /-D }" 2>/dev/null || true
-        done <<<"$rules"
-        "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
-      done
-      for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1=="-N"{print $2}' | grep -E "$ours" || true); do
-        grep -qx -- "$chain" "$f" || "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
-      done
-    done
+    drop_new_chains "$CLUSTER_RUN/saved" "$ipt" "$ours"
   done
 }
 

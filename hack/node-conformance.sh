@@ -30,6 +30,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/runtime.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/iptables.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 
@@ -67,16 +68,12 @@ die() {
 # ---- node-wide state the kubelet changes ------------------------------------------------------
 
 save_node_state() {
-  local s ipt table
+  local s
   mkdir -p "$RUN/saved"
   for s in "${SYSCTLS[@]}"; do
     sysctl -n "$s" >"$RUN/saved/$s" 2>/dev/null || true
   done
-  for ipt in iptables ip6tables; do
-    for table in filter nat mangle; do
-      "$ipt" -t "$table" -S 2>/dev/null | awk '$1=="-N"{print $2}' >"$RUN/saved/$ipt-$table.chains" || true
-    done
-  done
+  save_chains "$RUN/saved"
   if [ -d "$KUBELET_ROOT" ]; then
     ls -A "$KUBELET_ROOT" >"$RUN/saved/kubelet-root" || true
   fi
@@ -85,7 +82,7 @@ save_node_state() {
 }
 
 restore_node_state() {
-  local f s v ipt table chain rules rule
+  local f s v ipt
   [ -d "$RUN/saved" ] || return 0
   for s in "${SYSCTLS[@]}"; do
     f=$RUN/saved/$s
@@ -95,21 +92,7 @@ restore_node_state() {
   done
   # The kubelet's chains (KUBE-*), when they were not there before.
   for ipt in iptables ip6tables; do
-    for table in filter nat mangle; do
-      f=$RUN/saved/$ipt-$table.chains
-      [ -f "$f" ] || continue
-      for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1=="-N"{print $2}' | grep -E '^KUBE-' || true); do
-        grep -qx -- "$chain" "$f" && continue
-        rules=$("$ipt" -t "$table" -S 2>/dev/null | grep -E -- "-j $chain( |$)" | grep -v -- "^-A $chain " || true)
-        while read -r rule; do
-          [ -n "$rule" ] && eval "\"\$ipt\" -t \"\$table\" ${rule/-A /-D }" 2>/dev/null || true
-        done <<<"$rules"
-        "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
-      done
-      for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1=="-N"{print $2}' | grep -E '^KUBE-' || true); do
-        grep -qx -- "$chain" "$f" || "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
-      done
-    done
+    drop_new_chains "$RUN/saved" "$ipt" '^KUBE-'
   done
   # What the kubelet added under its root directory (all of it when there was none).
   if [ -d "$KUBELET_ROOT" ]; then

@@ -95,17 +95,7 @@ func TestWatchHolder(t *testing.T) {
 		}
 		_ = cmd.Process.Kill()
 		<-reaped
-		ch, exited := exitedCh()
-		w, err := WatchHolder(dir, exited)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		select {
-		case <-ch:
-		case <-time.After(5 * time.Second):
-			t.Fatal("a holder gone before the watch was not reported")
-		}
+		watchReportsAtOnce(t, dir, exitedCh, "a holder gone before the watch was not reported")
 	})
 	t.Run("pid reused", func(t *testing.T) {
 		dir := t.TempDir()
@@ -115,17 +105,7 @@ func TestWatchHolder(t *testing.T) {
 		if err := os.WriteFile(holderFile(dir), []byte(strconv.Itoa(cmd.Process.Pid)+" 1\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		ch, exited := exitedCh()
-		w, err := WatchHolder(dir, exited)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		select {
-		case <-ch:
-		case <-time.After(5 * time.Second):
-			t.Fatal("a reused pid was taken for the holder")
-		}
+		watchReportsAtOnce(t, dir, exitedCh, "a reused pid was taken for the holder")
 	})
 	t.Run("none", func(t *testing.T) {
 		w, err := WatchHolder(t.TempDir(), func(*HolderWatch) { t.Error("exit reported with no holder") })
@@ -133,4 +113,21 @@ func TestWatchHolder(t *testing.T) {
 			t.Fatalf("no record: %v, %v; want nil, nil", w, err)
 		}
 	})
+}
+
+// watchReportsAtOnce watches the holder recorded in dir and fails t (with why) unless the
+// watch reports its exit within 5 s.
+func watchReportsAtOnce(t *testing.T, dir string, exitedCh func() (chan int, func(*HolderWatch)), why string) {
+	t.Helper()
+	ch, exited := exitedCh()
+	w, err := WatchHolder(dir, exited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal(why)
+	}
 }

@@ -123,6 +123,9 @@ type Container struct {
 	// fullAt is when the cgroup was last read in full; At moves on without it while the
 	// container is quiet.
 	fullAt time.Time
+	// slowCPU is the cgroup's cpu usage when the writable layer, block I/O and processes
+	// were last read: while it is the usage now, nothing ran that could have changed them.
+	slowCPU uint64
 }
 
 // IO is a container's block I/O on one device for one operation; Device names it like
@@ -293,7 +296,7 @@ func (c *Collector) Refresh(ctx context.Context) {
 		old, seen := prev.containers[ct.ID]
 		if seen {
 			podCgroup, podQuiet := quietPods[ct.PodID]
-			if s, ok := c.quietContainer(ct, old, podQuiet && strings.HasPrefix(ct.CgroupPath, podCgroup+"/"), now); ok {
+			if s, ok := c.quietContainer(ct, old, podQuiet && strings.HasPrefix(ct.CgroupPath, podCgroup+"/"), walkDisks, now); ok {
 				next.containers[ct.ID] = s
 				continue
 			}
@@ -369,8 +372,11 @@ func parentCgroup(p string) string {
 
 // quietContainer is quietPod for a container: quiet when its pod is (underPod: its cgroup is
 // below the pod's) or when its own cgroup used no cpu since prev. Its writable layer, block
-// I/O and descriptors are carried too: nothing wrote or opened anything.
-func (c *Collector) quietContainer(ct container.Container, prev Container, underPod bool, now time.Time) (Container, bool) {
+// I/O and descriptors are carried too: nothing wrote or opened anything. On a pass that
+// walks the disks (walkDisks), a container that used cpu since its last walk is not quiet,
+// however idle since: it may have written its layer after that walk (a container that
+// wrote 10 MiB and slept showed its layer's first 4 KiB until the next full read).
+func (c *Collector) quietContainer(ct container.Container, prev Container, underPod, walkDisks bool, now time.Time) (Container, bool) {
 	if ct.CgroupPath == "" || prev.At.IsZero() || now.Sub(prev.fullAt) >= c.opts.QuietRefresh {
 		return Container{}, false
 	}
@@ -380,6 +386,9 @@ func (c *Collector) quietContainer(ct container.Container, prev Container, under
 		if usage, err = c.opts.Cgroups.CPUUsage(ct.CgroupPath); err != nil || usage != prev.Cgroup.CPUUsageNanos {
 			return Container{}, false
 		}
+	}
+	if walkDisks && usage != prev.slowCPU {
+		return Container{}, false
 	}
 	out := prev
 	out.At, out.CPU = now, quietCPU(usage)
@@ -424,6 +433,10 @@ func (c *Collector) sampleContainer(ct container.Container, prev Container, keep
 		}
 		out.At, out.Cgroup, out.CPU = c.readCgroup(id, ct.CgroupPath, extra, prev.At, prev.Cgroup)
 		out.fullAt = out.At
+	}
+	out.slowCPU = prev.slowCPU
+	if !keepSlow {
+		out.slowCPU = out.Cgroup.CPUUsageNanos
 	}
 	switch {
 	case out.At.IsZero():

@@ -221,6 +221,47 @@ func TestCollectorQuiet(t *testing.T) {
 	}
 }
 
+// TestCollectorQuietAfterUnwalkedWork: a container that used cpu on a pass that did not walk
+// the disks, then went quiet, is walked on the next pass that walks them: it may have
+// written its layer meanwhile (seen: a container that wrote 10 MiB and slept reported 4 KiB
+// for up to QuietRefresh).
+func TestCollectorQuietAfterUnwalkedWork(t *testing.T) {
+	dir := t.TempDir()
+	ctrs := fakeContainers{{ID: "a", PodID: "pod", State: container.StateRunning, CgroupPath: "/pod/a", Dir: dir}}
+	pods := fakePods{{ID: "pod", State: sandbox.StateReady, CgroupParent: "/pod"}}
+	used := uint64(4096)
+	cgs := &fakeCgroups{cpu: map[string]uint64{}}
+	c, err := New(Options{
+		Containers: ctrs, Sandboxes: pods, Cgroups: cgs,
+		DiskInterval: time.Nanosecond, QuietRefresh: time.Hour, ProcRoot: t.TempDir(),
+		Network: func(string) ([]Interface, error) { return nil, nil },
+		Disk:    func(string) (Disk, error) { return Disk{UsedBytes: used}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c.Refresh(ctx) // walks: 4 KiB
+	c.opts.DiskInterval = time.Hour
+	cgs.step, used = 1e6, 10<<20
+	c.Refresh(ctx) // busy, read in full, no walk: the layer grows meanwhile
+	cgs.step = 0
+	c.Refresh(ctx) // quiet
+	c.opts.DiskInterval = time.Nanosecond
+	time.Sleep(time.Millisecond)
+	c.Refresh(ctx) // walks: a must be walked although quiet
+	if a, _ := c.Container("a"); a.Disk == nil || a.Disk.UsedBytes != 10<<20 {
+		t.Errorf("writable layer after the walk pass: %+v, want 10 MiB", a.Disk)
+	}
+	// Once walked with nothing run since, it is quiet again on walk passes.
+	walked, _ := c.Container("a")
+	time.Sleep(time.Millisecond)
+	c.Refresh(ctx)
+	if a, _ := c.Container("a"); !a.fullAt.Equal(walked.fullAt) || !a.At.After(walked.At) {
+		t.Errorf("quiet walk pass after a walk: read in full at %v (before: %v), want carried forward", a.fullAt, walked.fullAt)
+	}
+}
+
 // TestCollectorQuietTier: when the cgroup the pods sit in (their QoS tier) used no cpu since
 // the last pass, a pass reads that one counter and nothing of the pods or their containers.
 func TestCollectorQuietTier(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/peapod-runtime/peapod/internal/version"
@@ -50,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "peapod: %v\n", err)
 		return 1
 	}
+	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := runDaemon(ctx, cfg, f.configPath, stderr); err != nil {
@@ -57,4 +59,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// daemonGCPercent is the daemon's default GOGC. Its live heap is small (6 to 10 MiB with 110
+// pods), so Go's default of 100 lets the heap, and the RSS that follows it, double before a
+// collection. Measured on the 110-pod density bench (daemon RSS at idle; collections and the
+// GC's share of the daemon's cpu while the pods start): 100: 47 MiB, 18 GCs, 1.5 %; 50: 43
+// MiB, 49 GCs, 3.1 %; 25: 41 MiB, 90 GCs, 6.7 %. 50 takes most of the memory for little cpu
+// on the start-up path; pulls and idle cpu are unchanged at either.
+const daemonGCPercent = 50
+
+// tuneGC sets the daemon's GC target unless GOGC in the environment chooses one.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(daemonGCPercent)
+	}
 }

@@ -327,3 +327,47 @@ func TestProcHelpers(t *testing.T) {
 		t.Errorf("ChildPIDs = %v, %v; want %d among them", kids, err, cmd.Process.Pid)
 	}
 }
+
+// TestKillProcessesReferencingTakesDescendants: a process that names the directory is killed
+// with its descendants, which name neither it nor a cwd under it (a shim's PID holder and
+// containers), so none is left to init once its parent dies.
+func TestKillProcessesReferencingTakesDescendants(t *testing.T) {
+	dir := t.TempDir()
+	// sh (naming dir as its $0) starts a sleep in its own session, then waits.
+	cmd := exec.Command("sh", "-c", "setsid sleep 300 & echo $!; wait", dir)
+	cmd.Dir = "/"
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	if _, err := fmt.Fscan(out, &child); err != nil {
+		t.Fatalf("read the child's pid: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	killed, err := KillProcessesReferencing(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	var pids []int
+	for _, p := range killed {
+		pids = append(pids, p.PID)
+	}
+	if len(pids) != 2 || pids[0] != cmd.Process.Pid || pids[1] != child {
+		t.Errorf("killed %v, want [%d %d] (the shell, then its child)", pids, cmd.Process.Pid, child)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(child, 0) == nil {
+		if st, err := ProcessStatus(child); err != nil || strings.HasPrefix(st["State"], "Z") {
+			break // a zombie waiting for init's reaping is gone enough
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d still alive after KillProcessesReferencing", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

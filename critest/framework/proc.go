@@ -191,13 +191,16 @@ func mentionsPath(s, dir string) bool {
 	}
 }
 
-// KillProcessesReferencing SIGKILLs every process ProcessesReferencing(dir) finds (each by its
-// PID), waits up to 5s for them to go, and returns what it killed.
+// KillProcessesReferencing SIGKILLs every process ProcessesReferencing(dir) finds and all
+// their descendants (a shim's PID holder and containers name neither dir nor a cwd under it,
+// and once their shim is dead they could not be told from anyone's), each by its PID; it
+// waits up to 5s for them to go and returns what it killed.
 func KillProcessesReferencing(dir string) ([]ProcessInfo, error) {
 	procs, err := ProcessesReferencing(dir)
 	if err != nil || len(procs) == 0 {
 		return nil, err
 	}
+	procs = withDescendants(procs)
 	for _, p := range procs {
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
@@ -217,6 +220,26 @@ func KillProcessesReferencing(dir string) ([]ProcessInfo, error) {
 		}
 	}
 	return procs, nil
+}
+
+// withDescendants adds to procs every descendant of theirs not listed yet (parents first).
+func withDescendants(procs []ProcessInfo) []ProcessInfo {
+	seen := make(map[int]bool, len(procs))
+	for _, p := range procs {
+		seen[p.PID] = true
+	}
+	for i := 0; i < len(procs); i++ {
+		kids, _ := ChildPIDs(procs[i].PID) // gone meanwhile: nothing to add
+		for _, k := range kids {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
+			procs = append(procs, ProcessInfo{PID: k, Cmdline: strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")})
+		}
+	}
+	return procs
 }
 
 // MountsUnder lists the mount points at or below dir (from /proc/self/mountinfo), deepest

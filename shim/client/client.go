@@ -102,8 +102,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	w.Close()
 	pid := cmd.Process.Pid
 	// While the daemon lives it is the shim's parent and must reap it when it exits.
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := reap(cmd)
 
 	msg := make(chan []byte, 1)
 	go func() {
