@@ -304,7 +304,14 @@ func (s *shims) lost(ctx context.Context, podID string) {
 	}
 	if errors.Is(err, errdefs.ErrUnavailable) {
 		s.dropHolder(p)
-		shim.KillStaleHolder(p.stateDir, s.log.With(log.PodSandboxID(podID)))
+		killStaleHolder(s.log.With(log.PodSandboxID(podID)), p.stateDir)
+	}
+}
+
+// killStaleHolder kills the PID namespace holder a dead shim left in stateDir, if any.
+func killStaleHolder(l *zap.Logger, stateDir string) {
+	if pid := shim.KillStaleHolder(stateDir); pid > 0 {
+		l.Warn("killed stale pod pid namespace holder", zap.Int(log.KeyPID, pid))
 	}
 }
 
@@ -441,7 +448,7 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox, leftovers boo
 		if c, err = shimclient.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
 			if errors.Is(err, errdefs.ErrUnavailable) {
 				s.dropHolder(p)
-				shim.KillStaleHolder(p.stateDir, s.log)
+				killStaleHolder(s.log.With(log.PodSandboxID(pod.ID)), p.stateDir)
 				forget()
 				return nil
 			}

@@ -12,11 +12,10 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
-	plog "github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/internal/version"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/server"
@@ -48,7 +47,7 @@ func serve(args []string) int {
 	holderUserNS := fs.String("holder-userns", "", "the pod's user namespace (a pinned nsfs file), which owns the PID namespace the holder makes")
 	helper := fs.String("helper", "", "the peapod-shim-runc binary (default: the one beside this binary)")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim/client.Start)")
-	level := zap.InfoLevel
+	level := zapcore.InfoLevel
 	fs.Var(&level, "log-level", "log level (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -87,8 +86,8 @@ func serve(args []string) int {
 		report(fmt.Errorf("redirect stderr: %w", err))
 		return 1
 	}
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(logFile), level)
-	log := zap.New(core).With(plog.PodSandboxID(*podID), zap.Int(plog.KeyPID, os.Getpid()))
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(corelog.ProductionEncoderConfig()), zapcore.Lock(logFile), level)
+	log := corelog.New(core).With(corelog.PodSandboxID(*podID), corelog.Int(corelog.KeyPID, os.Getpid()))
 	defer log.Sync() //nolint:errcheck
 
 	if *helper == "" {
@@ -120,7 +119,7 @@ func serve(args []string) int {
 	defer stop()
 	signal.Ignore(syscall.SIGHUP)
 	if err := srv.Serve(ctx, report); err != nil {
-		log.Error("shim failed", zap.Error(err))
+		log.Error("shim failed", corelog.Error(err))
 		return 1
 	}
 	return 0
@@ -143,18 +142,18 @@ func tuneMemory() {
 }
 
 // releaseMemory returns freed heap to the OS and, at debug level, says what the shim holds.
-func releaseMemory(l *zap.Logger) {
+func releaseMemory(l *corelog.Logger) {
 	debug.FreeOSMemory()
-	if !l.Core().Enabled(zap.DebugLevel) {
+	if !l.Enabled(zapcore.DebugLevel) {
 		return
 	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	l.Debug("memory",
-		zap.Uint64("heap_inuse", m.HeapInuse), zap.Uint64("heap_idle", m.HeapIdle),
-		zap.Uint64("heap_released", m.HeapReleased), zap.Uint64("stack_inuse", m.StackInuse),
-		zap.Uint64("sys", m.Sys), zap.Uint64("other_sys", m.OtherSys), zap.Uint64("gc_sys", m.GCSys),
-		zap.Uint64("mspan_inuse", m.MSpanInuse), zap.Int("goroutines", runtime.NumGoroutine()),
-		zap.Uint64("heap_alloc", m.HeapAlloc), zap.Uint64("stack_sys", m.StackSys), zap.Uint64("buckhash_sys", m.BuckHashSys),
-		zap.Uint64("mcache_sys", m.MCacheSys), zap.Uint64("mspan_sys", m.MSpanSys), zap.Uint32("num_gc", m.NumGC))
+		corelog.Uint64("heap_inuse", m.HeapInuse), corelog.Uint64("heap_idle", m.HeapIdle),
+		corelog.Uint64("heap_released", m.HeapReleased), corelog.Uint64("stack_inuse", m.StackInuse),
+		corelog.Uint64("sys", m.Sys), corelog.Uint64("other_sys", m.OtherSys), corelog.Uint64("gc_sys", m.GCSys),
+		corelog.Uint64("mspan_inuse", m.MSpanInuse), corelog.Int("goroutines", runtime.NumGoroutine()),
+		corelog.Uint64("heap_alloc", m.HeapAlloc), corelog.Uint64("stack_sys", m.StackSys), corelog.Uint64("buckhash_sys", m.BuckHashSys),
+		corelog.Uint64("mcache_sys", m.MCacheSys), corelog.Uint64("mspan_sys", m.MSpanSys), corelog.Uint64("num_gc", uint64(m.NumGC)))
 }

@@ -41,14 +41,16 @@ func TestTransitiveDependencies(t *testing.T) {
 		},
 		// One shim runs per pod on every node, for the pod's whole life: its graph stays
 		// small, and libcontainer is its helper's. ttrpc carries errors as gRPC status
-		// codes, so grpc/status and grpc/codes are linked, gRPC itself is not.
+		// codes, so grpc/status and grpc/codes are linked, gRPC itself is not. It logs
+		// through internal/log/corelog on zapcore: package zap links net/http and crypto/tls.
 		{
 			pkg: "cmd/peapod-shim",
-			own: []string{"internal/log", "internal/version", "shim", "shim/api", "shim/server", "shim/wire"},
+			own: []string{"internal/log/corelog", "internal/version", "shim", "shim/api", "shim/server", "shim/wire"},
 			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
 				"github.com/containernetworking", "google.golang.org/grpc/internal/transport",
-				"github.com/opencontainers/runc", "github.com/opencontainers/cgroups", "github.com/seccomp"},
-			bannedExact: []string{"google.golang.org/grpc"},
+				"github.com/opencontainers/runc", "github.com/opencontainers/cgroups", "github.com/seccomp",
+				"crypto/tls", "crypto/x509"},
+			bannedExact: []string{"google.golang.org/grpc", "go.uber.org/zap", "net/http"},
 		},
 		{
 			pkg: "cmd/peapod-shim-runc", tags: "seccomp",

@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	plog "github.com/peapod-runtime/peapod/internal/log"
-
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -31,7 +29,7 @@ type container struct {
 	id        string
 	rt        RuntimeContainer
 	stateDir  string
-	log       *zap.Logger
+	log       *corelog.Logger
 	stdinOnce bool
 
 	// ops serializes Start, Delete and ReopenLog of this container.
@@ -73,7 +71,7 @@ func (c *container) update(f func(*shim.ContainerState)) error {
 	if err := shim.WriteRecord(c.stateDir, next); err != nil {
 		// Still report what happened: a lie about a live container would be worse than an
 		// exit that is not on disk. The error is in the shim log.
-		c.log.Error("persist container state", zap.Error(err))
+		c.log.Error("persist container state", corelog.Error(err))
 		c.st = next
 		return err
 	}
@@ -124,7 +122,7 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	c := &container{
 		id:        id,
 		stateDir:  s.opts.StateDir,
-		log:       s.log.With(plog.ContainerID(id)),
+		log:       s.log.With(corelog.ContainerID(id)),
 		stdinOnce: req.StdinOnce,
 		exited:    make(chan struct{}),
 		ioDone:    make(chan struct{}),
@@ -187,7 +185,7 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	s.containers[id] = c
 	s.mu.Unlock()
 	go s.monitor(c, exited)
-	c.log.Info("container created", zap.Int(plog.KeyPID, pid))
+	c.log.Info("container created", corelog.Int(corelog.KeyPID, pid))
 	return pid, nil
 }
 
@@ -220,7 +218,7 @@ func (s *Server) abort(ctx context.Context, c *container, exited <-chan unix.Wai
 	}
 	s.reaper.hold(func() {
 		if err := c.rt.Destroy(ctx); err != nil {
-			c.log.Error("destroy failed container", zap.Error(err))
+			c.log.Error("destroy failed container", corelog.Error(err))
 		}
 	})
 	c.closeIO()
@@ -310,7 +308,7 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 	// container sharing a PID namespace, so that its output ends.
 	oom, err := c.rt.Stopped(context.Background())
 	if err != nil {
-		c.log.Warn("inspect stopped container", zap.Error(err))
+		c.log.Warn("inspect stopped container", corelog.Error(err))
 	}
 	select {
 	case <-c.ioDone:
@@ -336,7 +334,7 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 		}
 	})
 	close(c.exited)
-	c.log.Info("container exited", zap.Int("exit_code", code), zap.Bool("signaled", signaled), zap.Bool("oom_killed", oom))
+	c.log.Info("container exited", corelog.Int("exit_code", code), corelog.Bool("signaled", signaled), corelog.Bool("oom_killed", oom))
 }
 
 func (s *Server) start(ctx context.Context, id string) (int, error) {
@@ -437,7 +435,7 @@ func (s *Server) delete(ctx context.Context, id string) error {
 	}
 	if !c.hasExited() {
 		if err := c.rt.Signal(ctx, unix.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) {
-			c.log.Warn("kill container for delete", zap.Error(err))
+			c.log.Warn("kill container for delete", corelog.Error(err))
 		}
 		select {
 		case <-c.exited:

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -64,7 +64,7 @@ func (s *Server) execSync(ctx context.Context, id string, o shim.ExecSyncOptions
 		}
 		return err
 	}
-	c.log.Debug("exec started", zap.Int("pid", pid), zap.Strings("args", o.Args))
+	c.log.Debug("exec started", corelog.Int("pid", pid), corelog.Strings("args", o.Args))
 
 	chunks := make(chan execChunk)
 	var kept [2]int
@@ -134,7 +134,7 @@ func (s *Server) execSync(ctx context.Context, id string, o shim.ExecSyncOptions
 		return sendErr
 	}
 	code, _ := exitCode(ws)
-	c.log.Debug("exec exited", zap.Int("pid", pid), zap.Int("exit_code", code), zap.Bool("timed_out", timedOut))
+	c.log.Debug("exec exited", corelog.Int("pid", pid), corelog.Int("exit_code", code), corelog.Bool("timed_out", timedOut))
 	return send(execChunk{exited: true, exitCode: code, timedOut: timedOut})
 }
 

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
@@ -40,7 +40,7 @@ type helperRuntime struct {
 	env    []string
 	root   string // libcontainer's state root
 	reaper *reaper
-	log    *zap.Logger
+	log    *corelog.Logger
 
 	mu      sync.Mutex
 	last    time.Time // of the last request
@@ -60,7 +60,7 @@ type helperProc struct {
 	ready chan struct{} // closed once hello or err is set
 }
 
-func newHelperRuntime(binary, root string, r *reaper, l *zap.Logger) *helperRuntime {
+func newHelperRuntime(binary, root string, r *reaper, l *corelog.Logger) *helperRuntime {
 	return &helperRuntime{binary: binary, root: root, reaper: r, log: l, seccomp: make(chan struct{}), env: helperEnv(os.Environ())}
 }
 
@@ -421,7 +421,7 @@ func (c *helperContainer) Stopped(ctx context.Context) (bool, error) {
 	if c.sharedPid {
 		c.h.reaper.hold(func() {
 			if _, kerr := c.h.call(ctx, wire.HelperRequest{Op: wire.HelperKillAll, ID: c.id}, nil); kerr != nil {
-				c.h.log.Warn("kill remaining processes", zap.String("container_id", c.id), zap.Error(kerr))
+				c.h.log.Warn("kill remaining processes", corelog.String("container_id", c.id), corelog.Error(kerr))
 			}
 		})
 	}

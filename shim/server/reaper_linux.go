@@ -7,8 +7,9 @@ import (
 	"os/signal"
 	"sync"
 
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 )
 
 // reaper is the one place the shim waits for children. The shim is a child subreaper, so
@@ -23,7 +24,7 @@ import (
 // Holds nest (a helper started while a create holds reaping off holds it too), so they are a
 // count, not a read lock: a reaper waiting for a lock would block a nested hold.
 type reaper struct {
-	log *zap.Logger
+	log *corelog.Logger
 
 	holdMu   sync.Mutex
 	released *sync.Cond // signalled when holds drops to 0
@@ -33,7 +34,7 @@ type reaper struct {
 	waiters map[int]chan unix.WaitStatus
 }
 
-func newReaper(l *zap.Logger) *reaper {
+func newReaper(l *corelog.Logger) *reaper {
 	r := &reaper{log: l, waiters: make(map[int]chan unix.WaitStatus)}
 	r.released = sync.NewCond(&r.holdMu)
 	return r

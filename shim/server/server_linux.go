@@ -17,9 +17,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/api"
 	"github.com/peapod-runtime/peapod/shim/wire"
@@ -35,7 +35,7 @@ type Options struct {
 	// when set instead, creates containers in this process (tests).
 	Helper  string
 	Runtime Runtime
-	Logger  *zap.Logger
+	Logger  *corelog.Logger
 	// PidNamespace starts a holder process as PID 1 of a new PID namespace for the pod.
 	PidNamespace bool
 	// HolderCommand is the holder's argv; the default is Helper pause (/proc/self/exe pause
@@ -64,7 +64,7 @@ type Options struct {
 // Server is the shim side: it serves the API on the pod's socket and owns the containers.
 type Server struct {
 	opts   Options
-	log    *zap.Logger
+	log    *corelog.Logger
 	reaper *reaper
 
 	mu         sync.Mutex
@@ -91,7 +91,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("shim server needs a pod id, a state dir and a runtime: %w", errdefs.ErrInvalidArgument)
 	}
 	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
+		opts.Logger = corelog.Nop()
 	}
 	if len(opts.HolderCommand) == 0 {
 		opts.HolderCommand = []string{"/proc/self/exe", "pause"}
@@ -151,7 +151,9 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	go s.reaper.run(rctx)
 
 	// A holder left by a shim that was killed holds a namespace nobody monitors any more.
-	shim.KillStaleHolder(s.opts.StateDir, s.log)
+	if pid := shim.KillStaleHolder(s.opts.StateDir); pid > 0 {
+		s.log.Warn("killed stale pod pid namespace holder", corelog.Int(corelog.KeyPID, pid))
+	}
 	keepHolder := false
 	if s.opts.PidNamespace {
 		if err := s.startHolder(); err != nil {
@@ -199,7 +201,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		waitTimeout(&sessions, 2*time.Second)
 	}()
 
-	s.log.Info("shim serving", zap.String("socket", shim.SocketPath(s.opts.StateDir)), zap.Int("holder_pid", s.holderPid))
+	s.log.Info("shim serving", corelog.String("socket", shim.SocketPath(s.opts.StateDir)), corelog.Int("holder_pid", s.holderPid))
 	if s.helper != nil {
 		// A shim starts with a pod's first container: have a helper ready for its create.
 		s.helper.Warm()
@@ -247,7 +249,7 @@ func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, inf
 	defer s.touch()
 	resp, err := method(ctx, unmarshal)
 	if err != nil {
-		s.log.Info("rpc failed", zap.String("rpc", info.FullMethod), zap.Duration("duration", time.Since(start)), zap.Error(err))
+		s.log.Info("rpc failed", corelog.String("rpc", info.FullMethod), corelog.Duration("duration", time.Since(start)), corelog.Error(err))
 	}
 	return resp, wire.ToStatus(err)
 }
@@ -348,7 +350,7 @@ func (s *Server) startHolder() error {
 		if !stopping {
 			// The kernel killed every process of the namespace with it: the containers in it
 			// are reaped and reported exited as usual.
-			s.log.Error("pod pid namespace holder exited; the pod's PID namespace is gone", zap.Int("pid", pid), zap.Int("exit_code", code))
+			s.log.Error("pod pid namespace holder exited; the pod's PID namespace is gone", corelog.Int("pid", pid), corelog.Int("exit_code", code))
 		}
 	}()
 	return nil
