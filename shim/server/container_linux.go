@@ -269,22 +269,32 @@ func (c *container) startCopiers(tty bool) {
 	if tty {
 		streams = streams[:1] // a terminal has one output, logged as stdout
 	}
-	var wg sync.WaitGroup
+	// The last copier to stop ends the output: no goroutine waits for them (one shim runs
+	// per pod, for its whole life, and each goroutine keeps a stack).
+	left := atomic.Int64{}
+	left.Store(int64(len(c.readers)))
+	ended := func() {
+		if left.Add(-1) <= 0 {
+			c.hub.end()
+			close(c.ioDone)
+		}
+	}
+	if len(c.readers) == 0 {
+		left.Store(1)
+		ended()
+		return
+	}
 	for i, f := range c.readers {
 		r := &teeToHub{r: f, hub: c.hub, stream: frames[i], log: c.log}
-		wg.Go(func() {
+		go func() {
+			defer ended()
 			if c.logw == nil {
 				_, _ = io.Copy(io.Discard, r)
 				return
 			}
 			c.logw.Copy(r, streams[i])
-		})
+		}()
 	}
-	go func() {
-		wg.Wait()
-		c.hub.end()
-		close(c.ioDone)
-	}()
 }
 
 func (c *container) closeIO() {
