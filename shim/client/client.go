@@ -299,6 +299,13 @@ func (c *Client) ReopenLog(ctx context.Context, id string) error {
 	return c.err("reopen log", err)
 }
 
+// Prepare tells the shim that a Create follows, so that it readies what a create needs
+// meanwhile. It is a hint: a shim that predates it answers Unimplemented.
+func (c *Client) Prepare(ctx context.Context) error {
+	_, err := c.shim.Prepare(ctx, &api.PrepareRequest{})
+	return c.err("prepare", err)
+}
+
 // Shutdown stops the shim: it removes its socket and exits. It is refused with
 // errdefs.ErrFailedPrecondition while the shim holds containers (Delete them first). It
 // returns once the shim has closed the connection, and closes the Client.

@@ -981,3 +981,49 @@ func smapsRollup(t *testing.T, pid int, field string) int {
 	return 0
 }
 
+// TestPrepareStartsHelper: no libcontainer helper is kept warm after a create (one starting
+// beside the Start that follows slowed it down); the daemon's Prepare, sent before a create,
+// starts one.
+func TestPrepareStartsHelper(t *testing.T) {
+	p := startPod(t, false)
+	p.run(t, "a", "sleep", "1000")
+	// The helper that created the container exits after its answer; none may wait beside it
+	// (a warm one would wait helperIdle, 500ms).
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for n := len(shimHelpers(t, p.shimPid)); n > 0; n = len(shimHelpers(t, p.shimPid)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d libcontainer helpers beside the shim 300ms after a create: %q", n, shimHelpers(t, p.shimPid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.c.Prepare(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if h := shimHelpers(t, p.shimPid); len(h) != 1 {
+		t.Fatalf("after Prepare the shim has helpers %q, want one", h)
+	}
+	// The create uses it; the pod's second container runs as the first did.
+	p.run(t, "b", "sleep", "1000")
+}
+
+// shimHelpers lists the shim's children that are libcontainer helpers, as "pid cmdline".
+func shimHelpers(t *testing.T, shimPid int) []string {
+	t.Helper()
+	// Children are listed per thread: a Go process starts them from any.
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", shimPid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of the shim: %v", err)
+	}
+	var out []string
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, k := range strings.Fields(string(b)) {
+			cmdline, _ := os.ReadFile("/proc/" + k + "/cmdline")
+			args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+			if len(args) > 1 && args[1] == "helper" {
+				out = append(out, k+" "+strings.Join(args, " "))
+			}
+		}
+	}
+	return out
+}

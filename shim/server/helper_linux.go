@@ -170,17 +170,18 @@ func (h *helperRuntime) cool() {
 	}
 }
 
-// busy notes a request and says whether a helper should be kept warm after it: always after
-// a create (more containers of the pod usually follow), after an exec when the previous
-// request was less than helperIdle ago (a burst of execs). A lone exec (a probe every few
-// seconds) starts no helper it does not use, nor does a pod's teardown (destroy, signal).
+// busy notes a request and says whether a helper should be kept warm after it: after an
+// exec when the previous request was less than helperIdle ago (a burst of execs). A lone
+// exec (a probe every few seconds) starts no helper it does not use, nor does a pod's
+// teardown (destroy, signal). Nor does a create: the daemon says when the next one comes
+// (Prepare), and a helper starting beside the Start that follows a create slows it down.
 func (h *helperRuntime) busy(op string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
 	burst := !h.last.IsZero() && now.Sub(h.last) < helperIdle
 	h.last = now
-	return op == wire.HelperCreate || op == wire.HelperExec && burst
+	return op == wire.HelperExec && burst
 }
 
 // take returns a helper for one request: the waiting one, or a new one.
@@ -218,8 +219,7 @@ func (h *helperRuntime) Seccomp(ctx context.Context) bool {
 func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
 	p := h.take()
 	if h.busy(req.Op) {
-		// More work usually follows: the pod's other containers after a create, the next
-		// exec of a burst.
+		// The next exec of a burst usually follows.
 		defer h.Warm()
 	}
 	select {

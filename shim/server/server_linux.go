@@ -202,12 +202,13 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	}()
 
 	s.log.Info("shim serving", corelog.String("socket", shim.SocketPath(s.opts.StateDir)), corelog.Int("holder_pid", s.holderPid))
+	readyOnce(nil)
 	if s.helper != nil {
-		// A shim starts with a pod's first container: have a helper ready for its create.
+		// A shim starts with a pod's first container: have a helper ready for its create
+		// (started once the daemon knows the shim serves: the daemon's Info comes first).
 		s.helper.Warm()
 		defer s.helper.cool()
 	}
-	readyOnce(nil)
 
 	select {
 	case <-ctx.Done():

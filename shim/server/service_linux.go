@@ -126,6 +126,15 @@ func (v *service) ReopenLog(_ context.Context, r *api.ReopenLogRequest) (*api.Re
 	return &api.ReopenLogResponse{}, nil
 }
 
+// Prepare starts a libcontainer helper for the Create the daemon says is coming, unless one
+// waits already: its start then overlaps the daemon's own preparation of the container.
+func (v *service) Prepare(context.Context, *api.PrepareRequest) (*api.PrepareResponse, error) {
+	if v.s.helper != nil {
+		v.s.helper.Warm()
+	}
+	return &api.PrepareResponse{}, nil
+}
+
 func (v *service) Shutdown(context.Context, *api.ShutdownRequest) (*api.ShutdownResponse, error) {
 	if err := v.s.requestShutdown(); err != nil {
 		return nil, err
