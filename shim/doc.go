@@ -17,7 +17,8 @@
 // helpers with shim/libct, runc's libcontainer), holds their stdio, writes their output to
 // CRI-format log files, reaps every child at once, and persists each container's exit before
 // it reports it. The daemon reconnects after a restart and asks the shim for state: the
-// shim's answer is authoritative.
+// shim's answer is authoritative. Before a create the daemon sends Prepare, so that the
+// shim's helper starts while the daemon prepares the rootfs and spec.
 //
 // Interactive exec and attach (client.Client.Exec, Attach) do not go over ttrpc, whose
 // streams have no flow control: each session is a connection to a second socket, carrying
