@@ -79,6 +79,7 @@ type Manager struct {
 	inflight inflight.Group[Container]
 
 	shims  *shims
+	gates  *podGates
 	events events
 	warmer *cgroups.MigrationWarmer
 }
@@ -119,7 +120,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m := &Manager{
 		opts: opts, db: opts.DB, log: opts.Logger, dir: filepath.Join(opts.RootDir, "containers"),
-		ctx: mctx, cancel: cancel,
+		ctx: mctx, cancel: cancel, gates: newPodGates(),
 	}
 	m.ctrs = table.New[Container, pending]("container", func(c Container) error {
 		if err := m.db.Put(bucket, c.ID, c); err != nil {
@@ -221,26 +222,53 @@ func (m *Manager) containerName(podID string, md Metadata) string {
 // container is recorded as exited (reason StartError, exit code 128, the cause as message)
 // and Start returns the cause.
 func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (Container, error) {
-	pod, err := m.opts.Sandboxes.Get(podID)
+	pod, err := m.readyPod(podID)
 	if err != nil {
-		return Container{}, err
-	}
-	if pod.State != sandbox.StateReady {
-		why := ""
-		if pod.Reason != "" {
-			why = " (" + pod.Reason + ")"
-		}
-		return Container{}, fmt.Errorf("pod sandbox %s is not ready%s: %w", pod.ID, why, errdefs.ErrFailedPrecondition)
-	}
-	if err := m.shims.answering(pod.ID); err != nil {
 		return Container{}, err
 	}
 	name := m.containerName(pod.ID, cfg.Metadata)
 	existing := inflight.Existing(func() (string, error) { return m.db.Holder(nameKind, name) }, m.ctrs.Exact,
 		func(c Container) string { return c.Config.Hash })
 	return m.inflight.Do(ctx, "container", name, cfg.Hash, existing, func(wctx context.Context) (Container, error) {
+		// Until its record is in the table, the create keeps the pod from being stopped or
+		// removed (HoldPod), and checks the pod again once it may go on.
+		release, err := m.gates.create(wctx, pod.ID)
+		if err != nil {
+			return Container{}, err
+		}
+		defer release()
+		pod, err := m.readyPod(pod.ID)
+		if err != nil {
+			return Container{}, err
+		}
 		return m.create(wctx, pod, name, cfg)
 	})
+}
+
+// readyPod returns the pod if it is ready for a new container and its shim answers.
+func (m *Manager) readyPod(podID string) (sandbox.Sandbox, error) {
+	pod, err := m.opts.Sandboxes.Get(podID)
+	if err != nil {
+		return sandbox.Sandbox{}, err
+	}
+	if pod.State != sandbox.StateReady {
+		why := ""
+		if pod.Reason != "" {
+			why = " (" + pod.Reason + ")"
+		}
+		return sandbox.Sandbox{}, fmt.Errorf("pod sandbox %s is not ready%s: %w", pod.ID, why, errdefs.ErrFailedPrecondition)
+	}
+	if err := m.shims.answering(pod.ID); err != nil {
+		return sandbox.Sandbox{}, err
+	}
+	return pod, nil
+}
+
+// HoldPod keeps new containers out of a pod while the caller stops or removes it: creates
+// under way end first (their containers are then listed with the others), and creates
+// that come later wait, then find the pod changed. Call release once the pod's state is.
+func (m *Manager) HoldPod(ctx context.Context, podID string) (release func(), err error) {
+	return m.gates.hold(ctx, podID)
 }
 
 // undoList runs rollback steps in reverse order.

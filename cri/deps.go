@@ -44,6 +44,7 @@ type containers interface {
 	Start(ctx context.Context, id string) error
 	Stop(ctx context.Context, id string, timeout time.Duration) error
 	Remove(ctx context.Context, id string) error
+	HoldPod(ctx context.Context, podID string) (release func(), err error)
 	StopPod(ctx context.Context, podID string) error
 	RemovePod(ctx context.Context, podID string) error
 	Get(id string) (container.Container, error)

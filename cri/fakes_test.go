@@ -303,6 +303,13 @@ func (f *fakeContainers) Remove(_ context.Context, id string) error {
 	})
 }
 
+func (f *fakeContainers) HoldPod(_ context.Context, podID string) (func(), error) {
+	if err := f.rec.call("Containers.HoldPod", podID); err != nil {
+		return nil, err
+	}
+	return func() { _ = f.rec.call("Containers.HoldPod.release", podID) }, nil
+}
+
 func (f *fakeContainers) StopPod(_ context.Context, podID string) error {
 	if err := f.rec.call("Containers.StopPod", podID); err != nil {
 		return err

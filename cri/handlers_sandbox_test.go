@@ -139,11 +139,11 @@ func testStopPodSandbox(t *testing.T) {
 	runCases(t, []rpcCase[*runtimeapi.StopPodSandboxResponse]{{
 		name: "containers first, then the pod; twice is fine", setup: (*fixture).addPodWithContainers,
 		call: stopPod("pod1x"), want: twice(codes.OK),
-		calls: []string{"Sandboxes.Get pod1x", "Containers.StopPod pod1x", "Sandboxes.Stop pod1x"},
+		calls: []string{"Sandboxes.Get pod1x", "Containers.HoldPod pod1x", "Containers.StopPod pod1x", "Sandboxes.Stop pod1x", "Containers.HoldPod.release pod1x"},
 	}, {
 		name: "by unique prefix, the full id is stopped", setup: (*fixture).addPodWithContainers,
 		call: stopPod("pod1"), want: twice(codes.OK),
-		calls: []string{"Sandboxes.Get pod1", "Containers.StopPod pod1", "Sandboxes.Stop pod1"},
+		calls: []string{"Sandboxes.Get pod1", "Containers.HoldPod pod1", "Containers.StopPod pod1", "Sandboxes.Stop pod1", "Containers.HoldPod.release pod1"},
 		check: func(t *testing.T, f *fixture, _ *runtimeapi.StopPodSandboxResponse) {
 			if f.pods.pods["pod1"].State != sandbox.StateNotReady || f.ctrs.ctrs["ctr1"].State != "exited" {
 				t.Errorf("pod %s, container %s after stop", f.pods.pods["pod1"].State, f.ctrs.ctrs["ctr1"].State)
@@ -159,7 +159,7 @@ func testStopPodSandbox(t *testing.T) {
 			f.rec.fail("Containers.StopPod", fmt.Errorf("stop container ctr1: %w", errdefs.ErrUnavailable))
 		},
 		call: stopPod("pod1x"), want: twice(codes.Unavailable),
-		calls: []string{"Sandboxes.Get pod1x", "Containers.StopPod pod1x"},
+		calls: []string{"Sandboxes.Get pod1x", "Containers.HoldPod pod1x", "Containers.StopPod pod1x", "Containers.HoldPod.release pod1x"},
 	}, {
 		name: "a pod removed meanwhile is stopped", setup: func(f *fixture) {
 			f.addPodWithContainers()
@@ -179,7 +179,7 @@ func testRemovePodSandbox(t *testing.T) {
 	runCases(t, []rpcCase[*runtimeapi.RemovePodSandboxResponse]{{
 		name: "containers first, then the pod; twice is fine", setup: (*fixture).addPodWithContainers,
 		call: removePod("pod1x"), want: twice(codes.OK),
-		calls: []string{"Sandboxes.Get pod1x", "Containers.RemovePod pod1x", "Sandboxes.Remove pod1x"},
+		calls: []string{"Sandboxes.Get pod1x", "Containers.HoldPod pod1x", "Containers.RemovePod pod1x", "Sandboxes.Remove pod1x", "Containers.HoldPod.release pod1x"},
 		check: func(t *testing.T, f *fixture, _ *runtimeapi.RemovePodSandboxResponse) {
 			if f.pods.pods["pod1x"] != nil || f.ctrs.ctrs["ctr9"] != nil || f.pods.pods["pod1"] == nil {
 				t.Errorf("pods %v, containers %v after removing pod1x", f.pods.pods, f.ctrs.ctrs)
@@ -195,7 +195,7 @@ func testRemovePodSandbox(t *testing.T) {
 			f.rec.fail("Containers.RemovePod", fmt.Errorf("remove container ctr9: %w", errdefs.ErrFailedPrecondition))
 		},
 		call: removePod("pod1x"), want: twice(codes.FailedPrecondition),
-		calls: []string{"Sandboxes.Get pod1x", "Containers.RemovePod pod1x"},
+		calls: []string{"Sandboxes.Get pod1x", "Containers.HoldPod pod1x", "Containers.RemovePod pod1x", "Containers.HoldPod.release pod1x"},
 	}, {
 		name: "the pod's own removal fails",
 		setup: func(f *fixture) {

@@ -17,7 +17,8 @@ import (
 // TestRemovePodRacingCreate: containers created while their pod is stopped and removed (a
 // kubelet's retried create racing a pod deletion; found by the chaos suite) never keep the
 // pod from being removed, and leave no shim, mount or cgroup behind. The shim may hold a
-// container the daemon has no record of by the time the pod goes: it goes with the pod.
+// container the daemon has no record of by the time the pod goes: it goes with the pod. A
+// removal that succeeds leaves none of the pod's containers listed.
 func TestRemovePodRacingCreate(t *testing.T) {
 	framework.RequirePeapod(t)
 	const rounds = 8
@@ -51,8 +52,19 @@ func TestRemovePodRacingCreate(t *testing.T) {
 		// Stop and remove as the creates go on: from at once to a few ms later.
 		time.Sleep(time.Duration(round) * time.Millisecond)
 		_ = p.rt.StopPodSandbox(framework.Quiet(ctx), id)
-		_ = p.rt.RemovePodSandbox(framework.Quiet(ctx), id)
+		removeErr := p.rt.RemovePodSandbox(framework.Quiet(ctx), id)
 		wg.Wait()
+		// A removal that succeeded took every container of the pod with it: a create either
+		// landed before it (and was removed) or came after (and was refused).
+		if removeErr == nil {
+			left, err := p.rt.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: id})
+			if err != nil {
+				t.Fatalf("ListContainers: %v", err)
+			}
+			for _, c := range left {
+				t.Errorf("round %d: pod removed, yet its container %s is listed (%v)", round, c.GetMetadata().GetName(), c.GetState())
+			}
+		}
 		// A kubelet retries the removal until it succeeds; it must, at the latest now that
 		// every create has returned.
 		if err := p.rt.StopPodSandbox(ctx, id); err != nil {
