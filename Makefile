@@ -34,15 +34,16 @@ help: ## list the targets
 deps: ## install what a fresh Debian needs (idempotent)
 	@hack/install-deps.sh
 
-build: ## build bin/peapod, bin/peapod-shim, bin/peapod-checkpoint and the CNI plugins in bin/cni
+build: ## build bin/peapod, bin/peapod-shim, bin/peapod-shim-runc, bin/peapod-checkpoint and the CNI plugins in bin/cni
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/peapod ./cmd/peapod
-	$(GO) build -tags "$(SHIM_TAGS)" -ldflags "-s -w -linkmode external -extldflags -static $(LDFLAGS)" -o $(BIN)/peapod-shim ./cmd/peapod-shim
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/peapod-shim ./cmd/peapod-shim
+	$(GO) build -tags "$(SHIM_TAGS)" -ldflags "-s -w -linkmode external -extldflags -static $(LDFLAGS)" -o $(BIN)/peapod-shim-runc ./cmd/peapod-shim-runc
 	$(GO) build -tags "$(SHIM_TAGS)" -ldflags "-s -w -linkmode external -extldflags -static $(LDFLAGS)" -o $(BIN)/peapod-checkpoint ./cmd/peapod-checkpoint
 	@if [ -x hack/build-cni.sh ]; then hack/build-cni.sh $(BIN)/cni; fi
 
 install: build ## install the binaries, CNI plugins, peapod.service and (if none) /etc/peapod/config.toml; DESTDIR, PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNIDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
-	install -m 0755 $(BIN)/peapod $(BIN)/peapod-shim $(BIN)/peapod-checkpoint $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BIN)/peapod $(BIN)/peapod-shim $(BIN)/peapod-shim-runc $(BIN)/peapod-checkpoint $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(addprefix $(BIN)/cni/,$(CNI_PLUGINS)) $(DESTDIR)$(CNIDIR)/
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' hack/peapod.service >$(DESTDIR)$(UNITDIR)/peapod.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/peapod.service
@@ -63,7 +64,7 @@ uninstall: ## remove what install added: the config file only if it is still the
 	elif [ -e $$conf ]; then \
 		echo "keeping $$conf: it is not the default config"; \
 	fi
-	rm -f $(DESTDIR)$(BINDIR)/peapod $(DESTDIR)$(BINDIR)/peapod-shim $(DESTDIR)$(BINDIR)/peapod-checkpoint $(DESTDIR)$(UNITDIR)/peapod.service
+	rm -f $(DESTDIR)$(BINDIR)/peapod $(DESTDIR)$(BINDIR)/peapod-shim $(DESTDIR)$(BINDIR)/peapod-shim-runc $(DESTDIR)$(BINDIR)/peapod-checkpoint $(DESTDIR)$(UNITDIR)/peapod.service
 	rm -f $(addprefix $(DESTDIR)$(CNIDIR)/,$(CNI_PLUGINS))
 	rmdir $(DESTDIR)$(CNIDIR) $(DESTDIR)$(PREFIX)/lib/peapod $(DESTDIR)$(CONFDIR) 2>/dev/null || true
 

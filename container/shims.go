@@ -140,6 +140,17 @@ func (s *shims) lookup(podID string) (*podShim, bool) {
 	return p, ok
 }
 
+// connected says whether the daemon is connected to the pod's shim.
+func (s *shims) connected(podID string) bool {
+	p, ok := s.lookup(podID)
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return alive(p.client)
+}
+
 func (s *shims) entry(podID, stateDir string) *podShim {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -304,7 +315,14 @@ func (s *shims) lost(ctx context.Context, podID string) {
 	}
 	if errors.Is(err, errdefs.ErrUnavailable) {
 		s.dropHolder(p)
-		shim.KillStaleHolder(p.stateDir, s.log.With(log.PodSandboxID(podID)))
+		killStaleHolder(s.log.With(log.PodSandboxID(podID)), p.stateDir)
+	}
+}
+
+// killStaleHolder kills the PID namespace holder a dead shim left in stateDir, if any.
+func killStaleHolder(l *zap.Logger, stateDir string) {
+	if pid := shim.KillStaleHolder(stateDir); pid > 0 {
+		l.Warn("killed stale pod pid namespace holder", zap.Int(log.KeyPID, pid))
 	}
 }
 
@@ -333,19 +351,35 @@ type shimResult struct {
 	err    error
 }
 
-// getAsync starts or connects to the pod's shim in the background (as get with start) and
-// delivers the outcome on the returned channel. ctx bounds it, not a request's context:
-// the container's create goes on after CreateContainer has answered.
+// getAsync starts or connects to the pod's shim in the background (as get with start), tells
+// it that a create follows (Prepare), and delivers the outcome on the returned channel. ctx
+// bounds it, not a request's context: the container's create goes on after CreateContainer
+// has answered.
 func (s *shims) getAsync(ctx context.Context, pod sandbox.Sandbox, timeout time.Duration) <-chan shimResult {
 	ch := make(chan shimResult, 1)
 	go func() {
 		gctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
+		running := s.connected(pod.ID)
 		c, info, err := s.get(gctx, pod, true)
+		if err == nil && running {
+			// A create follows: the shim starts its libcontainer helper now, while the
+			// daemon prepares the rootfs and spec, rather than when the create arrives (a
+			// shim started here has one ready already). A hint: whatever goes wrong with it
+			// shows in the create.
+			pctx, pcancel := context.WithTimeout(gctx, prepareTimeout)
+			if perr := c.Prepare(pctx); perr != nil {
+				s.log.Debug("prepare shim for a create", log.PodSandboxID(pod.ID), zap.Error(perr))
+			}
+			pcancel()
+		}
 		ch <- shimResult{client: c, info: info, err: err}
 	}()
 	return ch
 }
+
+// prepareTimeout bounds the Prepare hint of getAsync (a spawn in the shim).
+const prepareTimeout = time.Second
 
 // readyShim is a getAsync channel for a result already in hand.
 func readyShim(r shimResult) <-chan shimResult {
@@ -441,7 +475,7 @@ func (s *shims) shutdown(ctx context.Context, pod sandbox.Sandbox, leftovers boo
 		if c, err = shimclient.Connect(ctx, shim.SocketPath(p.stateDir)); err != nil {
 			if errors.Is(err, errdefs.ErrUnavailable) {
 				s.dropHolder(p)
-				shim.KillStaleHolder(p.stateDir, s.log)
+				killStaleHolder(s.log.With(log.PodSandboxID(pod.ID)), p.stateDir)
 				forget()
 				return nil
 			}

@@ -202,7 +202,7 @@ restore_node_state() {
 # ---- up -----------------------------------------------------------------------------------
 
 build() {
-  if [ ! -x "$repo/bin/peapod" ] || [ ! -x "$repo/bin/peapod-shim" ] || [ ! -x "$repo/bin/peapod-checkpoint" ] || [ ! -x "$repo/bin/cni/bridge" ]; then
+  if [ ! -x "$repo/bin/peapod" ] || [ ! -x "$repo/bin/peapod-shim" ] || [ ! -x "$repo/bin/peapod-shim-runc" ] || [ ! -x "$repo/bin/peapod-checkpoint" ] || [ ! -x "$repo/bin/cni/bridge" ]; then
     say "building peapod (make build)"
     make -C "$repo" --no-print-directory build >/dev/null
   fi
@@ -228,7 +228,7 @@ up() {
   # Binaries copied, so a `make build` while the cluster runs does not change its peapod.
   local bin=$CLUSTER_RUN/bin
   mkdir -p "$bin/cni"
-  cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$repo/bin/peapod-checkpoint" "$bin/"
+  cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$repo/bin/peapod-shim-runc" "$repo/bin/peapod-checkpoint" "$bin/"
   cp "$repo"/bin/cni/* "$bin/cni/"
   say "building the test registry"
   (cd "$repo" && go build -o "$bin/clustertool" ./critest/clustertool)

@@ -5,18 +5,20 @@
 //	                options), the state dir's paths and on-disk records, the log file
 //	                opener, the PID-holder file
 //	shim/client     the daemon: Start, Connect and the Client
-//	shim/server     peapod-shim: the Server, reaping, stdio, CRI log writer, sessions
+//	shim/server     peapod-shim: the Server, reaping, stdio, CRI log writer, sessions,
+//	                libcontainer's work through peapod-shim-runc helpers
 //	shim/wire       both: the framed stream protocol, the ready message, and the one
 //	                table of error classes that cross the process boundary
 //	shim/api        both: the ttrpc messages and service (generated)
-//	shim/libct      peapod-shim: containers through libcontainer (a leaf)
+//	shim/libct      peapod-shim-runc: containers through libcontainer (a leaf)
 //
 // One shim runs per pod, in its own session, and outlives daemon restarts. It is the parent
-// and child subreaper of the pod's containers (created through a server.Runtime, which
-// shim/libct implements with runc's libcontainer), holds their stdio, writes their output to
+// and child subreaper of the pod's containers (created by short-lived peapod-shim-runc
+// helpers with shim/libct, runc's libcontainer), holds their stdio, writes their output to
 // CRI-format log files, reaps every child at once, and persists each container's exit before
 // it reports it. The daemon reconnects after a restart and asks the shim for state: the
-// shim's answer is authoritative.
+// shim's answer is authoritative. Before a create the daemon sends Prepare, so that the
+// shim's helper starts while the daemon prepares the rootfs and spec.
 //
 // Interactive exec and attach (client.Client.Exec, Attach) do not go over ttrpc, whose
 // streams have no flow control: each session is a connection to a second socket, carrying
@@ -24,8 +26,8 @@
 // for its client; a container's output never does: attached clients get it through bounded
 // queues beside the log, and one that falls too far behind is detached.
 //
-// Neither this package nor shim/client links libcontainer: the server receives its Runtime
-// from cmd/peapod-shim.
+// Only peapod-shim-runc links libcontainer: not the daemon (this package, shim/client), and
+// not the long-lived monitor (shim/server, cmd/peapod-shim).
 //
 // Files under a pod's state dir:
 //

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,22 +31,23 @@ func WriteHolderFile(stateDir string, pid int) error {
 
 // KillStaleHolder kills the pod PID namespace holder a dead shim left in stateDir, if any:
 // the daemon calls it when it removes a pod whose shim is gone, the next shim of the pod
-// when it starts.
-func KillStaleHolder(stateDir string, l *zap.Logger) {
+// when it starts. It returns the pid it killed (0: none), for the caller's log.
+func KillStaleHolder(stateDir string) (killed int) {
 	b, err := os.ReadFile(holderFile(stateDir))
 	if err != nil {
-		return
+		return 0
 	}
 	var pid int
 	var start uint64
 	if _, err := fmt.Sscan(string(b), &pid, &start); err == nil && pid > 0 {
 		// The start time proves the pid was not reused by an unrelated process.
 		if now, err := processStartTime(pid); err == nil && now == start {
-			l.Warn("kill stale pod pid namespace holder", zap.Int("pid", pid))
 			_ = unix.Kill(pid, unix.SIGKILL)
+			killed = pid
 		}
 	}
 	_ = os.Remove(holderFile(stateDir))
+	return killed
 }
 
 // processStartTime is field 22 of /proc/<pid>/stat, in clock ticks since boot.

@@ -1,7 +1,8 @@
-// Command peapod-checkpoint is the helper a pod's peapod-shim runs to checkpoint one of its
-// containers with CRIU through libcontainer (shim/libct.Checkpoint). It lives beside
-// peapod-shim and runs only for the length of a checkpoint, so that the shim that runs for
-// every pod does not carry libcontainer's CRIU code (see shim/libct.CheckpointHelper).
+// Command peapod-checkpoint is the helper a pod's shim runs, through a peapod-shim-runc
+// helper, to checkpoint one of its containers with CRIU through libcontainer
+// (shim/libct.Checkpoint). It lives beside peapod-shim-runc and runs only for the length of
+// a checkpoint, so that the helper that runs for every create and exec does not carry
+// libcontainer's CRIU code (see shim/libct.CheckpointHelper).
 //
 //	peapod-checkpoint -root DIR -id ID -images-dir DIR -work-dir DIR [-leave-running]
 //

@@ -12,17 +12,12 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/opencontainers/runc/libcontainer/seccomp"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
-	plog "github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/internal/version"
 	"github.com/peapod-runtime/peapod/shim"
-	"github.com/peapod-runtime/peapod/shim/libct"
 	"github.com/peapod-runtime/peapod/shim/server"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -38,11 +33,6 @@ func run(args []string) int {
 	case "version", "--version":
 		fmt.Println("peapod-shim", version.String())
 		return 0
-	case "pause":
-		// pause.go's constructor runs the holder before Go starts; getting here means the
-		// binary was built without it.
-		fmt.Fprintln(os.Stderr, "peapod-shim: pause holder not compiled in")
-		return 1
 	}
 	fmt.Fprintf(os.Stderr, "peapod-shim: unknown command %q\n", args[0])
 	return 2
@@ -55,8 +45,9 @@ func serve(args []string) int {
 	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
 	holderUser := fs.String("holder-user", "", "UID:GID the PID namespace holder runs as (default root); it has no capabilities either way")
 	holderUserNS := fs.String("holder-userns", "", "the pod's user namespace (a pinned nsfs file), which owns the PID namespace the holder makes")
+	helper := fs.String("helper", "", "the peapod-shim-runc binary (default: the one beside this binary)")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim/client.Start)")
-	level := zap.InfoLevel
+	level := zapcore.InfoLevel
 	fs.Var(&level, "log-level", "log level (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -95,22 +86,22 @@ func serve(args []string) int {
 		report(fmt.Errorf("redirect stderr: %w", err))
 		return 1
 	}
-	logrus.SetFormatter(&logrus.JSONFormatter{})
-	logrus.SetOutput(logFile)
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(logFile), level)
-	log := zap.New(core).With(plog.PodSandboxID(*podID), zap.Int(plog.KeyPID, os.Getpid()))
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(corelog.ProductionEncoderConfig()), zapcore.Lock(logFile), level)
+	log := corelog.New(core).With(corelog.PodSandboxID(*podID), corelog.Int(corelog.KeyPID, os.Getpid()))
 	defer log.Sync() //nolint:errcheck
 
-	rt, err := libct.New(libct.Options{Root: filepath.Join(*stateDir, "libct"), Logger: log})
-	if err != nil {
-		log.Error("libcontainer runtime", zap.Error(err))
-		report(err)
-		return 1
+	if *helper == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			report(fmt.Errorf("find peapod-shim-runc: %w", err))
+			return 1
+		}
+		*helper = filepath.Join(filepath.Dir(exe), "peapod-shim-runc")
 	}
 	srv, err := server.New(server.Options{
 		PodID:        *podID,
 		StateDir:     *stateDir,
-		Runtime:      runtimeAdapter{rt},
+		Helper:       *helper,
 		Logger:       log,
 		PidNamespace: *pidNS,
 		HolderUser:   *holderUser,
@@ -119,7 +110,6 @@ func serve(args []string) int {
 		// large exec) back at once rather than when the scavenger gets to it.
 		OnIdle:  func() { releaseMemory(log) },
 		Version: version.String(),
-		Seccomp: seccomp.Enabled,
 	})
 	if err != nil {
 		report(err)
@@ -129,7 +119,7 @@ func serve(args []string) int {
 	defer stop()
 	signal.Ignore(syscall.SIGHUP)
 	if err := srv.Serve(ctx, report); err != nil {
-		log.Error("shim failed", zap.Error(err))
+		log.Error("shim failed", corelog.Error(err))
 		return 1
 	}
 	return 0
@@ -151,36 +141,19 @@ func tuneMemory() {
 	}
 }
 
-// runtimeAdapter gives server.Server libct's runtime: libct, a leaf, does not import shim.
-type runtimeAdapter struct{ r *libct.Runtime }
-
-func (a runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec, stdio server.Stdio) (server.RuntimeContainer, error) {
-	c, err := a.r.Create(ctx, id, spec, libct.Stdio(stdio))
-	if err != nil {
-		return nil, err
-	}
-	return containerAdapter{c}, nil
-}
-
-func (a runtimeAdapter) Remove(ctx context.Context, id string) error { return a.r.Remove(ctx, id) }
-
-type containerAdapter struct{ *libct.Container }
-
-func (c containerAdapter) Exec(ctx context.Context, p *specs.Process, stdio server.Stdio) (int, error) {
-	return c.Container.Exec(ctx, p, libct.Stdio(stdio))
-}
-
 // releaseMemory returns freed heap to the OS and, at debug level, says what the shim holds.
-func releaseMemory(l *zap.Logger) {
+func releaseMemory(l *corelog.Logger) {
 	debug.FreeOSMemory()
-	if !l.Core().Enabled(zap.DebugLevel) {
+	if !l.Enabled(zapcore.DebugLevel) {
 		return
 	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	l.Debug("memory",
-		zap.Uint64("heap_inuse", m.HeapInuse), zap.Uint64("heap_idle", m.HeapIdle),
-		zap.Uint64("heap_released", m.HeapReleased), zap.Uint64("stack_inuse", m.StackInuse),
-		zap.Uint64("sys", m.Sys), zap.Uint64("other_sys", m.OtherSys), zap.Uint64("gc_sys", m.GCSys),
-		zap.Uint64("mspan_inuse", m.MSpanInuse), zap.Int("goroutines", runtime.NumGoroutine()))
+		corelog.Uint64("heap_inuse", m.HeapInuse), corelog.Uint64("heap_idle", m.HeapIdle),
+		corelog.Uint64("heap_released", m.HeapReleased), corelog.Uint64("stack_inuse", m.StackInuse),
+		corelog.Uint64("sys", m.Sys), corelog.Uint64("other_sys", m.OtherSys), corelog.Uint64("gc_sys", m.GCSys),
+		corelog.Uint64("mspan_inuse", m.MSpanInuse), corelog.Int("goroutines", runtime.NumGoroutine()),
+		corelog.Uint64("heap_alloc", m.HeapAlloc), corelog.Uint64("stack_sys", m.StackSys), corelog.Uint64("buckhash_sys", m.BuckHashSys),
+		corelog.Uint64("mcache_sys", m.MCacheSys), corelog.Uint64("mspan_sys", m.MSpanSys), corelog.Uint64("num_gc", uint64(m.NumGC)))
 }

@@ -81,7 +81,7 @@ func TestMakeInstall(t *testing.T) {
 	makeIn(t, root, "install", "DESTDIR="+dest)
 	want := []string{
 		"etc/peapod/config.toml", "etc/systemd/system/peapod.service",
-		"usr/local/bin/kubelet", "usr/local/bin/peapod", "usr/local/bin/peapod-checkpoint", "usr/local/bin/peapod-shim",
+		"usr/local/bin/kubelet", "usr/local/bin/peapod", "usr/local/bin/peapod-checkpoint", "usr/local/bin/peapod-shim", "usr/local/bin/peapod-shim-runc",
 		"usr/local/lib/peapod/cni/bridge", "usr/local/lib/peapod/cni/host-local",
 		"usr/local/lib/peapod/cni/loopback", "usr/local/lib/peapod/cni/portmap",
 	}
@@ -149,7 +149,7 @@ func TestMakeInstall(t *testing.T) {
 	if !strings.Contains(string(unit2), "ExecStart=/opt/peapod/bin/peapod --config /etc/peapod/config.toml") {
 		t.Errorf("PREFIX=/opt/peapod unit:\n%s", unit2)
 	}
-	for _, f := range []string{"opt/peapod/bin/peapod", "opt/peapod/bin/peapod-shim", "opt/peapod/lib/peapod/cni/bridge"} {
+	for _, f := range []string{"opt/peapod/bin/peapod", "opt/peapod/bin/peapod-shim", "opt/peapod/bin/peapod-shim-runc", "opt/peapod/lib/peapod/cni/bridge"} {
 		if _, err := os.Stat(filepath.Join(dest2, f)); err != nil {
 			t.Errorf("PREFIX=/opt/peapod: %v", err)
 		}

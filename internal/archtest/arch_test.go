@@ -70,7 +70,7 @@ var exclusive = []struct {
 	prefix  string
 	allowed []string
 }{
-	{"github.com/opencontainers/runc/libcontainer", []string{"shim/libct", "cmd/peapod-shim"}},
+	{"github.com/opencontainers/runc/libcontainer", []string{"shim/libct", "cmd/peapod-shim-runc"}},
 	// shim/libct registers libcontainer's device-rule manager (a blank import).
 	{"github.com/opencontainers/cgroups/devices", []string{"cgroups", "shim/libct"}},
 	{"github.com/opencontainers/cgroups", []string{"cgroups", "shim/libct"}},
@@ -101,6 +101,7 @@ var sides = []struct {
 	allowed []string
 }{
 	{"shim/server", []string{"shim/server", "cmd/peapod-shim"}},
+	{"shim/libct", []string{"shim/libct", "cmd/peapod-shim-runc", "cmd/peapod-checkpoint"}},
 	{"shim/client", []string{"shim/client", "container", "critest"}},
 }
 

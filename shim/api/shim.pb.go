@@ -1406,6 +1406,78 @@ func (*CheckpointResponse) Descriptor() ([]byte, []int) {
 	return file_shim_proto_rawDescGZIP(), []int{23}
 }
 
+type PrepareRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareRequest) Reset() {
+	*x = PrepareRequest{}
+	mi := &file_shim_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareRequest) ProtoMessage() {}
+
+func (x *PrepareRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareRequest.ProtoReflect.Descriptor instead.
+func (*PrepareRequest) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{24}
+}
+
+type PrepareResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareResponse) Reset() {
+	*x = PrepareResponse{}
+	mi := &file_shim_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareResponse) ProtoMessage() {}
+
+func (x *PrepareResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareResponse.ProtoReflect.Descriptor instead.
+func (*PrepareResponse) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{25}
+}
+
 var File_shim_proto protoreflect.FileDescriptor
 
 const file_shim_proto_rawDesc = "" +
@@ -1503,12 +1575,14 @@ const file_shim_proto_rawDesc = "" +
 	"images_dir\x18\x02 \x01(\tR\timagesDir\x12\x19\n" +
 	"\bwork_dir\x18\x03 \x01(\tR\aworkDir\x12#\n" +
 	"\rleave_running\x18\x04 \x01(\bR\fleaveRunning\"\x14\n" +
-	"\x12CheckpointResponse*X\n" +
+	"\x12CheckpointResponse\"\x10\n" +
+	"\x0ePrepareRequest\"\x11\n" +
+	"\x0fPrepareResponse*X\n" +
 	"\x06Status\x12\x12\n" +
 	"\x0eSTATUS_UNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x032\xfd\x06\n" +
+	"\x0eSTATUS_STOPPED\x10\x032\xc9\a\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.peapod.shim.v1.InfoRequest\x1a\x1c.peapod.shim.v1.InfoResponse\x12G\n" +
 	"\x06Create\x12\x1d.peapod.shim.v1.CreateRequest\x1a\x1e.peapod.shim.v1.CreateResponse\x12D\n" +
@@ -1522,7 +1596,8 @@ const file_shim_proto_rawDesc = "" +
 	"\tReopenLog\x12 .peapod.shim.v1.ReopenLogRequest\x1a!.peapod.shim.v1.ReopenLogResponse\x12M\n" +
 	"\bShutdown\x12\x1f.peapod.shim.v1.ShutdownRequest\x1a .peapod.shim.v1.ShutdownResponse\x12S\n" +
 	"\n" +
-	"Checkpoint\x12!.peapod.shim.v1.CheckpointRequest\x1a\".peapod.shim.v1.CheckpointResponseB/Z-github.com/peapod-runtime/peapod/shim/api;apib\x06proto3"
+	"Checkpoint\x12!.peapod.shim.v1.CheckpointRequest\x1a\".peapod.shim.v1.CheckpointResponse\x12J\n" +
+	"\aPrepare\x12\x1e.peapod.shim.v1.PrepareRequest\x1a\x1f.peapod.shim.v1.PrepareResponseB/Z-github.com/peapod-runtime/peapod/shim/api;apib\x06proto3"
 
 var (
 	file_shim_proto_rawDescOnce sync.Once
@@ -1537,7 +1612,7 @@ func file_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_shim_proto_goTypes = []any{
 	(Status)(0),                // 0: peapod.shim.v1.Status
 	(*InfoRequest)(nil),        // 1: peapod.shim.v1.InfoRequest
@@ -1564,6 +1639,8 @@ var file_shim_proto_goTypes = []any{
 	(*ShutdownResponse)(nil),   // 22: peapod.shim.v1.ShutdownResponse
 	(*CheckpointRequest)(nil),  // 23: peapod.shim.v1.CheckpointRequest
 	(*CheckpointResponse)(nil), // 24: peapod.shim.v1.CheckpointResponse
+	(*PrepareRequest)(nil),     // 25: peapod.shim.v1.PrepareRequest
+	(*PrepareResponse)(nil),    // 26: peapod.shim.v1.PrepareResponse
 }
 var file_shim_proto_depIdxs = []int32{
 	0,  // 0: peapod.shim.v1.ContainerState.status:type_name -> peapod.shim.v1.Status
@@ -1581,20 +1658,22 @@ var file_shim_proto_depIdxs = []int32{
 	19, // 12: peapod.shim.v1.Shim.ReopenLog:input_type -> peapod.shim.v1.ReopenLogRequest
 	21, // 13: peapod.shim.v1.Shim.Shutdown:input_type -> peapod.shim.v1.ShutdownRequest
 	23, // 14: peapod.shim.v1.Shim.Checkpoint:input_type -> peapod.shim.v1.CheckpointRequest
-	2,  // 15: peapod.shim.v1.Shim.Info:output_type -> peapod.shim.v1.InfoResponse
-	4,  // 16: peapod.shim.v1.Shim.Create:output_type -> peapod.shim.v1.CreateResponse
-	6,  // 17: peapod.shim.v1.Shim.Start:output_type -> peapod.shim.v1.StartResponse
-	8,  // 18: peapod.shim.v1.Shim.Signal:output_type -> peapod.shim.v1.SignalResponse
-	10, // 19: peapod.shim.v1.Shim.State:output_type -> peapod.shim.v1.ContainerState
-	12, // 20: peapod.shim.v1.Shim.List:output_type -> peapod.shim.v1.ListResponse
-	10, // 21: peapod.shim.v1.Shim.Wait:output_type -> peapod.shim.v1.ContainerState
-	15, // 22: peapod.shim.v1.Shim.Delete:output_type -> peapod.shim.v1.DeleteResponse
-	18, // 23: peapod.shim.v1.Shim.ExecSync:output_type -> peapod.shim.v1.ExecSyncChunk
-	20, // 24: peapod.shim.v1.Shim.ReopenLog:output_type -> peapod.shim.v1.ReopenLogResponse
-	22, // 25: peapod.shim.v1.Shim.Shutdown:output_type -> peapod.shim.v1.ShutdownResponse
-	24, // 26: peapod.shim.v1.Shim.Checkpoint:output_type -> peapod.shim.v1.CheckpointResponse
-	15, // [15:27] is the sub-list for method output_type
-	3,  // [3:15] is the sub-list for method input_type
+	25, // 15: peapod.shim.v1.Shim.Prepare:input_type -> peapod.shim.v1.PrepareRequest
+	2,  // 16: peapod.shim.v1.Shim.Info:output_type -> peapod.shim.v1.InfoResponse
+	4,  // 17: peapod.shim.v1.Shim.Create:output_type -> peapod.shim.v1.CreateResponse
+	6,  // 18: peapod.shim.v1.Shim.Start:output_type -> peapod.shim.v1.StartResponse
+	8,  // 19: peapod.shim.v1.Shim.Signal:output_type -> peapod.shim.v1.SignalResponse
+	10, // 20: peapod.shim.v1.Shim.State:output_type -> peapod.shim.v1.ContainerState
+	12, // 21: peapod.shim.v1.Shim.List:output_type -> peapod.shim.v1.ListResponse
+	10, // 22: peapod.shim.v1.Shim.Wait:output_type -> peapod.shim.v1.ContainerState
+	15, // 23: peapod.shim.v1.Shim.Delete:output_type -> peapod.shim.v1.DeleteResponse
+	18, // 24: peapod.shim.v1.Shim.ExecSync:output_type -> peapod.shim.v1.ExecSyncChunk
+	20, // 25: peapod.shim.v1.Shim.ReopenLog:output_type -> peapod.shim.v1.ReopenLogResponse
+	22, // 26: peapod.shim.v1.Shim.Shutdown:output_type -> peapod.shim.v1.ShutdownResponse
+	24, // 27: peapod.shim.v1.Shim.Checkpoint:output_type -> peapod.shim.v1.CheckpointResponse
+	26, // 28: peapod.shim.v1.Shim.Prepare:output_type -> peapod.shim.v1.PrepareResponse
+	16, // [16:29] is the sub-list for method output_type
+	3,  // [3:16] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1611,7 +1690,7 @@ func file_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_proto_rawDesc), len(file_shim_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

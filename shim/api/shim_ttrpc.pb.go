@@ -20,6 +20,7 @@ type ShimService interface {
 	ReopenLog(context.Context, *ReopenLogRequest) (*ReopenLogResponse, error)
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
 	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
+	Prepare(context.Context, *PrepareRequest) (*PrepareResponse, error)
 }
 
 type Shim_ExecSyncServer interface {
@@ -115,6 +116,13 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 				}
 				return svc.Checkpoint(ctx, &req)
 			},
+			"Prepare": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req PrepareRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Prepare(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"ExecSync": {
@@ -145,6 +153,7 @@ type ShimClient interface {
 	ReopenLog(context.Context, *ReopenLogRequest) (*ReopenLogResponse, error)
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
 	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
+	Prepare(context.Context, *PrepareRequest) (*PrepareResponse, error)
 }
 
 type shimClient struct {
@@ -269,6 +278,14 @@ func (c *shimClient) Shutdown(ctx context.Context, req *ShutdownRequest) (*Shutd
 func (c *shimClient) Checkpoint(ctx context.Context, req *CheckpointRequest) (*CheckpointResponse, error) {
 	var resp CheckpointResponse
 	if err := c.client.Call(ctx, "peapod.shim.v1.Shim", "Checkpoint", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Prepare(ctx context.Context, req *PrepareRequest) (*PrepareResponse, error) {
+	var resp PrepareResponse
+	if err := c.client.Call(ctx, "peapod.shim.v1.Shim", "Prepare", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -15,7 +15,7 @@ import (
 )
 
 // CheckpointHelper is the program Container.Checkpoint runs, looked up beside the running
-// executable (bin/peapod-shim beside bin/peapod-checkpoint): cmd/peapod-checkpoint, which
+// executable (bin/peapod-shim-runc beside bin/peapod-checkpoint): cmd/peapod-checkpoint, which
 // calls Checkpoint below.
 //
 // libcontainer's CRIU code calls reflect's MethodByName, which makes the linker keep every

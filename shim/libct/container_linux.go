@@ -154,3 +154,16 @@ func (c *Container) Destroy(context.Context) error {
 	}
 	return nil
 }
+
+// SharedPid says the container joined a PID namespace it does not own (its init's exit does
+// not end its other processes).
+func (c *Container) SharedPid() bool { return c.sharedPid }
+
+// CgroupPaths are the container's cgroup directories by controller ("" is the unified one).
+func (c *Container) CgroupPaths() (map[string]string, error) {
+	st, err := c.c.State()
+	if err != nil {
+		return nil, fmt.Errorf("container %s state: %w", c.id, err)
+	}
+	return st.CgroupPaths, nil
+}

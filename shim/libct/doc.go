@@ -1,5 +1,5 @@
 // Package libct runs containers with runc's libcontainer for the peapod shim. It is the only
-// package of peapod that imports github.com/opencontainers/runc/libcontainer (cmd/peapod-shim
+// package of peapod that imports github.com/opencontainers/runc/libcontainer (cmd/peapod-shim-runc
 // only adds libcontainer's init hook). It speaks OCI runtime-spec: a specs.Spec is converted
 // with libcontainer/specconv, and nothing of libcontainer's own types leaks out.
 //
@@ -10,5 +10,5 @@
 //
 // A binary that uses this package must answer libcontainer's re-exec: import
 // libcontainer/nsenter and call libcontainer.Init when os.Args[1] is "init" (see
-// cmd/peapod-shim). Seccomp needs cgo and the build tag "seccomp" (Debian's libseccomp-dev).
+// cmd/peapod-shim-runc). Seccomp needs cgo and the build tag "seccomp" (Debian's libseccomp-dev).
 package libct

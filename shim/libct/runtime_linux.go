@@ -156,6 +156,30 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
+// Load returns container id as libcontainer recorded it under the root: for a process other
+// than the one that created it. An unknown container gives errdefs.ErrNotFound.
+func (r *Runtime) Load(id string) (*Container, error) {
+	c, err := libcontainer.Load(r.root, id)
+	if errors.Is(err, libcontainer.ErrNotExist) {
+		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load container %s: %w", id, err)
+	}
+	st, err := c.State()
+	if err != nil {
+		return nil, fmt.Errorf("container %s state: %w", id, err)
+	}
+	return &Container{
+		c:         c,
+		root:      r.root,
+		id:        id,
+		pid:       st.InitProcessPid,
+		sharedPid: !c.Config().Namespaces.IsPrivate(configs.NEWPID),
+		log:       r.log,
+	}, nil
+}
+
 // isSystemdCgroupsPath tells a systemd "slice:prefix:name" cgroups path from a cgroupfs one.
 func isSystemdCgroupsPath(p string) bool {
 	return p != "" && !strings.HasPrefix(p, "/") && strings.Count(p, ":") == 2

@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
-	"go.uber.org/zap"
 
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/api"
 )
@@ -42,9 +42,9 @@ func (s *Server) checkpoint(ctx context.Context, id, imagesDir, workDir string, 
 	}
 	s.reaper.hold(func() { err = cp.Checkpoint(ctx, imagesDir, workDir, leaveRunning) })
 	if err != nil {
-		c.log.Warn("checkpoint failed", zap.Error(err))
+		c.log.Warn("checkpoint failed", corelog.Error(err))
 		return err
 	}
-	c.log.Info("container checkpointed", zap.String("images_dir", imagesDir), zap.Bool("leave_running", leaveRunning))
+	c.log.Info("container checkpointed", corelog.String("images_dir", imagesDir), corelog.Bool("leave_running", leaveRunning))
 	return nil
 }

@@ -13,12 +13,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	plog "github.com/peapod-runtime/peapod/internal/log"
-
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -30,10 +27,9 @@ const ioDrainTimeout = 2 * time.Second
 // container is one container the Server owns.
 type container struct {
 	id        string
-	spec      *specs.Spec
 	rt        RuntimeContainer
 	stateDir  string
-	log       *zap.Logger
+	log       *corelog.Logger
 	stdinOnce bool
 
 	// ops serializes Start, Delete and ReopenLog of this container.
@@ -75,7 +71,7 @@ func (c *container) update(f func(*shim.ContainerState)) error {
 	if err := shim.WriteRecord(c.stateDir, next); err != nil {
 		// Still report what happened: a lie about a live container would be worse than an
 		// exit that is not on disk. The error is in the shim log.
-		c.log.Error("persist container state", zap.Error(err))
+		c.log.Error("persist container state", corelog.Error(err))
 		c.st = next
 		return err
 	}
@@ -106,33 +102,27 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	if req.Rootfs == "" {
 		return 0, fmt.Errorf("container %s: no rootfs: %w", id, errdefs.ErrInvalidArgument)
 	}
-	spec := req.Spec
-	if spec == nil {
-		spec = new(specs.Spec)
-		if err := json.Unmarshal(req.specJSON, spec); err != nil {
-			return 0, fmt.Errorf("container %s: decode spec: %v: %w", id, err, errdefs.ErrInvalidArgument)
+	// The spec stays JSON: the helper decodes and checks it (shim/wire's HelperRequest).
+	spec := CreateSpec{JSON: req.specJSON, Rootfs: req.Rootfs, Terminal: req.Tty}
+	if req.Spec != nil {
+		b, err := json.Marshal(req.Spec)
+		if err != nil {
+			return 0, fmt.Errorf("container %s: encode spec: %v: %w", id, err, errdefs.ErrInvalidArgument)
 		}
+		spec.JSON = b
 	}
-	if spec.Process == nil || len(spec.Process.Args) == 0 {
-		return 0, fmt.Errorf("container %s: spec has no process args: %w", id, errdefs.ErrInvalidArgument)
+	if len(spec.JSON) == 0 {
+		return 0, fmt.Errorf("container %s: no spec: %w", id, errdefs.ErrInvalidArgument)
 	}
 	if err := s.reserve(id); err != nil {
 		return 0, err
 	}
 	defer s.unreserve(id)
 
-	root := specs.Root{Path: req.Rootfs}
-	if spec.Root != nil {
-		root.Readonly = spec.Root.Readonly
-	}
-	spec.Root = &root
-	spec.Process.Terminal = req.Tty
-
 	c := &container{
 		id:        id,
-		spec:      spec,
 		stateDir:  s.opts.StateDir,
-		log:       s.log.With(plog.ContainerID(id)),
+		log:       s.log.With(corelog.ContainerID(id)),
 		stdinOnce: req.StdinOnce,
 		exited:    make(chan struct{}),
 		ioDone:    make(chan struct{}),
@@ -195,7 +185,7 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	s.containers[id] = c
 	s.mu.Unlock()
 	go s.monitor(c, exited)
-	c.log.Info("container created", zap.Int(plog.KeyPID, pid))
+	c.log.Info("container created", corelog.Int(corelog.KeyPID, pid))
 	return pid, nil
 }
 
@@ -228,7 +218,7 @@ func (s *Server) abort(ctx context.Context, c *container, exited <-chan unix.Wai
 	}
 	s.reaper.hold(func() {
 		if err := c.rt.Destroy(ctx); err != nil {
-			c.log.Error("destroy failed container", zap.Error(err))
+			c.log.Error("destroy failed container", corelog.Error(err))
 		}
 	})
 	c.closeIO()
@@ -279,22 +269,32 @@ func (c *container) startCopiers(tty bool) {
 	if tty {
 		streams = streams[:1] // a terminal has one output, logged as stdout
 	}
-	var wg sync.WaitGroup
+	// The last copier to stop ends the output: no goroutine waits for them (one shim runs
+	// per pod, for its whole life, and each goroutine keeps a stack).
+	left := atomic.Int64{}
+	left.Store(int64(len(c.readers)))
+	ended := func() {
+		if left.Add(-1) <= 0 {
+			c.hub.end()
+			close(c.ioDone)
+		}
+	}
+	if len(c.readers) == 0 {
+		left.Store(1)
+		ended()
+		return
+	}
 	for i, f := range c.readers {
 		r := &teeToHub{r: f, hub: c.hub, stream: frames[i], log: c.log}
-		wg.Go(func() {
+		go func() {
+			defer ended()
 			if c.logw == nil {
 				_, _ = io.Copy(io.Discard, r)
 				return
 			}
 			c.logw.Copy(r, streams[i])
-		})
+		}()
 	}
-	go func() {
-		wg.Wait()
-		c.hub.end()
-		close(c.ioDone)
-	}()
 }
 
 func (c *container) closeIO() {
@@ -318,7 +318,7 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 	// container sharing a PID namespace, so that its output ends.
 	oom, err := c.rt.Stopped(context.Background())
 	if err != nil {
-		c.log.Warn("inspect stopped container", zap.Error(err))
+		c.log.Warn("inspect stopped container", corelog.Error(err))
 	}
 	select {
 	case <-c.ioDone:
@@ -344,7 +344,7 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 		}
 	})
 	close(c.exited)
-	c.log.Info("container exited", zap.Int("exit_code", code), zap.Bool("signaled", signaled), zap.Bool("oom_killed", oom))
+	c.log.Info("container exited", corelog.Int("exit_code", code), corelog.Bool("signaled", signaled), corelog.Bool("oom_killed", oom))
 }
 
 func (s *Server) start(ctx context.Context, id string) (int, error) {
@@ -445,7 +445,7 @@ func (s *Server) delete(ctx context.Context, id string) error {
 	}
 	if !c.hasExited() {
 		if err := c.rt.Signal(ctx, unix.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) {
-			c.log.Warn("kill container for delete", zap.Error(err))
+			c.log.Warn("kill container for delete", corelog.Error(err))
 		}
 		select {
 		case <-c.exited:

@@ -1,6 +1,12 @@
 // Package server is the shim's side of the pod monitor: it runs in peapod-shim only. A
 // Server serves the pod's ttrpc socket and stream socket, owns the pod's containers (created
-// through a Runtime, which cmd/peapod-shim gives it from shim/libct), holds their stdio,
-// writes their CRI logs, reaps every child as the pod's subreaper, persists each exit as a
-// record before it reports it, and holds the pod's PID namespace when asked.
+// by short-lived peapod-shim-runc helpers, see helperRuntime), holds their stdio, writes
+// their CRI logs, reaps every child as the pod's subreaper, persists each exit as a record
+// before it reports it, and holds the pod's PID namespace when asked.
+//
+// The Server links no libcontainer: it lives as long as the pod, and every pod pays for its
+// memory. libcontainer's work (create, exec, signalling every process, destroy) runs in a
+// helper process per operation, whose container processes are reparented to the Server, the
+// pod's child subreaper, when the helper exits; starting a created container (its exec fifo)
+// and signalling an init need no helper.
 package server

@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -26,14 +25,6 @@ type execChunk struct {
 	exited         bool
 	exitCode       int
 	timedOut       bool
-}
-
-// execCmd is what an exec changes of the container's process.
-type execCmd struct {
-	Args []string
-	Env  []string
-	Cwd  string
-	User *specs.User
 }
 
 // execSync runs o in container id and passes its output to send as it comes, each stream
@@ -49,7 +40,7 @@ func (s *Server) execSync(ctx context.Context, id string, o shim.ExecSyncOptions
 	if err != nil {
 		return err
 	}
-	p := execProcess(c.spec.Process, execCmd{Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User})
+	p := wire.ExecOverrides{Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User}
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -73,7 +64,7 @@ func (s *Server) execSync(ctx context.Context, id string, o shim.ExecSyncOptions
 		}
 		return err
 	}
-	c.log.Debug("exec started", zap.Int("pid", pid), zap.Strings("args", o.Args))
+	c.log.Debug("exec started", corelog.Int("pid", pid), corelog.Strings("args", o.Args))
 
 	chunks := make(chan execChunk)
 	var kept [2]int
@@ -143,7 +134,7 @@ func (s *Server) execSync(ctx context.Context, id string, o shim.ExecSyncOptions
 		return sendErr
 	}
 	code, _ := exitCode(ws)
-	c.log.Debug("exec exited", zap.Int("pid", pid), zap.Int("exit_code", code), zap.Bool("timed_out", timedOut))
+	c.log.Debug("exec exited", corelog.Int("pid", pid), corelog.Int("exit_code", code), corelog.Bool("timed_out", timedOut))
 	return send(execChunk{exited: true, exitCode: code, timedOut: timedOut})
 }
 
@@ -172,7 +163,7 @@ func (e *execNotRunnable) Error() string { return e.err.Error() }
 // spawnExec starts p in running container c with stdio and registers it with the reaper.
 // A command that cannot be executed gives an *execNotRunnable; a container that stopped
 // meanwhile gives errdefs.ErrFailedPrecondition.
-func (s *Server) spawnExec(ctx context.Context, c *container, p *specs.Process, stdio Stdio) (int, <-chan unix.WaitStatus, error) {
+func (s *Server) spawnExec(ctx context.Context, c *container, p wire.ExecOverrides, stdio Stdio) (int, <-chan unix.WaitStatus, error) {
 	pid, exited, err := s.reaper.spawn(func() (int, error) {
 		return c.rt.Exec(ctx, p, stdio)
 	})
@@ -237,24 +228,6 @@ func (o *execOutput) close() {
 	for _, f := range o.files {
 		f.Close()
 	}
-}
-
-// execProcess is the container's process with the exec's command and overrides.
-func execProcess(base *specs.Process, cmd execCmd) *specs.Process {
-	p := *base
-	p.Terminal = false
-	p.ConsoleSize = nil
-	p.Args = cmd.Args
-	if len(cmd.Env) > 0 {
-		p.Env = cmd.Env
-	}
-	if cmd.Cwd != "" {
-		p.Cwd = cmd.Cwd
-	}
-	if cmd.User != nil {
-		p.User = *cmd.User
-	}
-	return &p
 }
 
 // execStartExitCode recognizes the errors libcontainer returns when the command cannot be

@@ -4,8 +4,7 @@ import (
 	"io"
 	"sync"
 
-	"go.uber.org/zap"
-
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
@@ -148,7 +147,7 @@ type teeToHub struct {
 	r      io.Reader
 	hub    *outputHub
 	stream wire.FrameType
-	log    *zap.Logger
+	log    *corelog.Logger
 }
 
 func (t *teeToHub) Read(p []byte) (int, error) {
@@ -156,7 +155,7 @@ func (t *teeToHub) Read(p []byte) (int, error) {
 	if n > 0 {
 		if d := t.hub.publish(t.stream, p[:n]); d > 0 {
 			t.log.Warn("attached session fell behind the container's output; dropped it",
-				zap.Int("sessions", d), zap.Int("backlog_limit", t.hub.limit))
+				corelog.Int("sessions", d), corelog.Int("backlog_limit", t.hub.limit))
 		}
 	}
 	return n, err

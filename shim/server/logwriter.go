@@ -10,8 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
-
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 )
 
@@ -42,13 +41,13 @@ type LogWriter struct {
 	f      *os.File
 	line   []byte
 	now    func() time.Time
-	log    *zap.Logger
+	log    *corelog.Logger
 	failed bool
 }
 
 // OpenLogWriter opens the log file rel beneath the log directory root for appending
 // (creating it and its directories if needed), never through a symlink (see OpenLogFile).
-func OpenLogWriter(root, rel string, l *zap.Logger) (*LogWriter, error) {
+func OpenLogWriter(root, rel string, l *corelog.Logger) (*LogWriter, error) {
 	f, err := shim.OpenLogFile(root, rel)
 	if err != nil {
 		return nil, err
@@ -125,7 +124,7 @@ func (w *LogWriter) entry(stream string, tag byte, content []byte) {
 		// Keep draining the container's output whatever happens to the file: a full disk must
 		// not block the container. Say so once per file.
 		w.failed = true
-		w.log.Error("write container log", zap.String("path", w.path), zap.Error(err))
+		w.log.Error("write container log", corelog.String("path", w.path), corelog.Error(err))
 	}
 	if cap(w.line) > 2*MaxLogLine {
 		w.line = nil

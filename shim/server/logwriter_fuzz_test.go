@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 )
 
 // chunkReader yields data in pieces whose sizes cycle through sizes (each at least 1), as a
@@ -60,7 +60,7 @@ func FuzzLogWriter(f *testing.F) {
 		}
 		path := filepath.Join(dir, "fuzz.log")
 		_ = os.Remove(path)
-		w, err := OpenLogWriter(dir, "fuzz.log", zap.NewNop())
+		w, err := OpenLogWriter(dir, "fuzz.log", corelog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}

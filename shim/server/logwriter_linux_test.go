@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 )
 
 // TestLogWriterReopenRefusesSymlink: between rotations, the log's directory was swapped for
@@ -16,7 +18,7 @@ import (
 func TestLogWriterReopenRefusesSymlink(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
-	w, err := OpenLogWriter(root, "ctr/0.log", zaptest.NewLogger(t))
+	w, err := OpenLogWriter(root, "ctr/0.log", corelog.New(zaptest.NewLogger(t).Core()))
 	if err != nil {
 		t.Fatal(err)
 	}

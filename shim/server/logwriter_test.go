@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 )
 
 func TestLogWriterFormat(t *testing.T) {
@@ -29,7 +31,7 @@ func TestLogWriterFormat(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "sub", "0.log")
-			w, err := OpenLogWriter(dir, "sub/0.log", zaptest.NewLogger(t))
+			w, err := OpenLogWriter(dir, "sub/0.log", corelog.New(zaptest.NewLogger(t).Core()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +66,7 @@ func TestLogWriterFormat(t *testing.T) {
 func TestLogWriterReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "0.log")
-	w, err := OpenLogWriter(dir, "0.log", zaptest.NewLogger(t))
+	w, err := OpenLogWriter(dir, "0.log", corelog.New(zaptest.NewLogger(t).Core()))
 	if err != nil {
 		t.Fatal(err)
 	}

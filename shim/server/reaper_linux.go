@@ -7,8 +7,9 @@ import (
 	"os/signal"
 	"sync"
 
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 )
 
 // reaper is the one place the shim waits for children. The shim is a child subreaper, so
@@ -17,18 +18,42 @@ import (
 // SIGCHLD arrives and hands the status to whoever registered the pid.
 //
 // libcontainer waits for its own helper processes while it starts a container or an exec.
-// spawn holds reaping off (spawnMu for reading) during that time and registers the new pid
+// spawn holds reaping off during that time and registers the new pid
 // before reaping resumes, so the reaper never steals a helper and never misses an exit.
+//
+// Holds nest (a helper started while a create holds reaping off holds it too), so they are a
+// count, not a read lock: a reaper waiting for a lock would block a nested hold.
 type reaper struct {
-	log     *zap.Logger
-	spawnMu sync.RWMutex
+	log *corelog.Logger
+
+	holdMu   sync.Mutex
+	released *sync.Cond // signalled when holds drops to 0
+	holds    int
 
 	mu      sync.Mutex
 	waiters map[int]chan unix.WaitStatus
 }
 
-func newReaper(l *zap.Logger) *reaper {
-	return &reaper{log: l, waiters: make(map[int]chan unix.WaitStatus)}
+func newReaper(l *corelog.Logger) *reaper {
+	r := &reaper{log: l, waiters: make(map[int]chan unix.WaitStatus)}
+	r.released = sync.NewCond(&r.holdMu)
+	return r
+}
+
+// acquire holds reaping off until release.
+func (r *reaper) acquire() {
+	r.holdMu.Lock()
+	r.holds++
+	r.holdMu.Unlock()
+}
+
+func (r *reaper) release() {
+	r.holdMu.Lock()
+	r.holds--
+	if r.holds == 0 {
+		r.released.Broadcast()
+	}
+	r.holdMu.Unlock()
 }
 
 // run reaps on every SIGCHLD until ctx is done.
@@ -48,8 +73,11 @@ func (r *reaper) run(ctx context.Context) {
 }
 
 func (r *reaper) reap() {
-	r.spawnMu.Lock()
-	defer r.spawnMu.Unlock()
+	r.holdMu.Lock()
+	defer r.holdMu.Unlock()
+	for r.holds > 0 {
+		r.released.Wait()
+	}
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -72,8 +100,8 @@ func (r *reaper) reap() {
 // spawn runs start, which starts one child and returns its pid, with reaping held off, and
 // returns a channel that receives the child's wait status once it has been reaped.
 func (r *reaper) spawn(start func() (int, error)) (int, <-chan unix.WaitStatus, error) {
-	r.spawnMu.RLock()
-	defer r.spawnMu.RUnlock()
+	r.acquire()
+	defer r.release()
 	pid, err := start()
 	if err != nil {
 		return 0, nil, err
@@ -89,8 +117,8 @@ func (r *reaper) spawn(start func() (int, error)) (int, <-chan unix.WaitStatus, 
 // to pid itself, unless pid has been reaped already: holding reaping off makes sure the pid
 // cannot have been reused by then.
 func (r *reaper) killGroup(pid int) {
-	r.spawnMu.RLock()
-	defer r.spawnMu.RUnlock()
+	r.acquire()
+	defer r.release()
 	r.mu.Lock()
 	_, alive := r.waiters[pid]
 	r.mu.Unlock()
@@ -99,6 +127,20 @@ func (r *reaper) killGroup(pid int) {
 	}
 	_ = unix.Kill(-pid, unix.SIGKILL)
 	_ = unix.Kill(pid, unix.SIGKILL)
+}
+
+// signal sends sig to pid unless it has been reaped already (the pid may have been reused
+// then); it says whether pid was still there.
+func (r *reaper) signal(pid int, sig unix.Signal) bool {
+	r.acquire()
+	defer r.release()
+	r.mu.Lock()
+	_, alive := r.waiters[pid]
+	r.mu.Unlock()
+	if !alive {
+		return false
+	}
+	return unix.Kill(pid, sig) == nil
 }
 
 // exitCode is what a shell would report for ws: the exit status, or 128+signal.
@@ -112,7 +154,7 @@ func exitCode(ws unix.WaitStatus) (code int, signaled bool) {
 // hold runs f with reaping held off: for runtime calls that may run and wait for helper
 // processes of their own (hooks), such as Destroy.
 func (r *reaper) hold(f func()) {
-	r.spawnMu.RLock()
-	defer r.spawnMu.RUnlock()
+	r.acquire()
+	defer r.release()
 	f()
 }

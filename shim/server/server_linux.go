@@ -17,9 +17,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/api"
 	"github.com/peapod-runtime/peapod/shim/wire"
@@ -30,11 +30,16 @@ type Options struct {
 	PodID string
 	// StateDir is the pod's state dir: socket, records, libcontainer root.
 	StateDir string
-	Runtime  Runtime
-	Logger   *zap.Logger
+	// Helper is the peapod-shim-runc binary: libcontainer's work runs in short-lived
+	// helpers of it (see helperRuntime), and the PID namespace holder is its "pause". Runtime,
+	// when set instead, creates containers in this process (tests).
+	Helper  string
+	Runtime Runtime
+	Logger  *corelog.Logger
 	// PidNamespace starts a holder process as PID 1 of a new PID namespace for the pod.
 	PidNamespace bool
-	// HolderCommand is the holder's argv; the default is /proc/self/exe pause.
+	// HolderCommand is the holder's argv; the default is Helper pause (/proc/self/exe pause
+	// without a Helper).
 	HolderCommand []string
 	// HolderUser is "UID:GID", who the holder runs as (the pod's run_as_user and
 	// run_as_group); "" keeps root. Either way it has no capabilities and no_new_privs.
@@ -50,7 +55,8 @@ type Options struct {
 	// binary returns memory to the OS there, since a shim is idle most of its life.
 	OnIdle    func()
 	IdleDelay time.Duration
-	// Version and Seccomp are reported by Info.
+	// Version and Seccomp are reported by Info (with a Helper, Seccomp is what the helper
+	// says of itself).
 	Version string
 	Seccomp bool
 }
@@ -58,13 +64,16 @@ type Options struct {
 // Server is the shim side: it serves the API on the pod's socket and owns the containers.
 type Server struct {
 	opts   Options
-	log    *zap.Logger
+	log    *corelog.Logger
 	reaper *reaper
 
 	mu         sync.Mutex
 	containers map[string]*container
 	reserved   map[string]bool
 	stopping   bool
+
+	// helper is the Runtime when it is opts.Helper's.
+	helper *helperRuntime
 
 	holderPid int
 	// holderGone says the holder exited (killed from outside): the pod's PID namespace went
@@ -78,14 +87,17 @@ type Server struct {
 
 // New checks opts and returns a Server; Serve starts it.
 func New(opts Options) (*Server, error) {
-	if opts.PodID == "" || opts.StateDir == "" || opts.Runtime == nil {
+	if opts.PodID == "" || opts.StateDir == "" || opts.Runtime == nil && opts.Helper == "" {
 		return nil, fmt.Errorf("shim server needs a pod id, a state dir and a runtime: %w", errdefs.ErrInvalidArgument)
 	}
 	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
+		opts.Logger = corelog.Nop()
 	}
 	if len(opts.HolderCommand) == 0 {
 		opts.HolderCommand = []string{"/proc/self/exe", "pause"}
+		if opts.Helper != "" {
+			opts.HolderCommand[0] = opts.Helper
+		}
 	}
 	if opts.IdleDelay <= 0 {
 		opts.IdleDelay = time.Second
@@ -93,14 +105,19 @@ func New(opts Options) (*Server, error) {
 	if opts.ExecDrain <= 0 {
 		opts.ExecDrain = 250 * time.Millisecond
 	}
-	return &Server{
+	s := &Server{
 		opts:       opts,
 		log:        opts.Logger,
 		reaper:     newReaper(opts.Logger),
 		containers: make(map[string]*container),
 		reserved:   make(map[string]bool),
 		shutdown:   make(chan struct{}),
-	}, nil
+	}
+	if opts.Runtime == nil {
+		s.helper = newHelperRuntime(opts.Helper, filepath.Join(opts.StateDir, "libct"), s.reaper, opts.Logger)
+		s.opts.Runtime = s.helper
+	}
+	return s, nil
 }
 
 // Serve runs the shim until a Shutdown call or until ctx is done. It calls ready once the
@@ -134,7 +151,9 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	go s.reaper.run(rctx)
 
 	// A holder left by a shim that was killed holds a namespace nobody monitors any more.
-	shim.KillStaleHolder(s.opts.StateDir, s.log)
+	if pid := shim.KillStaleHolder(s.opts.StateDir); pid > 0 {
+		s.log.Warn("killed stale pod pid namespace holder", corelog.Int(corelog.KeyPID, pid))
+	}
 	keepHolder := false
 	if s.opts.PidNamespace {
 		if err := s.startHolder(); err != nil {
@@ -182,8 +201,14 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		waitTimeout(&sessions, 2*time.Second)
 	}()
 
-	s.log.Info("shim serving", zap.String("socket", shim.SocketPath(s.opts.StateDir)), zap.Int("holder_pid", s.holderPid))
+	s.log.Info("shim serving", corelog.String("socket", shim.SocketPath(s.opts.StateDir)), corelog.Int("holder_pid", s.holderPid))
 	readyOnce(nil)
+	if s.helper != nil {
+		// A shim starts with a pod's first container: have a helper ready for its create
+		// (started once the daemon knows the shim serves: the daemon's Info comes first).
+		s.helper.Warm()
+		defer s.helper.cool()
+	}
 
 	select {
 	case <-ctx.Done():
@@ -225,7 +250,7 @@ func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, inf
 	defer s.touch()
 	resp, err := method(ctx, unmarshal)
 	if err != nil {
-		s.log.Info("rpc failed", zap.String("rpc", info.FullMethod), zap.Duration("duration", time.Since(start)), zap.Error(err))
+		s.log.Info("rpc failed", corelog.String("rpc", info.FullMethod), corelog.Duration("duration", time.Since(start)), corelog.Error(err))
 	}
 	return resp, wire.ToStatus(err)
 }
@@ -326,7 +351,7 @@ func (s *Server) startHolder() error {
 		if !stopping {
 			// The kernel killed every process of the namespace with it: the containers in it
 			// are reaped and reported exited as usual.
-			s.log.Error("pod pid namespace holder exited; the pod's PID namespace is gone", zap.Int("pid", pid), zap.Int("exit_code", code))
+			s.log.Error("pod pid namespace holder exited; the pod's PID namespace is gone", corelog.Int("pid", pid), corelog.Int("exit_code", code))
 		}
 	}()
 	return nil
@@ -353,11 +378,11 @@ func (s *Server) pidNamespace() string {
 	return "/proc/" + strconv.Itoa(s.holderPid) + "/ns/pid"
 }
 
-// holderUserNSEnv names the pod's user namespace to the holder (see cmd/peapod-shim's
+// holderUserNSEnv names the pod's user namespace to the holder (see cmd/peapod-shim-runc's
 // pause.go, which reads it before the Go runtime starts).
 const holderUserNSEnv = "PEAPOD_PAUSE_USERNS"
 
-func (s *Server) info() shim.Info {
+func (s *Server) info(ctx context.Context) shim.Info {
 	ns, holder := s.pidNamespace(), s.holderPid
 	if ns == "" {
 		holder = 0
@@ -367,10 +392,17 @@ func (s *Server) info() shim.Info {
 		PodID:        s.opts.PodID,
 		PidNamespace: ns,
 		PidHolderPid: holder,
-		Seccomp:      s.opts.Seccomp,
+		Seccomp:      s.seccomp(ctx),
 		Version:      s.opts.Version,
 		Goroutines:   runtime.NumGoroutine(),
 	}
+}
+
+func (s *Server) seccomp(ctx context.Context) bool {
+	if s.helper != nil {
+		return s.helper.Seccomp(ctx)
+	}
+	return s.opts.Seccomp
 }
 
 // checkID accepts what libcontainer accepts as a file name under its root: 1 to 128 of

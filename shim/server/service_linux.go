@@ -17,8 +17,8 @@ type service struct{ s *Server }
 
 var _ api.ShimService = (*service)(nil)
 
-func (v *service) Info(context.Context, *api.InfoRequest) (*api.InfoResponse, error) {
-	i := v.s.info()
+func (v *service) Info(ctx context.Context, _ *api.InfoRequest) (*api.InfoResponse, error) {
+	i := v.s.info(ctx)
 	return &api.InfoResponse{
 		Pid:          uint32(i.Pid),
 		PodId:        i.PodID,
@@ -124,6 +124,15 @@ func (v *service) ReopenLog(_ context.Context, r *api.ReopenLogRequest) (*api.Re
 		return nil, err
 	}
 	return &api.ReopenLogResponse{}, nil
+}
+
+// Prepare starts a libcontainer helper for the Create the daemon says is coming, unless one
+// waits already: its start then overlaps the daemon's own preparation of the container.
+func (v *service) Prepare(context.Context, *api.PrepareRequest) (*api.PrepareResponse, error) {
+	if v.s.helper != nil {
+		v.s.helper.Warm()
+	}
+	return &api.PrepareResponse{}, nil
 }
 
 func (v *service) Shutdown(context.Context, *api.ShutdownRequest) (*api.ShutdownResponse, error) {

@@ -13,11 +13,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	plog "github.com/peapod-runtime/peapod/internal/log"
-
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -49,7 +47,7 @@ type inputHandlers struct {
 
 // readInput hands the client's frames to h until the connection ends, h.stdin says stop, or
 // a frame comes that a client never sends.
-func (ss *streamSession) readInput(log *zap.Logger, h inputHandlers) {
+func (ss *streamSession) readInput(log *corelog.Logger, h inputHandlers) {
 	for {
 		t, b, err := ss.r.Next()
 		if err != nil {
@@ -65,7 +63,7 @@ func (ss *streamSession) readInput(log *zap.Logger, h inputHandlers) {
 		case wire.FrameResize:
 			h.resize(wire.DecodeResize(b))
 		default:
-			log.Warn("unexpected frame from a stream client", zap.Stringer("frame", t))
+			log.Warn("unexpected frame from a stream client", corelog.Stringer("frame", t))
 			return
 		}
 	}
@@ -81,7 +79,7 @@ func (s *Server) serveStreams(ctx context.Context, l net.Listener, sessions *syn
 				return
 			}
 			// Out of fds, most likely: let sessions end before trying again.
-			s.log.Warn("accept stream session", zap.Error(err))
+			s.log.Warn("accept stream session", corelog.Error(err))
 			select {
 			case <-ctx.Done():
 				return
@@ -105,7 +103,7 @@ func (s *Server) serveStream(ctx context.Context, conn *net.UnixConn) {
 
 	ss := &streamSession{conn: conn, r: wire.NewFrameReader(conn), w: wire.NewFrameWriter(conn)}
 	if err := checkPeer(conn); err != nil {
-		s.log.Warn("stream session refused", zap.Error(err))
+		s.log.Warn("stream session refused", corelog.Error(err))
 		return
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(headerTimeout))
@@ -127,7 +125,7 @@ func (s *Server) serveStream(ctx context.Context, conn *net.UnixConn) {
 		if !ss.replied {
 			_ = ss.w.WriteError(err)
 		}
-		s.log.Info("stream session failed", zap.String("op", h.Op), plog.ContainerID(h.ID), zap.Error(err))
+		s.log.Info("stream session failed", corelog.String("op", h.Op), corelog.ContainerID(h.ID), corelog.Error(err))
 	}
 }
 
@@ -180,7 +178,7 @@ func (s *Server) execStream(ctx context.Context, ss *streamSession, h wire.Strea
 	if err != nil {
 		return err
 	}
-	p := execProcess(c.spec.Process, execCmd{Args: h.Args, Env: h.Env, Cwd: h.Cwd, User: h.User})
+	p := wire.ExecOverrides{Args: h.Args, Env: h.Env, Cwd: h.Cwd, User: h.User}
 	if h.Tty {
 		p.Terminal = true
 		if h.Size != nil {
@@ -208,8 +206,8 @@ func (s *Server) execStream(ctx context.Context, ss *streamSession, h wire.Strea
 			return fmt.Errorf("exec in container %s: %w", h.ID, err)
 		}
 	}
-	log := c.log.With(zap.Int(plog.KeyPID, pid))
-	log.Debug("interactive exec started", zap.Strings("args", h.Args), zap.Bool("tty", h.Tty))
+	log := c.log.With(corelog.Int(corelog.KeyPID, pid))
+	log.Debug("interactive exec started", corelog.Strings("args", h.Args), corelog.Bool("tty", h.Tty))
 	if err := ss.ok(wire.StreamReply{Stdin: h.Stdin}); err != nil {
 		s.reaper.killGroup(pid)
 	}
@@ -343,7 +341,7 @@ func (r *execRelay) abandon() bool {
 // relayExec relays an accepted exec session until the command has exited and its output
 // is delivered (or the client is gone, which kills the command's process group), then
 // sends the exit code and closes the connection.
-func (s *Server) relayExec(ss *streamSession, h wire.StreamHeader, eio *execIO, log *zap.Logger, pid int, exited <-chan unix.WaitStatus) {
+func (s *Server) relayExec(ss *streamSession, h wire.StreamHeader, eio *execIO, log *corelog.Logger, pid int, exited <-chan unix.WaitStatus) {
 	r := &execRelay{ss: ss, gone: make(chan struct{})}
 	out := &execOutput{files: eio.outs, drain: s.opts.ExecDrain}
 	out.start(func(i int, b []byte) error {
@@ -380,17 +378,17 @@ func (s *Server) relayExec(ss *streamSession, h wire.StreamHeader, eio *execIO, 
 	code, _ := exitCode(ws)
 	select {
 	case <-r.gone:
-		log.Debug("interactive exec ended by its client", zap.Int("exit_code", code))
+		log.Debug("interactive exec ended by its client", corelog.Int("exit_code", code))
 	default:
 		_ = ss.w.WriteExit(code)
-		log.Debug("interactive exec exited", zap.Int("exit_code", code))
+		log.Debug("interactive exec exited", corelog.Int("exit_code", code))
 	}
 	ss.conn.Close()
 	<-inputDone
 }
 
 // inputHandlers pass the client's stdin, its end and terminal resizes to the command.
-func (r *execRelay) inputHandlers(h wire.StreamHeader, eio *execIO, log *zap.Logger) inputHandlers {
+func (r *execRelay) inputHandlers(h wire.StreamHeader, eio *execIO, log *corelog.Logger) inputHandlers {
 	return inputHandlers{
 		stdin: func(b []byte) bool {
 			if !h.Stdin {
@@ -415,7 +413,7 @@ func (r *execRelay) inputHandlers(h wire.StreamHeader, eio *execIO, log *zap.Log
 		resize: func(sz shim.TerminalSize) {
 			if h.Tty {
 				if err := setWinsize(eio.outs[0], sz); err != nil {
-					log.Debug("resize exec terminal", zap.Error(err))
+					log.Debug("resize exec terminal", corelog.Error(err))
 				}
 			}
 		},
@@ -442,8 +440,8 @@ func (s *Server) attachStream(ctx context.Context, ss *streamSession, h wire.Str
 	if err := ss.ok(wire.StreamReply{Stdin: stdin}); err != nil {
 		return nil
 	}
-	log := c.log.With(zap.String("session", "attach"))
-	log.Debug("attached", zap.Bool("stdin", stdin), zap.Bool("stdin_owner", owner))
+	log := c.log.With(corelog.String("session", "attach"))
+	log.Debug("attached", corelog.Bool("stdin", stdin), corelog.Bool("stdin_owner", owner))
 
 	gone := make(chan struct{})
 	var ending, hungUp atomic.Bool

@@ -21,15 +21,27 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// BuildShim builds cmd/peapod-shim (with seccomp) into dir and returns its path.
+// BuildShim builds cmd/peapod-shim (pure Go) and, beside it, cmd/peapod-shim-runc (with
+// seccomp) into dir and returns the shim's path.
 func BuildShim(dir string) (string, error) {
 	bin := filepath.Join(dir, "peapod-shim")
-	cmd := exec.Command("go", "build", "-tags", "seccomp", "-ldflags", "-s -w", "-o", bin,
-		"github.com/peapod-runtime/peapod/cmd/peapod-shim")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build peapod-shim: %v\n%s", err, out.String())
+	for _, b := range []struct {
+		out  string
+		args []string
+	}{
+		{bin, []string{"build", "-ldflags", "-s -w", "-o", bin, "github.com/peapod-runtime/peapod/cmd/peapod-shim"}},
+		{filepath.Join(dir, "peapod-shim-runc"), []string{"build", "-tags", "seccomp", "-ldflags", "-s -w", "-o", filepath.Join(dir, "peapod-shim-runc"),
+			"github.com/peapod-runtime/peapod/cmd/peapod-shim-runc"}},
+	} {
+		cmd := exec.Command("go", b.args...)
+		if b.out == bin {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build: pure Go
+		}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", filepath.Base(b.out), err, out.String())
+		}
 	}
 	return bin, nil
 }

@@ -1,8 +1,8 @@
 package main
 
-// The pod PID namespace holder runs as `peapod-shim pause [UID:GID]`. A constructor catches
-// that before the Go runtime starts (as nsenter's does for init), so the holder is a few pages
-// of C: it drops every capability (bounding set included) and sets no_new_privs, becomes
+// The pod PID namespace holder runs as `peapod-shim-runc pause [UID:GID]` (its argv[0] says
+// peapod-shim). A constructor catches that before the Go runtime starts (as nsenter's does for
+// init), so the holder is a few pages of C: it drops every capability (bounding set included) and sets no_new_privs, becomes
 // UID:GID with no supplementary groups when given (the pod's run_as_user and run_as_group, as
 // a pause container would run), blocks every signal, reaps whatever orphan the namespace hands
 // it, and exits on SIGTERM or SIGINT. As PID 1 of its namespace it gets no signal it has no
