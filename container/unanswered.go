@@ -55,7 +55,7 @@ func (m *Manager) markUnknown(items []recoverItem) {
 
 // retryRecover retries the recovery of a pod whose shim did not answer, waiting longer each
 // time, until the shim answers (its containers are then what it says) or the daemon stops.
-// Nothing else touches the items meanwhile: every call that needs the shim is refused.
+// Until the shim answers, every call that needs it is refused.
 func (m *Manager) retryRecover(pod sandbox.Sandbox, items []recoverItem) {
 	l := m.log.With(log.PodSandboxID(pod.ID))
 	wait := retryFirst
@@ -71,6 +71,10 @@ func (m *Manager) retryRecover(pod sandbox.Sandbox, items []recoverItem) {
 			l.Debug("pod shim still does not answer", zap.Int("attempt", attempt), zap.Error(err))
 			continue
 		}
+		// The shim is reachable before any record leaves Unknown: a container reported
+		// again as it was must take the calls its state allows (a kubelet execs into a
+		// container it sees running), even while the others are still being asked.
+		m.shims.setUnanswered(pod.ID, false)
 		for _, it := range items {
 			it.e.Publish(func(c *Container) { *c = it.c })
 		}
@@ -82,11 +86,11 @@ func (m *Manager) retryRecover(pod sandbox.Sandbox, items []recoverItem) {
 			return
 		}
 		if err != nil && timedOut {
+			m.shims.setUnanswered(pod.ID, true)
 			m.markUnknown(left)
 			items = left
 			continue
 		}
-		m.shims.setUnanswered(pod.ID, false)
 		if err != nil {
 			l.Error("recover the containers of a pod whose shim answers again", zap.Error(err))
 			return
