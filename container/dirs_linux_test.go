@@ -5,8 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/peapod-runtime/peapod/internal/testutil"
 	"github.com/peapod-runtime/peapod/internal/topdir"
 )
 
@@ -15,13 +14,7 @@ import (
 // are only renamed to, does not need it.
 func TestContainersDirIsATopDir(t *testing.T) {
 	root := t.TempDir()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(root, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Type != unix.EXT4_SUPER_MAGIC {
-		t.Skipf("SKIP-REASON: %s is not on ext4 (type %#x), the filesystem the flag is for", root, fs.Type)
-	}
+	testutil.RequireExt4(t, root)
 	dir, trash := filepath.Join(root, "containers"), filepath.Join(root, "containers.trash")
 	if err := makeDirs(dir, trash); err != nil {
 		t.Fatal(err)

@@ -4,9 +4,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/peapod-runtime/peapod/cgroups"
+	"github.com/peapod-runtime/peapod/internal/testutil"
 	"github.com/peapod-runtime/peapod/internal/topdir"
 	"github.com/peapod-runtime/peapod/store"
 )
@@ -15,13 +14,7 @@ import (
 // pod, carry ext4's top-directory flag (see internal/topdir).
 func TestPodDirsAreTopDirs(t *testing.T) {
 	state := t.TempDir()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(state, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Type != unix.EXT4_SUPER_MAGIC {
-		t.Skipf("SKIP-REASON: %s is not on ext4 (type %#x), the filesystem the flag is for", state, fs.Type)
-	}
+	testutil.RequireExt4(t, state)
 	k, err := newKernel(Options{DB: new(store.DB), Cgroups: new(cgroups.Manager), StateDir: state})
 	if err != nil {
 		t.Fatal(err)

@@ -5,23 +5,13 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-)
 
-// requireExt4 skips t unless dir is on ext4, a filesystem that keeps the top-directory flag.
-func requireExt4(t *testing.T, dir string) {
-	t.Helper()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Type != unix.EXT4_SUPER_MAGIC {
-		t.Skipf("SKIP-REASON: %s is not on ext4 (type %#x), whose allocator the flag steers", dir, fs.Type)
-	}
-}
+	"github.com/peapod-runtime/peapod/internal/testutil"
+)
 
 func TestMark(t *testing.T) {
 	dir := t.TempDir()
-	requireExt4(t, dir)
+	testutil.RequireExt4(t, dir)
 	if marked, err := IsMarked(dir); err != nil || marked {
 		t.Fatalf("fresh dir marked %v, %v", marked, err)
 	}

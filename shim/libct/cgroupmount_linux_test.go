@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
 	"github.com/peapod-runtime/peapod/internal/testutil"
@@ -106,20 +104,8 @@ func TestCgroupV1MountAsLibcontainers(t *testing.T) {
 	if hierarchies == nil {
 		t.Skip("SKIP-REASON: /sys/fs/cgroup here is not one tmpfs directory per hierarchy without co-mounts")
 	}
-	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := shimtest.BuildRootfs(rootfs); err != nil {
-		if strings.HasPrefix(err.Error(), "SKIP-REASON") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	cg := shimtest.CgroupParent(t)
+	rt, rootfs, _, cg := newTestRuntime(t)
 	ctx := context.Background()
-	rt, err := New(Options{Root: filepath.Join(dir, "root"), Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if !slices.Equal(rt.cgroupV1, hierarchies) {
 		t.Fatalf("runtime's hierarchies %q, want %q", rt.cgroupV1, hierarchies)
 	}

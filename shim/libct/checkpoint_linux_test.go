@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
 	"github.com/peapod-runtime/peapod/internal/testutil"
@@ -23,18 +22,9 @@ import (
 // works on this kernel is critest's TestCheckpointContainer.)
 func TestCheckpointLoadsContainer(t *testing.T) {
 	testutil.RequireRoot(t)
+	rt, rootfs, root, cg := newTestRuntime(t)
 	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := shimtest.BuildRootfs(rootfs); err != nil {
-		t.Skip(err)
-	}
-	cg := shimtest.CgroupParent(t)
 	ctx := context.Background()
-	root := filepath.Join(dir, "root")
-	rt, err := New(Options{Root: root, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := shimtest.Spec(cg, "cp", "sleep", "1000")
 	s.Root.Path = rootfs
 	c, err := rt.Create(ctx, "cp", s, Stdio{})

@@ -107,12 +107,12 @@ func waitPid(t *testing.T, pid int) unix.WaitStatus {
 	return ws
 }
 
-// TestRuntime drives one container through libct alone: create, start, exec, exit,
-// Stopped, Destroy; and checks the oom_score_adj clamp against the real kernel.
-func TestRuntime(t *testing.T) {
-	testutil.RequireRoot(t)
+// newTestRuntime builds a busybox rootfs and a Runtime whose state is under root, both in a
+// temporary directory, and the test's cgroup parent. Only a missing busybox skips the test.
+func newTestRuntime(t *testing.T) (rt *Runtime, rootfs, root, cg string) {
+	t.Helper()
 	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
+	rootfs, root = filepath.Join(dir, "rootfs"), filepath.Join(dir, "root")
 	if err := shimtest.BuildRootfs(rootfs); err != nil {
 		// Only a missing busybox is the machine's fault; any other error is the test's.
 		if strings.HasPrefix(err.Error(), "SKIP-REASON") {
@@ -120,12 +120,20 @@ func TestRuntime(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	cg := shimtest.CgroupParent(t)
-	ctx := context.Background()
-	rt, err := New(Options{Root: filepath.Join(dir, "root"), Logger: zaptest.NewLogger(t)})
+	cg = shimtest.CgroupParent(t)
+	rt, err := New(Options{Root: root, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rt, rootfs, root, cg
+}
+
+// TestRuntime drives one container through libct alone: create, start, exec, exit,
+// Stopped, Destroy; and checks the oom_score_adj clamp against the real kernel.
+func TestRuntime(t *testing.T) {
+	testutil.RequireRoot(t)
+	rt, rootfs, root, cg := newTestRuntime(t)
+	ctx := context.Background()
 	spec := func(id string, args ...string) *specs.Spec {
 		s := shimtest.Spec(cg, id, args...)
 		s.Root.Path = rootfs
@@ -172,7 +180,7 @@ func TestRuntime(t *testing.T) {
 		// Without the clamp, the kernel refuses the value and libcontainer fails: the reason
 		// the clamp exists.
 		off := false
-		strict, err := New(Options{Root: filepath.Join(dir, "root"), ClampOOMScoreAdj: &off})
+		strict, err := New(Options{Root: root, ClampOOMScoreAdj: &off})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +255,7 @@ func TestRuntime(t *testing.T) {
 	if err := rt.Remove(rctx, "c3"); err != nil {
 		t.Errorf("remove twice: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "root", "c3")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(root, "c3")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state dir after remove: %v", err)
 	}
 }

@@ -114,33 +114,33 @@ func (r *reaper) spawn(start func() (int, error)) (int, <-chan unix.WaitStatus, 
 }
 
 // killGroup sends SIGKILL to the process group led by pid (what an exec session forked) and
-// to pid itself, unless pid has been reaped already: holding reaping off makes sure the pid
-// cannot have been reused by then.
+// to pid itself, unless pid has been reaped already.
 func (r *reaper) killGroup(pid int) {
-	r.acquire()
-	defer r.release()
-	r.mu.Lock()
-	_, alive := r.waiters[pid]
-	r.mu.Unlock()
-	if !alive {
-		return
-	}
-	_ = unix.Kill(-pid, unix.SIGKILL)
-	_ = unix.Kill(pid, unix.SIGKILL)
+	r.unreaped(pid, func() {
+		_ = unix.Kill(-pid, unix.SIGKILL)
+		_ = unix.Kill(pid, unix.SIGKILL)
+	})
 }
 
-// signal sends sig to pid unless it has been reaped already (the pid may have been reused
-// then); it says whether pid was still there.
+// signal sends sig to pid unless it has been reaped already; it says whether pid was still
+// there.
 func (r *reaper) signal(pid int, sig unix.Signal) bool {
+	var err error
+	return r.unreaped(pid, func() { err = unix.Kill(pid, sig) }) && err == nil
+}
+
+// unreaped runs f, with reaping held off, if pid has not been reaped yet (holding reaping off
+// makes sure the pid cannot have been reused meanwhile); it says whether f ran.
+func (r *reaper) unreaped(pid int, f func()) bool {
 	r.acquire()
 	defer r.release()
 	r.mu.Lock()
 	_, alive := r.waiters[pid]
 	r.mu.Unlock()
-	if !alive {
-		return false
+	if alive {
+		f()
 	}
-	return unix.Kill(pid, sig) == nil
+	return alive
 }
 
 // exitCode is what a shell would report for ws: the exit status, or 128+signal.
