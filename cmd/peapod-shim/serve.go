@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"go.uber.org/zap/zapcore"
@@ -47,6 +49,7 @@ func serve(args []string) int {
 	holderUserNS := fs.String("holder-userns", "", "the pod's user namespace (a pinned nsfs file), which owns the PID namespace the holder makes")
 	helper := fs.String("helper", "", "the peapod-shim-runc binary (default: the one beside this binary)")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim/client.Start)")
+	resumeFD := fs.Int("resume", -1, "fd of the handover of the shim process this one re-executed from (internal)")
 	level := zapcore.InfoLevel
 	fs.Var(&level, "log-level", "log level (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
@@ -98,7 +101,7 @@ func serve(args []string) int {
 		}
 		*helper = filepath.Join(filepath.Dir(exe), "peapod-shim-runc")
 	}
-	srv, err := server.New(server.Options{
+	opts := server.Options{
 		PodID:        *podID,
 		StateDir:     *stateDir,
 		Helper:       *helper,
@@ -110,7 +113,16 @@ func serve(args []string) int {
 		// large exec) back at once rather than when the scavenger gets to it.
 		OnIdle:  func() { releaseMemory(log) },
 		Version: version.String(),
-	})
+		// A shim that has been busy sheds what the work left in its process by executing
+		// itself afresh once idle (shim/server's reexec_linux.go).
+		ReexecArgs: func(fd int) []string { return reexecArgs(os.Args, fd, *helper) },
+	}
+	var srv *server.Server
+	if *resumeFD >= 0 {
+		srv, err = server.Resume(opts, *resumeFD)
+	} else {
+		srv, err = server.New(opts)
+	}
 	if err != nil {
 		report(err)
 		return 1
@@ -123,6 +135,26 @@ func serve(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// reexecArgs is the argv of a re-executed shim: the same, with --resume fd in place of
+// --ready-fd (and of an earlier --resume), and the helper found at the start (the binary
+// beside this one may have been replaced since).
+func reexecArgs(args []string, fd int, helper string) []string {
+	out := []string{args[0]}
+	for i := 1; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		switch {
+		case !strings.HasPrefix(args[i], "-"):
+		case name == "ready-fd", name == "resume", name == "helper":
+			if !hasValue {
+				i++
+			}
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return append(out, "--helper", helper, "--resume", strconv.Itoa(fd))
 }
 
 // tuneMemory keeps a mostly idle process small: one shim runs per pod on every node. One P is

@@ -182,7 +182,9 @@ func densityScenarios() []scenario {
 				return p.allRunning(ctx, e)
 			},
 			metrics: func(ctx context.Context, e *env) (map[string]float64, error) {
-				time.Sleep(time.Second) // let the monitors settle
+				// Let the monitors settle: a shim re-executes itself lean 1s after its last call
+				// (shim/server's reexec_linux.go).
+				time.Sleep(2 * time.Second)
 				ps, err := runtimeProcesses(e.pid(), p.pods)
 				if err != nil {
 					return p.metrics, err

@@ -51,7 +51,8 @@ func memoryScenario() scenario {
 			if len(mem.pods) < memoryPods {
 				return mem.metrics, fmt.Errorf("only %d of %d pods ran", len(mem.pods), memoryPods)
 			}
-			time.Sleep(500 * time.Millisecond) // let the shims settle
+			// Let the shims settle: each re-executes itself lean 1s after its last call.
+			time.Sleep(2 * time.Second)
 			if pid := e.pid(); pid > 0 {
 				rss, _ := framework.ProcessRSS(pid)
 				mem.metrics["daemon_rss_20_pods_mib"] = mibf(rss)

@@ -10,6 +10,9 @@ import (
 // CRIU's log (dump.log) into workDir. With leaveRunning the container goes on running.
 // What CRIU cannot do on this node is errdefs.ErrFailedPrecondition with CRIU's reason.
 func (c *Client) Checkpoint(ctx context.Context, id, imagesDir, workDir string, leaveRunning bool) error {
-	_, err := c.shim.Checkpoint(ctx, &api.CheckpointRequest{Id: id, ImagesDir: imagesDir, WorkDir: workDir, LeaveRunning: leaveRunning})
+	err := c.do(ctx, func(sc api.ShimClient) error {
+		_, err := sc.Checkpoint(ctx, &api.CheckpointRequest{Id: id, ImagesDir: imagesDir, WorkDir: workDir, LeaveRunning: leaveRunning})
+		return err
+	})
 	return c.err("checkpoint", err)
 }

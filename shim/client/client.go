@@ -11,12 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/api"
@@ -46,12 +49,25 @@ type StartOptions struct {
 // Client is the daemon's connection to one pod's shim. Its methods are safe for concurrent
 // use. An error wrapping errdefs.ErrUnavailable means the shim is gone (killed, or never
 // there): its containers' fate is then only what ReadRecords says.
+//
+// A shim re-executes itself now and then (shim/server's reexec_linux.go): its connection then
+// closes, and a call made meanwhile is refused unprocessed. The Client reconnects at once and
+// sends such a call again; Done closes only when the shim can't be reached any more.
 type Client struct {
 	socket string
-	tc     *ttrpc.Client
-	shim   api.ShimClient
-	done   chan struct{}
+
+	mu       sync.Mutex
+	tc       *ttrpc.Client
+	shim     api.ShimClient
+	replaced chan struct{} // closed when tc is replaced by a new connection
+	closed   bool          // by Close: no reconnecting
+
+	done     chan struct{}
+	doneOnce sync.Once
 }
+
+// reconnectTimeout bounds how long a re-executing shim may take to serve again.
+const reconnectTimeout = 5 * time.Second
 
 // readyFD is the fd on which a starting shim reports whether it serves (see wire.WriteReady).
 const readyFD = 3
@@ -136,23 +152,142 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 // socket path the kernel refuses), gives an error wrapping errdefs.ErrUnavailable: the
 // caller then cleans up after it as after a dead shim. Only ctx's end is not Unavailable.
 func Connect(ctx context.Context, socketPath string) (*Client, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socketPath)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fromWire("connect", socketPath, err)
-		}
-		return nil, fmt.Errorf("shim connect at %s: %w: %w", socketPath, errdefs.ErrUnavailable, err)
+	c := &Client{socket: socketPath, done: make(chan struct{})}
+	if err := c.dial(ctx); err != nil {
+		return nil, err
 	}
-	done := make(chan struct{})
-	tc := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(done) }))
-	return &Client{socket: socketPath, tc: tc, shim: api.NewShimClient(tc), done: done}, nil
+	return c, nil
 }
 
-// Close closes the connection; the shim and its containers keep running.
-func (c *Client) Close() error { return c.tc.Close() }
+// dial connects to the socket and makes the connection the current one.
+func (c *Client) dial(ctx context.Context) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fromWire("connect", c.socket, err)
+		}
+		return fmt.Errorf("shim connect at %s: %w: %w", c.socket, errdefs.ErrUnavailable, err)
+	}
+	set := make(chan struct{})
+	var tc *ttrpc.Client
+	tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() {
+		<-set
+		c.lost(tc)
+	}))
+	c.mu.Lock()
+	old := c.replaced
+	c.tc, c.shim, c.replaced = tc, api.NewShimClient(tc), make(chan struct{})
+	closed := c.closed
+	c.mu.Unlock()
+	close(set)
+	if old != nil {
+		close(old)
+	}
+	if closed {
+		tc.Close()
+	}
+	return nil
+}
 
-// Done is closed when the connection is gone (Close, or the shim exited).
+// lost runs when connection tc closes: unless the Client was closed, the shim may be
+// re-executing, and serves again on the same socket in a moment.
+func (c *Client) lost(tc *ttrpc.Client) {
+	c.mu.Lock()
+	current, closed := c.tc == tc, c.closed
+	c.mu.Unlock()
+	if closed {
+		c.finish()
+		return
+	}
+	if !current {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reconnectTimeout)
+	defer cancel()
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		err := c.dial(ctx)
+		if err == nil {
+			return
+		}
+		// A socket nobody listens on (or no socket): the shim is gone.
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) || ctx.Err() != nil {
+			c.finish()
+			return
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			c.finish()
+			return
+		}
+	}
+}
+
+func (c *Client) finish() { c.doneOnce.Do(func() { close(c.done) }) }
+
+func (c *Client) current() (api.ShimClient, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shim, c.replaced
+}
+
+// do runs call on the current connection, and again on the next one when the shim refused
+// it because it re-executes, or when the connection closed under it while the shim goes on
+// (a shim answers every call it took before it closes a connection: such a call was not
+// taken).
+func (c *Client) do(ctx context.Context, call func(api.ShimClient) error) error {
+	// Only the time between attempts counts: a Wait may be answered after hours.
+	var waited time.Duration
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		sc, replaced := c.current()
+		err := call(sc)
+		if err == nil || !retryable(err) || waited > reconnectTimeout {
+			return err
+		}
+		// The shim closes the connection as it re-executes (or put the re-exec off, and
+		// answers on this one again in a moment).
+		start := time.Now()
+		select {
+		case <-replaced:
+		case <-time.After(delay):
+		case <-c.done:
+			return err
+		case <-ctx.Done():
+			return err
+		}
+		waited += time.Since(start)
+	}
+}
+
+// retryable says err is a refusal of a re-executing shim or a lost connection.
+func retryable(err error) bool {
+	var once *notAgain
+	if errors.As(err, &once) {
+		return false
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), wire.ReexecutingMessage) {
+		return true
+	}
+	return isConnectionGone(err)
+}
+
+// notAgain is an error of a call that must not be sent again (a stream that gave output).
+type notAgain struct{ err error }
+
+func (e *notAgain) Error() string { return e.err.Error() }
+func (e *notAgain) Unwrap() error { return e.err }
+
+// Close closes the connection; the shim and its containers keep running.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	tc := c.tc
+	c.mu.Unlock()
+	return tc.Close()
+}
+
+// Done is closed when the connection is gone for good (Close, or the shim exited).
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // SocketPath is the socket this client is connected to.
@@ -162,7 +297,11 @@ func (c *Client) err(op string, err error) error { return fromWire(op, c.socket,
 
 // Info describes the shim.
 func (c *Client) Info(ctx context.Context) (shim.Info, error) {
-	r, err := c.shim.Info(ctx, &api.InfoRequest{})
+	var r *api.InfoResponse
+	err := c.do(ctx, func(sc api.ShimClient) (err error) {
+		r, err = sc.Info(ctx, &api.InfoRequest{})
+		return err
+	})
 	if err != nil {
 		return shim.Info{}, c.err("info", err)
 	}
@@ -187,7 +326,7 @@ func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("create container %s: encode spec: %v: %w", o.ID, err, errdefs.ErrInvalidArgument)
 	}
-	r, err := c.shim.Create(ctx, &api.CreateRequest{
+	req := &api.CreateRequest{
 		Id:        o.ID,
 		Spec:      spec,
 		Rootfs:    o.Rootfs,
@@ -196,6 +335,11 @@ func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) 
 		Tty:       o.Tty,
 		LogPath:   o.LogPath,
 		LogRoot:   o.LogRoot,
+	}
+	var r *api.CreateResponse
+	err = c.do(ctx, func(sc api.ShimClient) (err error) {
+		r, err = sc.Create(ctx, req)
+		return err
 	})
 	if err != nil {
 		return 0, c.err("create", err)
@@ -206,7 +350,11 @@ func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) 
 // Start runs the user process of a created container and returns its pid.
 // A container that is not StatusCreated gives errdefs.ErrFailedPrecondition.
 func (c *Client) Start(ctx context.Context, id string) (int, error) {
-	r, err := c.shim.Start(ctx, &api.StartRequest{Id: id})
+	var r *api.StartResponse
+	err := c.do(ctx, func(sc api.ShimClient) (err error) {
+		r, err = sc.Start(ctx, &api.StartRequest{Id: id})
+		return err
+	})
 	if err != nil {
 		return 0, c.err("start", err)
 	}
@@ -216,13 +364,20 @@ func (c *Client) Start(ctx context.Context, id string) (int, error) {
 // Signal sends sig to the container's init, or to all its processes. A stopped container
 // gives errdefs.ErrFailedPrecondition.
 func (c *Client) Signal(ctx context.Context, id string, sig syscall.Signal, all bool) error {
-	_, err := c.shim.Signal(ctx, &api.SignalRequest{Id: id, Signal: uint32(sig), All: all})
+	err := c.do(ctx, func(sc api.ShimClient) error {
+		_, err := sc.Signal(ctx, &api.SignalRequest{Id: id, Signal: uint32(sig), All: all})
+		return err
+	})
 	return c.err("signal", err)
 }
 
 // State reports one container; an unknown one gives errdefs.ErrNotFound.
 func (c *Client) State(ctx context.Context, id string) (shim.ContainerState, error) {
-	r, err := c.shim.State(ctx, &api.StateRequest{Id: id})
+	var r *api.ContainerState
+	err := c.do(ctx, func(sc api.ShimClient) (err error) {
+		r, err = sc.State(ctx, &api.StateRequest{Id: id})
+		return err
+	})
 	if err != nil {
 		return shim.ContainerState{}, c.err("state", err)
 	}
@@ -231,7 +386,11 @@ func (c *Client) State(ctx context.Context, id string) (shim.ContainerState, err
 
 // List reports every container of the shim.
 func (c *Client) List(ctx context.Context) ([]shim.ContainerState, error) {
-	r, err := c.shim.List(ctx, &api.ListRequest{})
+	var r *api.ListResponse
+	err := c.do(ctx, func(sc api.ShimClient) (err error) {
+		r, err = sc.List(ctx, &api.ListRequest{})
+		return err
+	})
 	if err != nil {
 		return nil, c.err("list", err)
 	}
@@ -245,7 +404,11 @@ func (c *Client) List(ctx context.Context) ([]shim.ContainerState, error) {
 // Wait blocks until the container has exited and its exit is persisted, and returns its
 // final state. If the shim dies meanwhile, it returns an error wrapping errdefs.ErrUnavailable.
 func (c *Client) Wait(ctx context.Context, id string) (shim.ContainerState, error) {
-	r, err := c.shim.Wait(ctx, &api.WaitRequest{Id: id})
+	var r *api.ContainerState
+	err := c.do(ctx, func(sc api.ShimClient) (err error) {
+		r, err = sc.Wait(ctx, &api.WaitRequest{Id: id})
+		return err
+	})
 	if err != nil {
 		return shim.ContainerState{}, c.err("wait", err)
 	}
@@ -255,7 +418,10 @@ func (c *Client) Wait(ctx context.Context, id string) (shim.ContainerState, erro
 // Delete kills the container if it runs, removes its cgroup, state and record. Deleting a
 // container that is not there succeeds.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	_, err := c.shim.Delete(ctx, &api.DeleteRequest{Id: id})
+	err := c.do(ctx, func(sc api.ShimClient) error {
+		_, err := sc.Delete(ctx, &api.DeleteRequest{Id: id})
+		return err
+	})
 	return c.err("delete", err)
 }
 
@@ -268,41 +434,61 @@ func (c *Client) ExecSync(ctx context.Context, id string, o shim.ExecSyncOptions
 	if o.User != nil {
 		req.User = &api.User{Uid: o.User.UID, Gid: o.User.GID, AdditionalGids: o.User.AdditionalGids}
 	}
-	stream, err := c.shim.ExecSync(ctx, req)
+	var res shim.ExecSyncResult
+	err := c.do(ctx, func(sc api.ShimClient) error {
+		stream, err := sc.ExecSync(ctx, req)
+		if err != nil {
+			return err
+		}
+		res = shim.ExecSyncResult{}
+		for got := false; ; got = true {
+			ch, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return &notAgain{fmt.Errorf("shim exec in %s: stream ended before the exit: %w", id, errdefs.ErrUnavailable)}
+			}
+			if err != nil {
+				if got {
+					return &notAgain{err}
+				}
+				return err
+			}
+			res.Stdout = append(res.Stdout, ch.GetStdout()...)
+			res.Stderr = append(res.Stderr, ch.GetStderr()...)
+			if ch.GetExited() {
+				res.ExitCode = int(ch.GetExitCode())
+				res.TimedOut = ch.GetTimedOut()
+				return nil
+			}
+		}
+	})
 	if err != nil {
+		var na *notAgain
+		if errors.As(err, &na) && errors.Is(na.err, errdefs.ErrUnavailable) {
+			return shim.ExecSyncResult{}, na.err
+		}
 		return shim.ExecSyncResult{}, c.err("exec", err)
 	}
-	var res shim.ExecSyncResult
-	for {
-		ch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return shim.ExecSyncResult{}, fmt.Errorf("shim exec in %s: stream ended before the exit: %w", id, errdefs.ErrUnavailable)
-		}
-		if err != nil {
-			return shim.ExecSyncResult{}, c.err("exec", err)
-		}
-		res.Stdout = append(res.Stdout, ch.GetStdout()...)
-		res.Stderr = append(res.Stderr, ch.GetStderr()...)
-		if ch.GetExited() {
-			res.ExitCode = int(ch.GetExitCode())
-			res.TimedOut = ch.GetTimedOut()
-			return res, nil
-		}
-	}
+	return res, nil
 }
 
 // ReopenLog makes the shim close and reopen a running container's log file at the same path,
 // after the kubelet renamed it. A container that is not running gives
 // errdefs.ErrFailedPrecondition.
 func (c *Client) ReopenLog(ctx context.Context, id string) error {
-	_, err := c.shim.ReopenLog(ctx, &api.ReopenLogRequest{Id: id})
+	err := c.do(ctx, func(sc api.ShimClient) error {
+		_, err := sc.ReopenLog(ctx, &api.ReopenLogRequest{Id: id})
+		return err
+	})
 	return c.err("reopen log", err)
 }
 
 // Prepare tells the shim that a Create follows, so that it readies what a create needs
 // meanwhile. It is a hint: a shim that predates it answers Unimplemented.
 func (c *Client) Prepare(ctx context.Context) error {
-	_, err := c.shim.Prepare(ctx, &api.PrepareRequest{})
+	err := c.do(ctx, func(sc api.ShimClient) error {
+		_, err := sc.Prepare(ctx, &api.PrepareRequest{})
+		return err
+	})
 	return c.err("prepare", err)
 }
 
@@ -310,7 +496,11 @@ func (c *Client) Prepare(ctx context.Context) error {
 // errdefs.ErrFailedPrecondition while the shim holds containers (Delete them first). It
 // returns once the shim has closed the connection, and closes the Client.
 func (c *Client) Shutdown(ctx context.Context) error {
-	if _, err := c.shim.Shutdown(ctx, &api.ShutdownRequest{}); err != nil {
+	err := c.do(ctx, func(sc api.ShimClient) error {
+		_, err := sc.Shutdown(ctx, &api.ShutdownRequest{})
+		return err
+	})
+	if err != nil {
 		// A refusal comes back as an answer; a connection closed under the call means the
 		// shim took the request and went away before its answer was written.
 		if err = c.err("shutdown", err); !errors.Is(err, errdefs.ErrUnavailable) {
@@ -322,7 +512,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("shim shutdown: %w", ctx.Err())
 	}
-	return c.tc.Close()
+	return c.Close()
 }
 
 // shimGODEBUG is the daemon's GODEBUG with heap profiling off.

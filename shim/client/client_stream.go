@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,10 +97,30 @@ func awaitInitialSize(ctx context.Context, resize <-chan shim.TerminalSize) *shi
 func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reader, stdout, stderr io.Writer, resize <-chan shim.TerminalSize) (int, error) {
 	path := shim.StreamSocketPath(filepath.Dir(c.socket))
 	what := fmt.Sprintf("%s container %s", map[string]string{wire.OpExec: "exec in", wire.OpAttach: "attach to"}[h.Op], h.ID)
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return 0, fromWire(what, path, err)
+	// A shim that re-executes refuses new sessions for a moment, unprocessed (or closes one
+	// it had not begun yet): try again.
+	var (
+		conn  net.Conn
+		reply wire.StreamReply
+		w     *wire.FrameWriter
+		r     *wire.FrameReader
+	)
+	deadline := time.Now().Add(reconnectTimeout)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		var again bool
+		var err error
+		conn, w, r, reply, again, err = c.open(ctx, path, what, h)
+		if err == nil {
+			break
+		}
+		if !again || time.Now().After(deadline) {
+			return 0, err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return 0, fmt.Errorf("shim %s: %w", what, ctx.Err())
+		}
 	}
 	defer conn.Close()
 	// Closing the connection is how a session ends early: the shim kills an exec's processes.
@@ -112,25 +133,6 @@ func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reade
 			return fmt.Errorf("shim %s: %w", what, ctx.Err())
 		}
 		return fmt.Errorf("shim %s at %s: session ended before the exit: %w: %w", what, path, errdefs.ErrUnavailable, err)
-	}
-	w, r := wire.NewFrameWriter(conn), wire.NewFrameReader(conn)
-	if err := w.WriteJSON(wire.FrameHeader, h); err != nil {
-		return 0, lost(err)
-	}
-	t, p, err := r.Next()
-	if err != nil {
-		return 0, lost(err)
-	}
-	var reply wire.StreamReply
-	switch t {
-	case wire.FrameError:
-		return 0, remoteError(what, p)
-	case wire.FrameOK:
-		if err := json.Unmarshal(p, &reply); err != nil {
-			return 0, fmt.Errorf("shim %s: reply: %v: %w", what, err, wire.ErrProtocol)
-		}
-	default:
-		return 0, fmt.Errorf("shim %s: frame %q instead of a reply: %w", what, t, wire.ErrProtocol)
 	}
 
 	if stdin != nil && reply.Stdin {
@@ -184,6 +186,49 @@ func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reade
 			return 0, fmt.Errorf("%s: write %s: %w", what, map[wire.FrameType]string{wire.FrameStdout: "stdout", wire.FrameStderr: "stderr"}[t], err)
 		}
 	}
+}
+
+// open starts a session: it connects, sends the header and reads the shim's reply. again
+// says the shim did not take the session (it re-executes) and it may be tried again.
+func (c *Client) open(ctx context.Context, path, what string, h wire.StreamHeader) (conn net.Conn, w *wire.FrameWriter, r *wire.FrameReader, reply wire.StreamReply, again bool, err error) {
+	var d net.Dialer
+	conn, err = d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, nil, nil, reply, false, fromWire(what, path, err)
+	}
+	fail := func(again bool, err error) (net.Conn, *wire.FrameWriter, *wire.FrameReader, wire.StreamReply, bool, error) {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, nil, nil, reply, false, fmt.Errorf("shim %s: %w", what, ctx.Err())
+		}
+		return nil, nil, nil, reply, again, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	w, r = wire.NewFrameWriter(conn), wire.NewFrameReader(conn)
+	unanswered := func(err error) error {
+		return fmt.Errorf("shim %s at %s: session ended before the exit: %w: %w", what, path, errdefs.ErrUnavailable, err)
+	}
+	if err := w.WriteJSON(wire.FrameHeader, h); err != nil {
+		return fail(true, unanswered(err))
+	}
+	t, p, err := r.Next()
+	if err != nil {
+		// No reply: the shim never began the session.
+		return fail(true, unanswered(err))
+	}
+	switch t {
+	case wire.FrameError:
+		err := remoteError(what, p)
+		return fail(strings.Contains(err.Error(), wire.ReexecutingMessage), err)
+	case wire.FrameOK:
+		if err := json.Unmarshal(p, &reply); err != nil {
+			return fail(false, fmt.Errorf("shim %s: reply: %v: %w", what, err, wire.ErrProtocol))
+		}
+	default:
+		return fail(false, fmt.Errorf("shim %s: frame %q instead of a reply: %w", what, t, wire.ErrProtocol))
+	}
+	return conn, w, r, reply, false, nil
 }
 
 // sendStdin sends r as stdin frames until it ends, then says the stdin is closed.

@@ -914,7 +914,7 @@ func TestShimIsLeanOnceIdle(t *testing.T) {
 // TestShimCostPerContainer: what a running container costs the idle shim in goroutines (its
 // exit's monitor and one output copier per stream, nothing that only waits for them), and
 // what the shim costs once a burst of calls is over: its threads, and its private memory,
-// given back after the burst (shim.go's OnIdle).
+// shed by re-executing itself 1s after the burst (shim/server's reexec_linux.go).
 func TestShimCostPerContainer(t *testing.T) {
 	p := startPod(t, false)
 	goroutines := func() int {
@@ -939,8 +939,9 @@ func TestShimCostPerContainer(t *testing.T) {
 			t.Fatalf("exec %d: %v (exit %d)", i, err, res.ExitCode)
 		}
 	}
-	// OnIdle runs 1s after the last call; Info is a call too, so read /proc only.
-	time.Sleep(2 * time.Second)
+	// The shim re-executes 1s after the last call; Info is a call too, so read /proc only.
+	waitReexecs(t, p, 1)
+	time.Sleep(100 * time.Millisecond)
 	threads, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.shimPid))
 	if err != nil {
 		t.Fatal(err)
@@ -956,15 +957,14 @@ func TestShimCostPerContainer(t *testing.T) {
 	}
 }
 
-// The idle shim's bounds, measured with two running containers after a burst of execs: 7
-// threads (main, sysmon, the poller, os/signal's, spares left by blocking syscalls) and
-// 2.3 MiB of anonymous memory. Most of that is the Go runtime's once the shim has run a few
-// GC cycles (its sets of spans and mark bits per size class in use, kept for reuse): a shim
-// measured after its first GC (PodPSS, 1.55 MiB for one container) is not yet at its
-// steady state.
+// The idle shim's bounds, measured with two running containers after a burst of execs and the
+// re-exec that follows: 5 threads (main, sysmon, the poller, spares left by blocking
+// syscalls) and 1.0 MiB of anonymous memory. Before shims re-executed, the same shim kept
+// 7 threads and 2.3 MiB: the Go runtime's leftovers of the burst (spans with a few live
+// objects each, its sets of spans per size class, idle threads), kept for reuse.
 const (
-	maxShimThreads = 8
-	maxShimAnonKiB = 2816
+	maxShimThreads = 7
+	maxShimAnonKiB = 1280
 )
 
 // smapsRollup reads one field (in KiB) of /proc/<pid>/smaps_rollup.

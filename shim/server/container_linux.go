@@ -31,6 +31,7 @@ type container struct {
 	stateDir  string
 	log       *corelog.Logger
 	stdinOnce bool
+	tty       bool
 
 	// ops serializes Start, Delete and ReopenLog of this container.
 	ops     sync.Mutex
@@ -124,6 +125,7 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 		stateDir:  s.opts.StateDir,
 		log:       s.log.With(corelog.ContainerID(id)),
 		stdinOnce: req.StdinOnce,
+		tty:       req.Tty,
 		exited:    make(chan struct{}),
 		ioDone:    make(chan struct{}),
 		hub:       newOutputHub(maxAttachBacklog),
@@ -404,6 +406,8 @@ func (s *Server) wait(ctx context.Context, id string) (shim.ContainerState, erro
 		return c.state(), nil
 	case <-ctx.Done():
 		return shim.ContainerState{}, ctx.Err()
+	case <-s.handingOver():
+		return shim.ContainerState{}, errReexecuting
 	}
 }
 

@@ -457,3 +457,21 @@ func readCounter(path, key string) (uint64, error) {
 	}
 	return 0, fs.ErrNotExist
 }
+
+// knownSeccomp is what a helper said of seccomp, if one has said it yet.
+func (h *helperRuntime) knownSeccomp() (bool, bool) {
+	select {
+	case <-h.seccomp:
+		return h.sec, true
+	default:
+		return false, false
+	}
+}
+
+// setSeccomp is what a helper of the previous process said (Resume).
+func (h *helperRuntime) setSeccomp(sec bool) {
+	h.once.Do(func() {
+		h.sec = sec
+		close(h.seccomp)
+	})
+}

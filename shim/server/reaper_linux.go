@@ -158,3 +158,21 @@ func (r *reaper) hold(f func()) {
 	defer r.release()
 	f()
 }
+
+// register returns the channel that gets pid's wait status: for the children a re-executed
+// shim inherits (Resume), before the reaper runs.
+func (r *reaper) register(pid int) <-chan unix.WaitStatus {
+	ch := make(chan unix.WaitStatus, 1)
+	r.mu.Lock()
+	r.waiters[pid] = ch
+	r.mu.Unlock()
+	return ch
+}
+
+// waitingFor says pid has not been reaped yet.
+func (r *reaper) waitingFor(pid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.waiters[pid]
+	return ok
+}

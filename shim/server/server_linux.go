@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,10 @@ type Options struct {
 	// binary returns memory to the OS there, since a shim is idle most of its life.
 	OnIdle    func()
 	IdleDelay time.Duration
+	// ReexecArgs, if set, lets a shim that has been busy re-execute itself once idle
+	// (reexec_linux.go): it returns the argv of the new process (/proc/self/exe), which must
+	// call Resume with handoverFD.
+	ReexecArgs func(handoverFD int) []string
 	// Version and Seccomp are reported by Info (with a Helper, Seccomp is what the helper
 	// says of itself).
 	Version string
@@ -83,6 +88,26 @@ type Server struct {
 
 	idleMu    sync.Mutex
 	idleTimer *time.Timer
+
+	// Serving, and re-executing (reexec_linux.go).
+	lockFile                 *os.File
+	listener, streamListener *net.UnixListener
+	serveErr                 chan serveEnd
+	inherited                *handover // what the previous process handed over, until Serve
+	execs                    int       // re-executions so far
+
+	gateMu  sync.Mutex
+	srv     *ttrpc.Server
+	active  int           // calls (but Wait) and stream sessions under way
+	dirty   bool          // a call or session that may have left work behind in the process
+	gated   bool          // a re-exec is under way: calls are refused with errReexecuting
+	handing chan struct{} // closed when a re-exec begins
+}
+
+// serveEnd is a ttrpc server's end.
+type serveEnd struct {
+	srv *ttrpc.Server
+	err error
 }
 
 // New checks opts and returns a Server; Serve starts it.
@@ -112,6 +137,7 @@ func New(opts Options) (*Server, error) {
 		containers: make(map[string]*container),
 		reserved:   make(map[string]bool),
 		shutdown:   make(chan struct{}),
+		handing:    make(chan struct{}),
 	}
 	if opts.Runtime == nil {
 		s.helper = newHelperRuntime(opts.Helper, filepath.Join(opts.StateDir, "libct"), s.reaper, opts.Logger)
@@ -132,33 +158,44 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	}
 	defer func() { readyOnce(retErr) }()
 
-	if err := os.MkdirAll(s.opts.StateDir, 0o700); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
-	}
-	unlock, err := lockStateDir(s.opts.StateDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-
 	// Orphans of the containers and exec sessions must become our children, so that we reap
 	// them at once and not PID 1 whenever it gets to it.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
+	var l, sl *net.UnixListener
+	keepHolder := false
+	if h := s.inherited; h != nil {
+		// A re-executed shim: everything is open already (reexec_linux.go).
+		s.lockFile = h.lock
+		l, sl = h.listener, h.streamListener
+	} else {
+		if err := os.MkdirAll(s.opts.StateDir, 0o700); err != nil {
+			return fmt.Errorf("create state dir: %w", err)
+		}
+		lock, err := lockStateDir(s.opts.StateDir)
+		if err != nil {
+			return err
+		}
+		s.lockFile = lock
+	}
+	defer s.lockFile.Close()
 	rctx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReaper()
 	go s.reaper.run(rctx)
 
-	// A holder left by a shim that was killed holds a namespace nobody monitors any more.
-	if pid := shim.KillStaleHolder(s.opts.StateDir); pid > 0 {
-		s.log.Warn("killed stale pod pid namespace holder", corelog.Int(corelog.KeyPID, pid))
-	}
-	keepHolder := false
-	if s.opts.PidNamespace {
-		if err := s.startHolder(); err != nil {
-			return err
+	if s.inherited == nil {
+		// A holder left by a shim that was killed holds a namespace nobody monitors any more.
+		if pid := shim.KillStaleHolder(s.opts.StateDir); pid > 0 {
+			s.log.Warn("killed stale pod pid namespace holder", corelog.Int(corelog.KeyPID, pid))
 		}
+		if s.opts.PidNamespace {
+			if err := s.startHolder(); err != nil {
+				return err
+			}
+		}
+	}
+	if s.holderPid > 0 {
 		// A shim stopped by a signal leaves the pod's PID namespace to the containers in it,
 		// as it leaves the containers; the next shim of the pod kills a stale holder.
 		defer func() {
@@ -168,29 +205,29 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		}()
 	}
 
-	l, err := listen(shim.SocketPath(s.opts.StateDir))
-	if err != nil {
-		return err
+	if l == nil {
+		var err error
+		if l, err = listen(shim.SocketPath(s.opts.StateDir)); err != nil {
+			return err
+		}
+		if sl, err = listen(shim.StreamSocketPath(s.opts.StateDir)); err != nil {
+			l.Close()
+			return err
+		}
 	}
 	defer os.Remove(shim.SocketPath(s.opts.StateDir))
+	defer os.Remove(shim.StreamSocketPath(s.opts.StateDir))
+	// The sockets outlive a re-exec: only Serve's end removes them.
+	l.SetUnlinkOnClose(false)
+	sl.SetUnlinkOnClose(false)
+	s.listener, s.streamListener = l, sl
 
-	srv, err := ttrpc.NewServer(
-		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
-		ttrpc.WithUnaryServerInterceptor(s.intercept),
-	)
-	if err != nil {
-		l.Close()
-		return fmt.Errorf("ttrpc server: %w", err)
-	}
-	api.RegisterShimService(srv, &service{s: s})
-	sl, err := listen(shim.StreamSocketPath(s.opts.StateDir))
-	if err != nil {
-		l.Close()
+	defer l.Close()
+	defer sl.Close()
+	s.serveErr = make(chan serveEnd, 1)
+	if err := s.serveTTRPC(ctx); err != nil {
 		return err
 	}
-	defer os.Remove(shim.StreamSocketPath(s.opts.StateDir))
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx, l) }()
 	// Sessions outlive a cancelled ctx just long enough to kill their exec processes.
 	sessionCtx, endSessions := context.WithCancel(context.WithoutCancel(ctx))
 	var sessions sync.WaitGroup
@@ -201,21 +238,36 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		waitTimeout(&sessions, 2*time.Second)
 	}()
 
-	s.log.Info("shim serving", corelog.String("socket", shim.SocketPath(s.opts.StateDir)), corelog.Int("holder_pid", s.holderPid))
-	readyOnce(nil)
+	if s.inherited != nil {
+		s.log.Info("shim re-executed", corelog.Int("containers", len(s.containers)), corelog.Int("execs", s.inherited.Execs))
+		s.inherited = nil
+	} else {
+		s.log.Info("shim serving", corelog.String("socket", shim.SocketPath(s.opts.StateDir)), corelog.Int("holder_pid", s.holderPid))
+		readyOnce(nil)
+		if s.helper != nil {
+			// A shim starts with a pod's first container: have a helper ready for its create
+			// (started once the daemon knows the shim serves: the daemon's Info comes first).
+			s.helper.Warm()
+		}
+	}
 	if s.helper != nil {
-		// A shim starts with a pod's first container: have a helper ready for its create
-		// (started once the daemon knows the shim serves: the daemon's Info comes first).
-		s.helper.Warm()
 		defer s.helper.cool()
 	}
 
-	select {
-	case <-ctx.Done():
-		keepHolder = true
-	case <-s.shutdown:
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
+	for {
+		select {
+		case <-ctx.Done():
+			keepHolder = true
+		case <-s.shutdown:
+		case end := <-s.serveErr:
+			if s.reexecuting() || end.srv != s.currentTTRPC() {
+				// A server stopped for a re-exec: this process ends in execve, or serves
+				// on with a new server if that failed.
+				continue
+			}
+			return fmt.Errorf("serve: %w", end.err)
+		}
+		break
 	}
 	// Remove the socket first: once a caller's Shutdown returns, the socket is gone. Then give
 	// the answer to Shutdown a moment to be written before connections are closed.
@@ -224,11 +276,45 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	time.Sleep(20 * time.Millisecond)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
+	srv := s.currentTTRPC()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
 	s.log.Info("shim stopped")
 	return nil
+}
+
+// serveTTRPC serves the API on s.listener with a new ttrpc server, whose end goes to
+// s.serveErr. A re-exec stops it (pausing the listener: the socket stays open).
+func (s *Server) serveTTRPC(ctx context.Context) error {
+	srv, err := ttrpc.NewServer(
+		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
+		ttrpc.WithUnaryServerInterceptor(s.intercept),
+	)
+	if err != nil {
+		return fmt.Errorf("ttrpc server: %w", err)
+	}
+	api.RegisterShimService(srv, &service{s: s})
+	// A new server's Accept must not find the deadline that paused the last one.
+	_ = s.listener.SetDeadline(time.Time{})
+	pl := newPausableListener(s.listener)
+	s.gateMu.Lock()
+	s.srv = srv
+	s.gateMu.Unlock()
+	go func() {
+		err := srv.Serve(ctx, pl)
+		select {
+		case s.serveErr <- serveEnd{srv, err}:
+		default:
+		}
+	}()
+	return nil
+}
+
+func (s *Server) currentTTRPC() *ttrpc.Server {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	return s.srv
 }
 
 // waitTimeout waits for wg, but not longer than d.
@@ -247,6 +333,14 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 // intercept turns errdefs classes into status codes and logs every mutating call.
 func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
 	start := time.Now()
+	if !strings.HasSuffix(info.FullMethod, "/Wait") {
+		if !s.enter(!lightMethod(info.FullMethod)) {
+			return nil, wire.ToStatus(errReexecuting)
+		}
+		defer s.leave()
+	} else if s.reexecuting() {
+		return nil, wire.ToStatus(errReexecuting)
+	}
 	defer s.touch()
 	resp, err := method(ctx, unmarshal)
 	if err != nil {
@@ -257,20 +351,20 @@ func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, inf
 
 // touch notes activity: OnIdle runs IdleDelay after the last call.
 func (s *Server) touch() {
-	if s.opts.OnIdle == nil {
+	if s.opts.OnIdle == nil && s.opts.ReexecArgs == nil {
 		return
 	}
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
 	if s.idleTimer == nil {
-		s.idleTimer = time.AfterFunc(s.opts.IdleDelay, s.opts.OnIdle)
+		s.idleTimer = time.AfterFunc(s.opts.IdleDelay, s.idle)
 		return
 	}
 	s.idleTimer.Reset(s.opts.IdleDelay)
 }
 
 // lockStateDir makes sure one shim serves a pod at a time.
-func lockStateDir(dir string) (func(), error) {
+func lockStateDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "shim.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open shim lock: %w", err)
@@ -282,19 +376,19 @@ func lockStateDir(dir string) (func(), error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	return func() { f.Close() }, nil
+	return f, nil
 }
 
 // listen binds the socket, replacing a stale one left by a shim that was killed (the state
 // dir lock says no live shim owns it).
-func listen(path string) (net.Listener, error) {
+func listen(path string) (*net.UnixListener, error) {
 	if len(path) >= len(unix.RawSockaddrUnix{}.Path) {
 		return nil, fmt.Errorf("socket path %s is longer than %d bytes: %w", path, len(unix.RawSockaddrUnix{}.Path)-1, errdefs.ErrInvalidArgument)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale socket: %w", err)
 	}
-	l, err := net.Listen("unix", path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -341,6 +435,12 @@ func (s *Server) startHolder() error {
 		s.reaper.killGroup(pid)
 		return err
 	}
+	s.watchHolder(pid, exited)
+	return nil
+}
+
+// watchHolder notes the holder's exit.
+func (s *Server) watchHolder(pid int, exited <-chan unix.WaitStatus) {
 	go func() {
 		ws := <-exited
 		code, _ := exitCode(ws)
@@ -354,7 +454,6 @@ func (s *Server) startHolder() error {
 			s.log.Error("pod pid namespace holder exited; the pod's PID namespace is gone", corelog.Int("pid", pid), corelog.Int("exit_code", code))
 		}
 	}()
-	return nil
 }
 
 func (s *Server) stopHolder() {

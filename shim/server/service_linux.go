@@ -96,6 +96,10 @@ func (v *service) Delete(ctx context.Context, r *api.DeleteRequest) (*api.Delete
 }
 
 func (v *service) ExecSync(ctx context.Context, r *api.ExecSyncRequest, stream api.Shim_ExecSyncServer) error {
+	if !v.s.enter(true) {
+		return wire.ToStatus(errReexecuting)
+	}
+	defer v.s.leave()
 	o := shim.ExecSyncOptions{
 		Args:    r.GetArgs(),
 		Env:     r.GetEnv(),

@@ -106,6 +106,11 @@ func (s *Server) serveStream(ctx context.Context, conn *net.UnixConn) {
 		s.log.Warn("stream session refused", corelog.Error(err))
 		return
 	}
+	if !s.enter(true) {
+		_ = ss.w.WriteError(errReexecuting)
+		return
+	}
+	defer s.leave()
 	_ = conn.SetReadDeadline(time.Now().Add(headerTimeout))
 	h, err := readHeader(ss.r)
 	_ = conn.SetReadDeadline(time.Time{})

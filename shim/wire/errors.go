@@ -78,3 +78,8 @@ func ClassError(class, msg string) error {
 	}
 	return errors.New(msg)
 }
+
+// ReexecutingMessage begins the Unavailable answer of a shim that is re-executing itself:
+// it did nothing of the call or session, and serves again in a moment (shim/client sends it
+// again).
+const ReexecutingMessage = "peapod-shim is re-executing"
