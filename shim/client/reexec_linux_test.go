@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/peapod-runtime/peapod/shim"
 )
 
@@ -212,3 +214,58 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // maxReexecAnonKiB bounds a re-executed shim's anonymous memory with the containers of
 // TestReexec (measured: 1.1 MiB).
 const maxReexecAnonKiB = 1536
+
+// TestReexecKeepsPidNamespaceAndStdin: the pod's PID namespace holder and a container's
+// open stdin are handed over too.
+func TestReexecKeepsPidNamespaceAndStdin(t *testing.T) {
+	p := startPod(t, true)
+	ctx := ctxT(t, 30*time.Second)
+	info, err := p.c.Info(ctx)
+	if err != nil || info.PidNamespace == "" {
+		t.Fatalf("info: %+v, %v", info, err)
+	}
+	spec := p.spec("cat", "cat")
+	for i, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			spec.Linux.Namespaces[i].Path = info.PidNamespace
+		}
+	}
+	logPath := p.createWith(t, shim.CreateOptions{ID: "cat", Spec: spec, Stdin: true})
+	waitReexecs(t, p, 1)
+	after, err := p.c.Info(ctx)
+	if err != nil || after.PidNamespace != info.PidNamespace || after.PidHolderPid != info.PidHolderPid {
+		t.Fatalf("info after the re-exec: %+v, %v (was %+v)", after, err, info)
+	}
+	actx, detach := context.WithCancel(ctx)
+	attached := make(chan error, 1)
+	go func() {
+		attached <- p.c.Attach(actx, "cat", shim.AttachOptions{Stdin: strings.NewReader("through the re-exec\n")})
+	}()
+	waitLogLine(t, logPath, "through the re-exec")
+	detach()
+	<-attached
+	res, err := p.c.ExecSync(ctx, "cat", shim.ExecSyncOptions{Args: []string{"sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"}})
+	if err != nil || string(res.Stdout) != "peapod-shim pause " {
+		t.Fatalf("PID 1 of the pod after the re-exec: %q, %v", res.Stdout, err)
+	}
+	// The holder's exit is still watched: killing it ends the namespace and its container.
+	if err := syscall.Kill(info.PidHolderPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.wait(t, "cat"); st.Status != shim.StatusStopped {
+		t.Fatalf("cat after the holder was killed: %+v", st)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		i, err := p.c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i.PidNamespace == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shim still names the pod's PID namespace after its holder was killed: %+v", i)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -170,9 +170,6 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		s.lockFile = h.lock
 		l, sl = h.listener, h.streamListener
 	} else {
-		if err := os.MkdirAll(s.opts.StateDir, 0o700); err != nil {
-			return fmt.Errorf("create state dir: %w", err)
-		}
 		lock, err := lockStateDir(s.opts.StateDir)
 		if err != nil {
 			return err
@@ -185,14 +182,12 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	go s.reaper.run(rctx)
 
 	if s.inherited == nil {
-		// A holder left by a shim that was killed holds a namespace nobody monitors any more.
-		if pid := shim.KillStaleHolder(s.opts.StateDir); pid > 0 {
-			s.log.Warn("killed stale pod pid namespace holder", corelog.Int(corelog.KeyPID, pid))
-		}
-		if s.opts.PidNamespace {
-			if err := s.startHolder(); err != nil {
-				return err
+		var err error
+		if l, sl, err = s.setUp(); err != nil {
+			if s.holderPid > 0 {
+				s.stopHolder()
 			}
+			return err
 		}
 	}
 	if s.holderPid > 0 {
@@ -203,17 +198,6 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 				s.stopHolder()
 			}
 		}()
-	}
-
-	if l == nil {
-		var err error
-		if l, err = listen(shim.SocketPath(s.opts.StateDir)); err != nil {
-			return err
-		}
-		if sl, err = listen(shim.StreamSocketPath(s.opts.StateDir)); err != nil {
-			l.Close()
-			return err
-		}
 	}
 	defer os.Remove(shim.SocketPath(s.opts.StateDir))
 	defer os.Remove(shim.StreamSocketPath(s.opts.StateDir))
@@ -269,6 +253,11 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		}
 		break
 	}
+	s.stopServing(ctx)
+	return nil
+}
+
+func (s *Server) stopServing(ctx context.Context) {
 	// Remove the socket first: once a caller's Shutdown returns, the socket is gone. Then give
 	// the answer to Shutdown a moment to be written before connections are closed.
 	_ = os.Remove(shim.SocketPath(s.opts.StateDir))
@@ -281,7 +270,27 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 		srv.Close()
 	}
 	s.log.Info("shim stopped")
-	return nil
+}
+
+// setUp starts the pod's PID namespace holder if it has one and opens the sockets.
+func (s *Server) setUp() (l, sl *net.UnixListener, err error) {
+	// A holder left by a shim that was killed holds a namespace nobody monitors any more.
+	if pid := shim.KillStaleHolder(s.opts.StateDir); pid > 0 {
+		s.log.Warn("killed stale pod pid namespace holder", corelog.Int(corelog.KeyPID, pid))
+	}
+	if s.opts.PidNamespace {
+		if err := s.startHolder(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if l, err = listen(shim.SocketPath(s.opts.StateDir)); err != nil {
+		return nil, nil, err
+	}
+	if sl, err = listen(shim.StreamSocketPath(s.opts.StateDir)); err != nil {
+		l.Close()
+		return nil, nil, err
+	}
+	return l, sl, nil
 }
 
 // serveTTRPC serves the API on s.listener with a new ttrpc server, whose end goes to
@@ -365,6 +374,9 @@ func (s *Server) touch() {
 
 // lockStateDir makes sure one shim serves a pod at a time.
 func lockStateDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
 	f, err := os.OpenFile(filepath.Join(dir, "shim.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open shim lock: %w", err)
