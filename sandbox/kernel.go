@@ -213,6 +213,7 @@ func (k *kernel) setup(ctx context.Context, sb *Sandbox) (retErr error) {
 			return fmt.Errorf("set up pod network: %w", err)
 		}
 		sb.IPs = parseIPs(result.IPs)
+		sb.HostInterface = result.HostInterface
 		log.From(ctx).Debug("pod network up", zap.Strings("ips", sb.IPs), zap.Duration(log.KeyDuration, time.Since(start)))
 	}
 

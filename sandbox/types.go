@@ -109,6 +109,9 @@ type Sandbox struct {
 	CreatedAt time.Time `json:"created_at"`
 	// IPs are the pod's addresses, IPv4 first; empty for a hostNetwork pod.
 	IPs []string `json:"ips,omitempty"`
+	// HostInterface is the node's end of the pod's veth on the built-in network; "" on other
+	// networks (stats then read the pod's counters inside its namespace every pass).
+	HostInterface string `json:"host_interface,omitempty"`
 	// Namespace pins (empty when the node's namespace is used).
 	NetNSPath string `json:"netns_path,omitempty"`
 	IPCPath   string `json:"ipc_path,omitempty"`

@@ -66,6 +66,10 @@ type Options struct {
 	// Network reads the interfaces of the network namespace pinned at path; nil means
 	// ReadNetwork (inside the namespace, from /proc/thread-self/net/dev).
 	Network func(path string) ([]Interface, error)
+	// HostNetwork reads the node's interfaces, among them the node's end of each pod's veth
+	// (Sandbox.HostInterface): a quiet pod whose veth passed no packet since its counters
+	// were read is not read again. nil means ReadHostNetwork.
+	HostNetwork func() ([]Interface, error)
 	// Disk measures a writable layer directory; nil means DiskUsage.
 	Disk func(dir string) (Disk, error)
 	// ProcRoot is where processes are read (file descriptors, limits); "" means /proc.
@@ -150,6 +154,10 @@ type Pod struct {
 	fullAt time.Time
 	// pass is the Refresh pass that took or carried this sample.
 	pass uint64
+	// hostRx and hostTx are the packets of the node's end of the pod's veth, read just
+	// before Interfaces were (hostKnown).
+	hostRx, hostTx uint64
+	hostKnown      bool
 }
 
 // snapshot is one complete sample; never changed once published.
@@ -192,6 +200,9 @@ func New(opts Options) (*Collector, error) {
 	}
 	if opts.Network == nil {
 		opts.Network = ReadNetwork
+	}
+	if opts.HostNetwork == nil {
+		opts.HostNetwork = ReadHostNetwork
 	}
 	if opts.Disk == nil {
 		opts.Disk = DiskUsage
@@ -252,7 +263,8 @@ func (c *Collector) PodNow(sb sandbox.Sandbox) (Pod, bool) {
 		return s, ok
 	}
 	s.ID = sb.ID
-	c.readNetwork(sb, &s)
+	// Not kept: no need of the node's end of the veth.
+	c.readNetwork(sandbox.Sandbox{ID: sb.ID, NetNSPath: sb.NetNSPath}, &s, nil)
 	return s, true
 }
 
@@ -268,6 +280,7 @@ func (c *Collector) Refresh(ctx context.Context) {
 	}
 	next := &snapshot{containers: map[string]Container{}, pods: map[string]Pod{}}
 	c.pass++
+	hp := &hostPass{read: c.opts.HostNetwork, log: c.log}
 	sandboxes := c.opts.Sandboxes.List(sandbox.Filter{})
 	quietParents := c.readParents(sandboxes)
 	// The cgroups of quiet pods, whose containers below them are quiet too.
@@ -277,12 +290,12 @@ func (c *Collector) Refresh(ctx context.Context) {
 			return
 		}
 		old := prev.pods[sb.ID]
-		if p, ok := c.quietPod(sb, old, quietParents[parentCgroup(sb.CgroupParent)], now); ok {
+		if p, ok := c.quietPod(sb, old, quietParents[parentCgroup(sb.CgroupParent)], now, hp); ok {
 			next.pods[sb.ID] = p
 			quietPods[sb.ID] = sb.CgroupParent
 			continue
 		}
-		p := c.samplePod(sb, old)
+		p := c.samplePod(sb, old, hp)
 		p.pass = c.pass
 		next.pods[sb.ID] = p
 	}
@@ -313,7 +326,7 @@ func (c *Collector) Refresh(ctx context.Context) {
 // parentQuiet says that the pod cgroup's parent used no cpu since the last pass read it
 // (before it read the pod): then a pod sampled by that pass is quiet without reading even its
 // counter, and a pass over a node of idle pods reads one file per QoS tier.
-func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, parentQuiet bool, now time.Time) (Pod, bool) {
+func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, parentQuiet bool, now time.Time, hp *hostPass) (Pod, bool) {
 	if sb.CgroupParent == "" || prev.At.IsZero() || now.Sub(prev.fullAt) >= c.opts.QuietRefresh {
 		return Pod{}, false
 	}
@@ -327,11 +340,51 @@ func (c *Collector) quietPod(sb sandbox.Sandbox, prev Pod, parentQuiet bool, now
 	out := prev
 	out.At, out.CPU, out.pass = now, quietCPU(usage), c.pass
 	// Packets reach a pod (and the kernel answers pings and acknowledges) without any cpu
-	// time in its cgroup: its interfaces are read every pass.
+	// time in its cgroup: its interfaces are read every pass, unless the node's end of its
+	// veth says no packet crossed since they were.
 	if sb.NetNSPath != "" && sb.State == sandbox.StateReady {
-		c.readNetwork(sb, &out)
+		if networkQuiet(sb, prev, hp) {
+			out.NetworkAt = now
+		} else {
+			c.readNetwork(sb, &out, hp)
+		}
 	}
 	return out, true
+}
+
+// networkQuiet says no packet crossed the pod's veth since prev read its interfaces.
+func networkQuiet(sb sandbox.Sandbox, prev Pod, hp *hostPass) bool {
+	if sb.HostInterface == "" || !prev.hostKnown || prev.NetworkAt.IsZero() {
+		return false
+	}
+	rx, tx, ok := hp.packets(sb.HostInterface)
+	return ok && rx == prev.hostRx && tx == prev.hostTx
+}
+
+// hostPass reads the node's interfaces at most once a pass, when a pod first needs them.
+type hostPass struct {
+	read func() ([]Interface, error)
+	log  *zap.Logger
+	done bool
+	ifs  map[string]Interface
+}
+
+// packets are the packets the node's interface name received and sent, as this pass read
+// them; ok is false when it is not there (or could not be read).
+func (h *hostPass) packets(name string) (rx, tx uint64, ok bool) {
+	if !h.done {
+		h.done = true
+		ifs, err := h.read()
+		if err != nil {
+			h.log.Debug("read the node's interfaces", zap.Error(err))
+		}
+		h.ifs = make(map[string]Interface, len(ifs))
+		for _, i := range ifs {
+			h.ifs[i.Name] = i
+		}
+	}
+	i, ok := h.ifs[name]
+	return i.RxPackets, i.TxPackets, ok
 }
 
 // readParents reads the cpu counter of the parent of every pod cgroup (once each) and
@@ -398,25 +451,34 @@ func (c *Collector) quietContainer(ct container.Container, prev Container, under
 // quietCPU is the cpu of a cgroup that used none since the last sample: a rate of zero.
 func quietCPU(usage uint64) CPU { return CPU{UsageNanos: usage, HasRate: true} }
 
-func (c *Collector) samplePod(sb sandbox.Sandbox, prev Pod) Pod {
+func (c *Collector) samplePod(sb sandbox.Sandbox, prev Pod, hp *hostPass) Pod {
 	out := Pod{ID: sb.ID}
 	if sb.CgroupParent != "" {
 		out.At, out.Cgroup, out.CPU = c.readCgroup(log.PodSandboxID(sb.ID), sb.CgroupParent, 0, prev.At, prev.Cgroup)
 		out.fullAt = out.At
 	}
 	if sb.NetNSPath != "" && sb.State == sandbox.StateReady {
-		c.readNetwork(sb, &out)
+		c.readNetwork(sb, &out, hp)
 	}
 	return out
 }
 
-func (c *Collector) readNetwork(sb sandbox.Sandbox, out *Pod) {
+// readNetwork reads the pod's interfaces inside its namespace, and first the packets of the
+// node's end of its veth (so that a packet between the two reads shows next pass).
+func (c *Collector) readNetwork(sb sandbox.Sandbox, out *Pod, hp *hostPass) {
+	var rx, tx uint64
+	known := false
+	if sb.HostInterface != "" {
+		rx, tx, known = hp.packets(sb.HostInterface)
+	}
 	ifs, err := c.opts.Network(sb.NetNSPath)
 	if err != nil {
 		c.log.Debug("read pod network counters", log.PodSandboxID(sb.ID), zap.Error(err))
+		out.hostKnown = false
 		return
 	}
 	out.NetworkAt, out.Interfaces = time.Now(), ifs
+	out.hostRx, out.hostTx, out.hostKnown = rx, tx, known
 }
 
 // sampleContainer reads ct's cgroup and, unless keepSlow and prev has them, walks its

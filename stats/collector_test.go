@@ -417,3 +417,63 @@ func TestPodNow(t *testing.T) {
 		t.Errorf("a pod on the node's network was read (%d reads)", reads)
 	}
 }
+
+// TestCollectorQuietNetwork: a quiet pod's interfaces are read again only when the node's end
+// of its veth says packets crossed since they were read; the node's interfaces are read once
+// a pass. A pod without a known veth is read every pass.
+func TestCollectorQuietNetwork(t *testing.T) {
+	pods := fakePods{
+		{ID: "pod", State: sandbox.StateReady, CgroupParent: "/pod", NetNSPath: "/ns/pod", HostInterface: "vethpod"},
+		{ID: "other", State: sandbox.StateReady, CgroupParent: "/other", NetNSPath: "/ns/other"},
+	}
+	nets := map[string]int{}
+	hostReads := 0
+	veth := Interface{Name: "vethpod", RxPackets: 5, TxPackets: 7}
+	rxBytes := uint64(100)
+	c, err := New(Options{
+		Containers: fakeContainers{}, Sandboxes: pods, Cgroups: &fakeCgroups{cpu: map[string]uint64{}},
+		QuietRefresh: time.Hour, ProcRoot: t.TempDir(),
+		Network: func(path string) ([]Interface, error) {
+			nets[path]++
+			return []Interface{{Name: "eth0", RxBytes: rxBytes}}, nil
+		},
+		HostNetwork: func() ([]Interface, error) {
+			hostReads++
+			return []Interface{{Name: "peapod0", RxPackets: 1000}, veth}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c.Refresh(ctx)
+	first, _ := c.Pod("pod")
+	for range 3 {
+		time.Sleep(2 * time.Millisecond)
+		c.Refresh(ctx)
+	}
+	if nets["/ns/pod"] != 1 || nets["/ns/other"] != 4 || hostReads != 4 {
+		t.Fatalf("quiet passes: pod read %d times, other %d, the node's interfaces %d; want 1, 4, 4", nets["/ns/pod"], nets["/ns/other"], hostReads)
+	}
+	p, _ := c.Pod("pod")
+	if !p.NetworkAt.After(first.NetworkAt) || len(p.Interfaces) != 1 || p.Interfaces[0].RxBytes != 100 {
+		t.Errorf("quiet pod network %+v (first at %v), want the first carried forward, as of now", p, first.NetworkAt)
+	}
+
+	// A packet crosses the veth: the pod is read again, once.
+	veth.TxPackets++
+	rxBytes = 180
+	c.Refresh(ctx)
+	c.Refresh(ctx)
+	if p, _ := c.Pod("pod"); nets["/ns/pod"] != 2 || p.Interfaces[0].RxBytes != 180 {
+		t.Errorf("after a packet: pod read %d times (want 2), rx bytes %d (want 180)", nets["/ns/pod"], p.Interfaces[0].RxBytes)
+	}
+
+	// The veth is gone from the node's list: read inside the pod every pass.
+	veth.Name = "renamed"
+	c.Refresh(ctx)
+	c.Refresh(ctx)
+	if nets["/ns/pod"] != 4 {
+		t.Errorf("without its veth: pod read %d times, want 4", nets["/ns/pod"])
+	}
+}

@@ -27,6 +27,16 @@ func ReadNetwork(path string) ([]Interface, error) {
 	return parseNetDev(raw)
 }
 
+// ReadHostNetwork reads the interfaces of the namespace the calling thread is in: the node's,
+// for the collector, whose one read a pass covers the node's end of every pod's veth.
+func ReadHostNetwork() ([]Interface, error) {
+	raw, err := os.ReadFile("/proc/thread-self/net/dev")
+	if err != nil {
+		return nil, fmt.Errorf("read the node's interfaces: %w", err)
+	}
+	return parseNetDev(raw)
+}
+
 // parseNetDev parses /proc/net/dev: two header lines, then "name: rx(8 fields) tx(8 fields)".
 func parseNetDev(raw []byte) ([]Interface, error) {
 	var out []Interface

@@ -12,3 +12,8 @@ import (
 func ReadNetwork(string) ([]Interface, error) {
 	return nil, fmt.Errorf("network namespaces need Linux: %w", errdefs.ErrNotImplemented)
 }
+
+// ReadHostNetwork needs Linux.
+func ReadHostNetwork() ([]Interface, error) {
+	return nil, fmt.Errorf("network namespaces need Linux: %w", errdefs.ErrNotImplemented)
+}

@@ -69,6 +69,9 @@ type Result struct {
 	Interface string
 	// IPs are the pod's addresses, IPv4 before IPv6.
 	IPs []net.IP
+	// HostInterface is the node's end of the pod's veth on the built-in network (whose
+	// counters tell whether any packet crossed it); "" on other networks.
+	HostInterface string
 }
 
 // Network runs CNI plugins for pods. It re-reads ConfDir on every call, so a config that
@@ -210,6 +213,9 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 		n.rollback(ctx, lg, list, rt)
 		n.rollback(ctx, lg, lo, loRT)
 		return Result{}, fmt.Errorf("cni setup of pod %s on network %q: %w", podID, list.Name, err)
+	}
+	if nw.builtin {
+		out.HostInterface = hostInterface(res, n.cfg.Bridge)
 	}
 	lg.Debug("cni setup done", zap.String("network", list.Name), zap.Stringers("ips", ipStringers(out.IPs)),
 		zap.Duration(log.KeyDuration, time.Since(start)))
@@ -454,6 +460,26 @@ func toResult(network string, res types.Result) (Result, error) {
 		return boolCmp(a.To4() == nil, b.To4() == nil)
 	})
 	return out, nil
+}
+
+// hostInterface is the bridge plugin's host end of the pod's veth: the one interface of the
+// result outside the pod that is not the bridge; "" when there is not exactly one.
+func hostInterface(res types.Result, bridge string) string {
+	cur, err := current.NewResultFromResult(res)
+	if err != nil {
+		return ""
+	}
+	found := ""
+	for _, i := range cur.Interfaces {
+		if i.Sandbox != "" || i.Name == bridge || i.Name == "" {
+			continue
+		}
+		if found != "" {
+			return ""
+		}
+		found = i.Name
+	}
+	return found
 }
 
 // enableRouteLocalnet lets packets from 127.0.0.0/8, DNATed to a pod by a hostPort rule, be

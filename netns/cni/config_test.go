@@ -282,3 +282,23 @@ func TestTeardownWithNothingToRelease(t *testing.T) {
 		t.Errorf("Setup with a broken config = %v, want ErrFailedPrecondition", err)
 	}
 }
+
+// TestHostInterface: the node's end of the pod's veth is the one interface outside the pod
+// that is not the bridge; with none, or more than one, there is none to trust.
+func TestHostInterface(t *testing.T) {
+	res := func(ifs ...*current.Interface) *current.Result {
+		return &current.Result{CNIVersion: "1.0.0", Interfaces: ifs}
+	}
+	for _, tc := range []struct {
+		res  *current.Result
+		want string
+	}{
+		{res(&current.Interface{Name: "peapod0"}, &current.Interface{Name: "veth1a2b"}, &current.Interface{Name: "eth0", Sandbox: "/run/ns/net"}), "veth1a2b"},
+		{res(&current.Interface{Name: "peapod0"}, &current.Interface{Name: "eth0", Sandbox: "/run/ns/net"}), ""},
+		{res(&current.Interface{Name: "veth1"}, &current.Interface{Name: "veth2"}, &current.Interface{Name: "eth0", Sandbox: "/run/ns/net"}), ""},
+	} {
+		if got := hostInterface(tc.res, "peapod0"); got != tc.want {
+			t.Errorf("hostInterface(%v) = %q, want %q", tc.res.Interfaces, got, tc.want)
+		}
+	}
+}
