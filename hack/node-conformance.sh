@@ -194,7 +194,9 @@ main() {
   trap 'rc=$?; cleanup "$k8s"; exit $rc' EXIT
   trap 'exit 130' INT TERM
 
-  cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$RUN/bin/"
+  # The daemon, the per-pod monitor and the helpers it runs beside it (peapod-shim-runc for
+  # libcontainer, peapod-checkpoint for CRIU): a monitor without its helper creates nothing.
+  cp "$repo/bin/peapod" "$repo/bin/peapod-shim" "$repo/bin/peapod-shim-runc" "$repo/bin/peapod-checkpoint" "$RUN/bin/"
   cp "$repo"/bin/cni/* "$RUN/bin/cni/"
   (cd "$repo" && go build -o "$RUN/bin/nodeconformance" ./critest/nodeconformance && go build -o "$RUN/bin/clustertool" ./critest/clustertool)
 
