@@ -291,6 +291,9 @@ func (s *Server) quiet() ([]*container, string) {
 	if warm {
 		return nil, "helper"
 	}
+	if s.holderPid > 0 && !s.holderGone && !s.reaper.waitingFor(s.holderPid) {
+		return nil, "holder exit" // reaped, its watcher not yet told
+	}
 	cs := make([]*container, 0, len(s.containers))
 	for _, c := range s.containers {
 		if _, ok := c.rt.(*helperContainer); !ok {
