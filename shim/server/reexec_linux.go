@@ -272,6 +272,11 @@ func (s *Server) reexec() (retry bool, err error) {
 	}
 	s.reaper.release()
 	reopen()
+	// Not again after every call: what failed here (the binary gone, out of memory or
+	// files) fails the next time too.
+	s.gateMu.Lock()
+	s.dirty = false
+	s.gateMu.Unlock()
 	return false, err
 }
 
