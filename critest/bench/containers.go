@@ -167,8 +167,12 @@ func startScenario() scenario {
 	}
 }
 
-// trapReady is the file the stop scenario's container makes once its TERM trap is set.
-const trapReady = "/tmp/trap-set"
+// trapReady is the file the stop scenario's container makes once its TERM trap is set; the
+// reads-while-stopping scenario's container makes trapArmed then, and trapReady on TERM.
+const (
+	trapReady = "/tmp/trap-set"
+	trapArmed = "/tmp/trap-armed"
+)
 
 // stopScenario: busybox sh as PID 1 of its namespace (the kernel drops signals PID 1 does
 // not handle) traps TERM; the wait builtin returns at once when it comes.

@@ -341,17 +341,19 @@ func measure(ctx context.Context, e *env, s scenario, n, warmup int) result {
 		r.Error = fmt.Sprintf("%s: %v", stage, err)
 		return r
 	}
-	if s.setup != nil {
-		if err := s.setup(ctx, e); err != nil {
-			return fail("setup", err)
-		}
-	}
+	// The teardown runs after a failed setup too: what the setup made before it failed
+	// (a pod, a container) must not outlive the bench.
 	if s.teardown != nil {
 		defer func() {
 			if err := s.teardown(ctx, e); err != nil && r.Error == "" {
 				r.Error = fmt.Sprintf("teardown: %v", err)
 			}
 		}()
+	}
+	if s.setup != nil {
+		if err := s.setup(ctx, e); err != nil {
+			return fail("setup", err)
+		}
 	}
 	lat := make([]time.Duration, 0, n)
 	for i := -warmup; i < n; i++ {

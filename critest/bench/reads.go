@@ -31,10 +31,15 @@ func readsWhileStoppingScenario() scenario {
 				return err
 			}
 			var err error
-			if id, err = b.create(ctx, e, 0, "sh", "-c", "trap 'touch "+trapReady+"' TERM; while true; do sleep 0.05; done"); err != nil {
+			if id, err = b.create(ctx, e, 0, "sh", "-c", "trap 'touch "+trapReady+"' TERM; touch "+trapArmed+"; while true; do sleep 0.05; done"); err != nil {
 				return err
 			}
 			if err := e.runtime.StartContainer(ctx, id); err != nil {
+				return err
+			}
+			// A TERM before the trap is set would be lost: the shell is PID 1 of its
+			// namespace, which ignores signals it does not handle.
+			if err := waitForFile(ctx, e, id, trapArmed); err != nil {
 				return err
 			}
 			stopDone = make(chan error, 1)
