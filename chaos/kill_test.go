@@ -419,7 +419,14 @@ func (c *churn) check(t *testing.T, st *killStats, final bool) {
 			continue
 		}
 		st.containersChecked++
-		if err := judge(x, cst, info, final); err != nil {
+		err = judge(x, cst, info, final)
+		if err != nil && cst.GetState() == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			// A container may exit on its own between its status and the look at its
+			// process (the x ones do): the runtime reports the exit a moment later, and a
+			// runtime that keeps reporting a dead process RUNNING still fails.
+			cst, info, err = c.settle(ctx, x, lc.Id, final, err)
+		}
+		if err != nil {
 			st.wrong++
 			t.Errorf("after kill %d: container %s (%s, create answered %v, stop asked %v, remove asked %v): %v\nwhat its pod's shim logged of it:\n%s\nwhat the daemon logged of it:\n%s",
 				st.kills, x.name, lc.Id[:12], x.createAnswered, x.stopAsked, x.removeAsked, err, shimLogOf(c.n.d, x.podID, x.id), linesNaming(c.n.d.Stderr(), x.id))
@@ -474,6 +481,24 @@ func (c *churn) check(t *testing.T, st *killStats, final bool) {
 }
 
 // judge says whether a container's reported state fits what it was told to do.
+// settle looks again at a RUNNING container whose judgement failed, for up to 2s, until it is
+// judged fine or is no longer RUNNING; it returns the last status and judgement.
+func (c *churn) settle(ctx context.Context, x *churnCtr, id string, final bool, err error) (*runtimeapi.ContainerStatus, ctrInfo, error) {
+	var cst *runtimeapi.ContainerStatus
+	var info ctrInfo
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		var serr error
+		if cst, info, serr = c.n.status(ctx, id); serr != nil {
+			return cst, info, serr
+		}
+		if err = judge(x, cst, info, final); err == nil || cst.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			return cst, info, err
+		}
+	}
+	return cst, info, err
+}
+
 func judge(x *churnCtr, st *runtimeapi.ContainerStatus, info ctrInfo, final bool) error {
 	switch st.GetState() {
 	case runtimeapi.ContainerState_CONTAINER_RUNNING:
