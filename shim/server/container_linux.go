@@ -120,16 +120,7 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	}
 	defer s.unreserve(id)
 
-	c := &container{
-		id:        id,
-		stateDir:  s.opts.StateDir,
-		log:       s.log.With(corelog.ContainerID(id)),
-		stdinOnce: req.StdinOnce,
-		tty:       req.Tty,
-		exited:    make(chan struct{}),
-		ioDone:    make(chan struct{}),
-		hub:       newOutputHub(maxAttachBacklog),
-	}
+	c := s.newContainer(id, req.StdinOnce, req.Tty)
 	if req.LogPath != "" {
 		root, rel, err := shim.SplitLogPath(req.LogRoot, req.LogPath)
 		if err != nil {
@@ -189,6 +180,20 @@ func (s *Server) create(ctx context.Context, req createRequest) (int, error) {
 	go s.monitor(c, exited)
 	c.log.Info("container created", corelog.Int(corelog.KeyPID, pid))
 	return pid, nil
+}
+
+// newContainer is container id of this shim, before its process and output are set up.
+func (s *Server) newContainer(id string, stdinOnce, tty bool) *container {
+	return &container{
+		id:        id,
+		stateDir:  s.opts.StateDir,
+		log:       s.log.With(corelog.ContainerID(id)),
+		stdinOnce: stdinOnce,
+		tty:       tty,
+		exited:    make(chan struct{}),
+		ioDone:    make(chan struct{}),
+		hub:       newOutputHub(maxAttachBacklog),
+	}
 }
 
 func (s *Server) reserve(id string) error {

@@ -52,7 +52,12 @@ func OpenLogWriter(root, rel string, l *corelog.Logger) (*LogWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LogWriter{root: root, rel: rel, path: f.Name(), f: f, now: time.Now, log: l}, nil
+	return newLogWriter(root, rel, f.Name(), f, l), nil
+}
+
+// newLogWriter writes to f, opened at path (rel beneath root).
+func newLogWriter(root, rel, path string, f *os.File, l *corelog.Logger) *LogWriter {
+	return &LogWriter{root: root, rel: rel, path: path, f: f, now: time.Now, log: l}
 }
 
 // Reopen closes the file and opens its path again: the kubelet has renamed the old file

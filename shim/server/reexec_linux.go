@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,7 +84,8 @@ type handoverLog struct {
 // the socket, which a re-exec hands on (or serves again, if the exec fails).
 type pausableListener struct {
 	*net.UnixListener
-	closed chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func newPausableListener(l *net.UnixListener) *pausableListener {
@@ -104,13 +106,12 @@ func (p *pausableListener) Accept() (net.Conn, error) {
 }
 
 func (p *pausableListener) Close() error {
-	select {
-	case <-p.closed:
-		return nil
-	default:
-	}
-	close(p.closed)
-	return p.UnixListener.SetDeadline(time.Unix(1, 0))
+	var err error
+	p.closeOnce.Do(func() {
+		close(p.closed)
+		err = p.UnixListener.SetDeadline(time.Unix(1, 0))
+	})
+	return err
 }
 
 // enter admits a call (not a Wait) or a session, unless a re-exec is under way; heavy says it
@@ -147,9 +148,10 @@ func (s *Server) handingOver() <-chan struct{} {
 	return s.handing
 }
 
-// lightMethod says a call only reads state: it does not make a re-exec worth it.
+// lightMethod says a call only reads state: it does not make a re-exec worth it. (Wait is
+// admitted apart: intercept.)
 func lightMethod(fullMethod string) bool {
-	for _, m := range []string{"/Info", "/State", "/List", "/Wait"} {
+	for _, m := range []string{"/Info", "/State", "/List"} {
 		if strings.HasSuffix(fullMethod, m) {
 			return true
 		}
@@ -226,13 +228,18 @@ func (s *Server) reexec() (retry bool, err error) {
 		}
 	}
 	stuck := false
+	deadline := time.NewTimer(ioDrainTimeout)
 	for _, c := range live {
 		select {
 		case <-c.ioDone:
-		case <-time.After(ioDrainTimeout):
+		case <-deadline.C:
 			stuck = true
 		}
+		if stuck {
+			break
+		}
 	}
+	deadline.Stop()
 	if stuck {
 		s.restartCopiers(live)
 		s.reaper.release()
@@ -494,18 +501,9 @@ func inherit(fd int, name string) *os.File {
 
 func (s *Server) resumeContainer(hc handoverContainer) *container {
 	id := hc.State.ID
-	c := &container{
-		id:        id,
-		stateDir:  s.opts.StateDir,
-		log:       s.log.With(corelog.ContainerID(id)),
-		stdinOnce: hc.StdinOnce,
-		tty:       hc.Tty,
-		st:        hc.State,
-		exited:    make(chan struct{}),
-		ioDone:    make(chan struct{}),
-		hub:       newOutputHub(maxAttachBacklog),
-		rt:        &helperContainer{h: s.helper, id: id, spec: hc.Spec, pid: hc.State.Pid, sharedPid: hc.SharedPid, cgroups: hc.Cgroups},
-	}
+	c := s.newContainer(id, hc.StdinOnce, hc.Tty)
+	c.st = hc.State
+	c.rt = &helperContainer{h: s.helper, id: id, spec: hc.Spec, pid: hc.State.Pid, sharedPid: hc.SharedPid, cgroups: hc.Cgroups}
 	c.stdinClaimed.Store(hc.StdinClaimed)
 	if hc.State.Status == shim.StatusStopped {
 		close(c.exited)
@@ -531,7 +529,7 @@ func (s *Server) resumeContainer(hc handoverContainer) *container {
 		c.input.closed.Store(true)
 	}
 	if l := hc.Log; l != nil {
-		c.logw = &LogWriter{root: l.Root, rel: l.Rel, path: l.Path, f: inherit(l.FD, l.Path), now: time.Now, log: c.log}
+		c.logw = newLogWriter(l.Root, l.Rel, l.Path, inherit(l.FD, l.Path), c.log)
 	}
 	c.startCopiers(hc.Tty)
 	go s.monitor(c, s.reaper.register(hc.State.Pid))
