@@ -10,9 +10,6 @@ import (
 // CRIU's log (dump.log) into workDir. With leaveRunning the container goes on running.
 // What CRIU cannot do on this node is errdefs.ErrFailedPrecondition with CRIU's reason.
 func (c *Client) Checkpoint(ctx context.Context, id, imagesDir, workDir string, leaveRunning bool) error {
-	err := c.do(ctx, func(sc api.ShimClient) error {
-		_, err := sc.Checkpoint(ctx, &api.CheckpointRequest{Id: id, ImagesDir: imagesDir, WorkDir: workDir, LeaveRunning: leaveRunning})
-		return err
-	})
+	_, err := unary(ctx, c, api.ShimClient.Checkpoint, &api.CheckpointRequest{Id: id, ImagesDir: imagesDir, WorkDir: workDir, LeaveRunning: leaveRunning})
 	return c.err("checkpoint", err)
 }

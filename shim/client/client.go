@@ -260,6 +260,16 @@ func (c *Client) do(ctx context.Context, call func(api.ShimClient) error) error 
 	}
 }
 
+// unary makes call m with req through do.
+func unary[Req, Resp any](ctx context.Context, c *Client, m func(api.ShimClient, context.Context, Req) (Resp, error), req Req) (Resp, error) {
+	var resp Resp
+	err := c.do(ctx, func(sc api.ShimClient) (err error) {
+		resp, err = m(sc, ctx, req)
+		return err
+	})
+	return resp, err
+}
+
 // retryable says err is a refusal of a re-executing shim or a lost connection.
 func retryable(err error) bool {
 	var once *notAgain
@@ -297,11 +307,7 @@ func (c *Client) err(op string, err error) error { return fromWire(op, c.socket,
 
 // Info describes the shim.
 func (c *Client) Info(ctx context.Context) (shim.Info, error) {
-	var r *api.InfoResponse
-	err := c.do(ctx, func(sc api.ShimClient) (err error) {
-		r, err = sc.Info(ctx, &api.InfoRequest{})
-		return err
-	})
+	r, err := unary(ctx, c, api.ShimClient.Info, &api.InfoRequest{})
 	if err != nil {
 		return shim.Info{}, c.err("info", err)
 	}
@@ -336,11 +342,7 @@ func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) 
 		LogPath:   o.LogPath,
 		LogRoot:   o.LogRoot,
 	}
-	var r *api.CreateResponse
-	err = c.do(ctx, func(sc api.ShimClient) (err error) {
-		r, err = sc.Create(ctx, req)
-		return err
-	})
+	r, err := unary(ctx, c, api.ShimClient.Create, req)
 	if err != nil {
 		return 0, c.err("create", err)
 	}
@@ -350,11 +352,7 @@ func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) 
 // Start runs the user process of a created container and returns its pid.
 // A container that is not StatusCreated gives errdefs.ErrFailedPrecondition.
 func (c *Client) Start(ctx context.Context, id string) (int, error) {
-	var r *api.StartResponse
-	err := c.do(ctx, func(sc api.ShimClient) (err error) {
-		r, err = sc.Start(ctx, &api.StartRequest{Id: id})
-		return err
-	})
+	r, err := unary(ctx, c, api.ShimClient.Start, &api.StartRequest{Id: id})
 	if err != nil {
 		return 0, c.err("start", err)
 	}
@@ -364,20 +362,13 @@ func (c *Client) Start(ctx context.Context, id string) (int, error) {
 // Signal sends sig to the container's init, or to all its processes. A stopped container
 // gives errdefs.ErrFailedPrecondition.
 func (c *Client) Signal(ctx context.Context, id string, sig syscall.Signal, all bool) error {
-	err := c.do(ctx, func(sc api.ShimClient) error {
-		_, err := sc.Signal(ctx, &api.SignalRequest{Id: id, Signal: uint32(sig), All: all})
-		return err
-	})
+	_, err := unary(ctx, c, api.ShimClient.Signal, &api.SignalRequest{Id: id, Signal: uint32(sig), All: all})
 	return c.err("signal", err)
 }
 
 // State reports one container; an unknown one gives errdefs.ErrNotFound.
 func (c *Client) State(ctx context.Context, id string) (shim.ContainerState, error) {
-	var r *api.ContainerState
-	err := c.do(ctx, func(sc api.ShimClient) (err error) {
-		r, err = sc.State(ctx, &api.StateRequest{Id: id})
-		return err
-	})
+	r, err := unary(ctx, c, api.ShimClient.State, &api.StateRequest{Id: id})
 	if err != nil {
 		return shim.ContainerState{}, c.err("state", err)
 	}
@@ -386,11 +377,7 @@ func (c *Client) State(ctx context.Context, id string) (shim.ContainerState, err
 
 // List reports every container of the shim.
 func (c *Client) List(ctx context.Context) ([]shim.ContainerState, error) {
-	var r *api.ListResponse
-	err := c.do(ctx, func(sc api.ShimClient) (err error) {
-		r, err = sc.List(ctx, &api.ListRequest{})
-		return err
-	})
+	r, err := unary(ctx, c, api.ShimClient.List, &api.ListRequest{})
 	if err != nil {
 		return nil, c.err("list", err)
 	}
@@ -404,11 +391,7 @@ func (c *Client) List(ctx context.Context) ([]shim.ContainerState, error) {
 // Wait blocks until the container has exited and its exit is persisted, and returns its
 // final state. If the shim dies meanwhile, it returns an error wrapping errdefs.ErrUnavailable.
 func (c *Client) Wait(ctx context.Context, id string) (shim.ContainerState, error) {
-	var r *api.ContainerState
-	err := c.do(ctx, func(sc api.ShimClient) (err error) {
-		r, err = sc.Wait(ctx, &api.WaitRequest{Id: id})
-		return err
-	})
+	r, err := unary(ctx, c, api.ShimClient.Wait, &api.WaitRequest{Id: id})
 	if err != nil {
 		return shim.ContainerState{}, c.err("wait", err)
 	}
@@ -418,10 +401,7 @@ func (c *Client) Wait(ctx context.Context, id string) (shim.ContainerState, erro
 // Delete kills the container if it runs, removes its cgroup, state and record. Deleting a
 // container that is not there succeeds.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	err := c.do(ctx, func(sc api.ShimClient) error {
-		_, err := sc.Delete(ctx, &api.DeleteRequest{Id: id})
-		return err
-	})
+	_, err := unary(ctx, c, api.ShimClient.Delete, &api.DeleteRequest{Id: id})
 	return c.err("delete", err)
 }
 
@@ -475,20 +455,14 @@ func (c *Client) ExecSync(ctx context.Context, id string, o shim.ExecSyncOptions
 // after the kubelet renamed it. A container that is not running gives
 // errdefs.ErrFailedPrecondition.
 func (c *Client) ReopenLog(ctx context.Context, id string) error {
-	err := c.do(ctx, func(sc api.ShimClient) error {
-		_, err := sc.ReopenLog(ctx, &api.ReopenLogRequest{Id: id})
-		return err
-	})
+	_, err := unary(ctx, c, api.ShimClient.ReopenLog, &api.ReopenLogRequest{Id: id})
 	return c.err("reopen log", err)
 }
 
 // Prepare tells the shim that a Create follows, so that it readies what a create needs
 // meanwhile. It is a hint: a shim that predates it answers Unimplemented.
 func (c *Client) Prepare(ctx context.Context) error {
-	err := c.do(ctx, func(sc api.ShimClient) error {
-		_, err := sc.Prepare(ctx, &api.PrepareRequest{})
-		return err
-	})
+	_, err := unary(ctx, c, api.ShimClient.Prepare, &api.PrepareRequest{})
 	return c.err("prepare", err)
 }
 
@@ -496,10 +470,7 @@ func (c *Client) Prepare(ctx context.Context) error {
 // errdefs.ErrFailedPrecondition while the shim holds containers (Delete them first). It
 // returns once the shim has closed the connection, and closes the Client.
 func (c *Client) Shutdown(ctx context.Context) error {
-	err := c.do(ctx, func(sc api.ShimClient) error {
-		_, err := sc.Shutdown(ctx, &api.ShutdownRequest{})
-		return err
-	})
+	_, err := unary(ctx, c, api.ShimClient.Shutdown, &api.ShutdownRequest{})
 	if err != nil {
 		// A refusal comes back as an answer; a connection closed under the call means the
 		// shim took the request and went away before its answer was written.

@@ -99,18 +99,12 @@ func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reade
 	what := fmt.Sprintf("%s container %s", map[string]string{wire.OpExec: "exec in", wire.OpAttach: "attach to"}[h.Op], h.ID)
 	// A shim that re-executes refuses new sessions for a moment, unprocessed (or closes one
 	// it had not begun yet): try again.
-	var (
-		conn  net.Conn
-		reply wire.StreamReply
-		w     *wire.FrameWriter
-		r     *wire.FrameReader
-	)
+	var ss *session
 	deadline := time.Now().Add(reconnectTimeout)
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
 		var again bool
 		var err error
-		conn, w, r, reply, again, err = c.open(ctx, path, what, h)
-		if err == nil {
+		if ss, again, err = c.open(ctx, path, what, h); err == nil {
 			break
 		}
 		if !again || time.Now().After(deadline) {
@@ -122,6 +116,7 @@ func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reade
 			return 0, fmt.Errorf("shim %s: %w", what, ctx.Err())
 		}
 	}
+	conn, w, r, reply := ss.conn, ss.w, ss.r, ss.reply
 	defer conn.Close()
 	// Closing the connection is how a session ends early: the shim kills an exec's processes.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -132,7 +127,7 @@ func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reade
 		if ctx.Err() != nil {
 			return fmt.Errorf("shim %s: %w", what, ctx.Err())
 		}
-		return fmt.Errorf("shim %s at %s: session ended before the exit: %w: %w", what, path, errdefs.ErrUnavailable, err)
+		return sessionLost(what, path, err)
 	}
 
 	if stdin != nil && reply.Stdin {
@@ -188,47 +183,57 @@ func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reade
 	}
 }
 
+// session is a session the shim took: its connection and the shim's reply.
+type session struct {
+	conn  net.Conn
+	w     *wire.FrameWriter
+	r     *wire.FrameReader
+	reply wire.StreamReply
+}
+
+// sessionLost explains a session whose connection ended without an exit.
+func sessionLost(what, path string, err error) error {
+	return fmt.Errorf("shim %s at %s: session ended before the exit: %w: %w", what, path, errdefs.ErrUnavailable, err)
+}
+
 // open starts a session: it connects, sends the header and reads the shim's reply. again
 // says the shim did not take the session (it re-executes) and it may be tried again.
-func (c *Client) open(ctx context.Context, path, what string, h wire.StreamHeader) (conn net.Conn, w *wire.FrameWriter, r *wire.FrameReader, reply wire.StreamReply, again bool, err error) {
+func (c *Client) open(ctx context.Context, path, what string, h wire.StreamHeader) (ss *session, again bool, err error) {
 	var d net.Dialer
-	conn, err = d.DialContext(ctx, "unix", path)
+	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return nil, nil, nil, reply, false, fromWire(what, path, err)
+		return nil, false, fromWire(what, path, err)
 	}
-	fail := func(again bool, err error) (net.Conn, *wire.FrameWriter, *wire.FrameReader, wire.StreamReply, bool, error) {
+	fail := func(again bool, err error) (*session, bool, error) {
 		conn.Close()
 		if ctx.Err() != nil {
-			return nil, nil, nil, reply, false, fmt.Errorf("shim %s: %w", what, ctx.Err())
+			return nil, false, fmt.Errorf("shim %s: %w", what, ctx.Err())
 		}
-		return nil, nil, nil, reply, again, err
+		return nil, again, err
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	w, r = wire.NewFrameWriter(conn), wire.NewFrameReader(conn)
-	unanswered := func(err error) error {
-		return fmt.Errorf("shim %s at %s: session ended before the exit: %w: %w", what, path, errdefs.ErrUnavailable, err)
+	ss = &session{conn: conn, w: wire.NewFrameWriter(conn), r: wire.NewFrameReader(conn)}
+	if err := ss.w.WriteJSON(wire.FrameHeader, h); err != nil {
+		return fail(true, sessionLost(what, path, err))
 	}
-	if err := w.WriteJSON(wire.FrameHeader, h); err != nil {
-		return fail(true, unanswered(err))
-	}
-	t, p, err := r.Next()
+	t, p, err := ss.r.Next()
 	if err != nil {
 		// No reply: the shim never began the session.
-		return fail(true, unanswered(err))
+		return fail(true, sessionLost(what, path, err))
 	}
 	switch t {
 	case wire.FrameError:
 		err := remoteError(what, p)
 		return fail(strings.Contains(err.Error(), wire.ReexecutingMessage), err)
 	case wire.FrameOK:
-		if err := json.Unmarshal(p, &reply); err != nil {
+		if err := json.Unmarshal(p, &ss.reply); err != nil {
 			return fail(false, fmt.Errorf("shim %s: reply: %v: %w", what, err, wire.ErrProtocol))
 		}
 	default:
 		return fail(false, fmt.Errorf("shim %s: frame %q instead of a reply: %w", what, t, wire.ErrProtocol))
 	}
-	return conn, w, r, reply, false, nil
+	return ss, false, nil
 }
 
 // sendStdin sends r as stdin frames until it ends, then says the stdin is closed.
