@@ -263,8 +263,7 @@ func (c *Collector) PodNow(sb sandbox.Sandbox) (Pod, bool) {
 		return s, ok
 	}
 	s.ID = sb.ID
-	// Not kept: no need of the node's end of the veth.
-	c.readNetwork(sandbox.Sandbox{ID: sb.ID, NetNSPath: sb.NetNSPath}, &s, nil)
+	c.readNetwork(sb, &s, nil) // not kept: no need of the node's end of the veth
 	return s, true
 }
 
@@ -463,12 +462,13 @@ func (c *Collector) samplePod(sb sandbox.Sandbox, prev Pod, hp *hostPass) Pod {
 	return out
 }
 
-// readNetwork reads the pod's interfaces inside its namespace, and first the packets of the
-// node's end of its veth (so that a packet between the two reads shows next pass).
+// readNetwork reads the pod's interfaces inside its namespace, and first (with hp) the
+// packets of the node's end of its veth, so that a packet between the two reads shows next
+// pass.
 func (c *Collector) readNetwork(sb sandbox.Sandbox, out *Pod, hp *hostPass) {
 	var rx, tx uint64
 	known := false
-	if sb.HostInterface != "" {
+	if sb.HostInterface != "" && hp != nil {
 		rx, tx, known = hp.packets(sb.HostInterface)
 	}
 	ifs, err := c.opts.Network(sb.NetNSPath)

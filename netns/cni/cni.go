@@ -208,14 +208,15 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 		n.rollback(ctx, lg, lo, loRT)
 		return Result{}, fmt.Errorf("cni setup of pod %s on network %q (%s): %w", podID, list.Name, nw.source, err)
 	}
-	out, err := toResult(list.Name, res)
+	bridge := "" // only the built-in network's veth is known to be the pod's
+	if nw.builtin {
+		bridge = n.cfg.Bridge
+	}
+	out, err := toResult(list.Name, res, bridge)
 	if err != nil {
 		n.rollback(ctx, lg, list, rt)
 		n.rollback(ctx, lg, lo, loRT)
 		return Result{}, fmt.Errorf("cni setup of pod %s on network %q: %w", podID, list.Name, err)
-	}
-	if nw.builtin {
-		out.HostInterface = hostInterface(res, n.cfg.Bridge)
 	}
 	lg.Debug("cni setup done", zap.String("network", list.Name), zap.Stringers("ips", ipStringers(out.IPs)),
 		zap.Duration(log.KeyDuration, time.Since(start)))
@@ -436,8 +437,9 @@ func portMapping(pm PortMapping) (map[string]any, error) {
 }
 
 // toResult picks the pod's addresses out of a CNI result: those on an interface inside the
-// pod's namespace, or on no interface at all (plugins need not say).
-func toResult(network string, res types.Result) (Result, error) {
+// pod's namespace, or on no interface at all (plugins need not say). With the bridge of the
+// built-in network, it names the node's end of the pod's veth too.
+func toResult(network string, res types.Result, bridge string) (Result, error) {
 	cur, err := current.NewResultFromResult(res)
 	if err != nil {
 		return Result{}, fmt.Errorf("convert cni result: %w", err)
@@ -456,6 +458,9 @@ func toResult(network string, res types.Result) (Result, error) {
 	if len(out.IPs) == 0 {
 		return Result{}, fmt.Errorf("network %q gave the pod no IP address", network)
 	}
+	if bridge != "" {
+		out.HostInterface = hostInterface(cur, bridge)
+	}
 	slices.SortStableFunc(out.IPs, func(a, b net.IP) int {
 		return boolCmp(a.To4() == nil, b.To4() == nil)
 	})
@@ -464,11 +469,7 @@ func toResult(network string, res types.Result) (Result, error) {
 
 // hostInterface is the bridge plugin's host end of the pod's veth: the one interface of the
 // result outside the pod that is not the bridge; "" when there is not exactly one.
-func hostInterface(res types.Result, bridge string) string {
-	cur, err := current.NewResultFromResult(res)
-	if err != nil {
-		return ""
-	}
+func hostInterface(cur *current.Result, bridge string) string {
 	found := ""
 	for _, i := range cur.Interfaces {
 		if i.Sandbox != "" || i.Name == bridge || i.Name == "" {

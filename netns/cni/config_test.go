@@ -250,14 +250,14 @@ func TestToResult(t *testing.T) {
 			{Interface: &idx1, Address: net.IPNet{IP: net.ParseIP("10.0.0.5").To4(), Mask: net.CIDRMask(24, 32)}},
 		},
 	}
-	got, err := toResult("n", res)
+	got, err := toResult("n", res, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.IPs) != 2 || got.IPs[0].String() != "10.0.0.5" || got.IPs[1].String() != "fd00::5" || got.Interface != "eth0" {
 		t.Errorf("toResult = %+v", got)
 	}
-	if _, err := toResult("n", &current.Result{CNIVersion: "1.0.0"}); err == nil {
+	if _, err := toResult("n", &current.Result{CNIVersion: "1.0.0"}, ""); err == nil {
 		t.Error("a result without IPs was accepted")
 	}
 }
