@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -129,20 +130,13 @@ func TestReexec(t *testing.T) {
 	}
 
 	// Once more: nothing piles up.
-	fds := func() int {
-		d, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.shimPid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(d)
-	}
 	waitReexecs(t, p, 2)
-	before := fds()
+	before := fdCount(t, p.shimPid)
 	if _, err := p.c.ExecSync(ctxT(t, 10*time.Second), "counter", shim.ExecSyncOptions{Args: []string{"true"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitReexecs(t, p, 3)
-	if after := fds(); after != before {
+	if after := fdCount(t, p.shimPid); after != before {
 		t.Errorf("shim has %d open files after a re-exec, %d before", after, before)
 	}
 
@@ -196,7 +190,7 @@ func TestReexecPutOffWhileAttached(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	attached := make(chan error, 1)
 	go func() {
-		attached <- p.c.Attach(ctx, "c", shim.AttachOptions{Stdout: discard{}})
+		attached <- p.c.Attach(ctx, "c", shim.AttachOptions{Stdout: io.Discard})
 	}()
 	time.Sleep(2500 * time.Millisecond)
 	if n := reexecs(t, p); n != 0 {
@@ -206,10 +200,6 @@ func TestReexecPutOffWhileAttached(t *testing.T) {
 	<-attached
 	waitReexecs(t, p, 1)
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // maxReexecAnonKiB bounds a re-executed shim's anonymous memory with the containers of
 // TestReexec (measured: 1.1 MiB).
