@@ -109,10 +109,7 @@ func serve(args []string) int {
 		PidNamespace: *pidNS,
 		HolderUser:   *holderUser,
 		HolderUserNS: *holderUserNS,
-		// A shim is idle most of its life: give the memory of a burst of calls (a create, a
-		// large exec) back at once rather than when the scavenger gets to it.
-		OnIdle:  func() { releaseMemory(log) },
-		Version: version.String(),
+		Version:      version.String(),
 		// A shim that has been busy sheds what the work left in its process by executing
 		// itself afresh once idle (shim/server's reexec_linux.go).
 		ReexecArgs: func(fd int) []string { return reexecArgs(os.Args, fd, *helper) },
@@ -171,21 +168,4 @@ func tuneMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(16 << 20)
 	}
-}
-
-// releaseMemory returns freed heap to the OS and, at debug level, says what the shim holds.
-func releaseMemory(l *corelog.Logger) {
-	debug.FreeOSMemory()
-	if !l.Enabled(zapcore.DebugLevel) {
-		return
-	}
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	l.Debug("memory",
-		corelog.Uint64("heap_inuse", m.HeapInuse), corelog.Uint64("heap_idle", m.HeapIdle),
-		corelog.Uint64("heap_released", m.HeapReleased), corelog.Uint64("stack_inuse", m.StackInuse),
-		corelog.Uint64("sys", m.Sys), corelog.Uint64("other_sys", m.OtherSys), corelog.Uint64("gc_sys", m.GCSys),
-		corelog.Uint64("mspan_inuse", m.MSpanInuse), corelog.Int("goroutines", runtime.NumGoroutine()),
-		corelog.Uint64("heap_alloc", m.HeapAlloc), corelog.Uint64("stack_sys", m.StackSys), corelog.Uint64("buckhash_sys", m.BuckHashSys),
-		corelog.Uint64("mcache_sys", m.MCacheSys), corelog.Uint64("mspan_sys", m.MSpanSys), corelog.Uint64("num_gc", uint64(m.NumGC)))
 }

@@ -160,16 +160,9 @@ func lightMethod(fullMethod string) bool {
 }
 
 // idle runs IdleDelay after the last call: a shim that has been busy re-executes (when it
-// can't yet, it tries again a little later). Without re-executing, OnIdle runs. (Not both:
-// OnIdle's collection of a fresh process's little garbage would cost it more memory, in the
-// collector's own structures, than it gives back.)
+// can't yet, it tries again a little later). It does not collect garbage instead: in a
+// fresh process, the collector's own structures would cost more memory than it gives back.
 func (s *Server) idle() {
-	if s.opts.ReexecArgs == nil || s.helper == nil {
-		if s.opts.OnIdle != nil {
-			s.opts.OnIdle()
-		}
-		return
-	}
 	retry, err := s.reexec()
 	if err != nil {
 		s.log.Error("re-exec", corelog.Error(err))

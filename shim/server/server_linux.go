@@ -52,9 +52,7 @@ type Options struct {
 	// ExecDrain is how long ExecSync keeps reading a command's output after the command
 	// exited, for what its background children still write; default 250ms.
 	ExecDrain time.Duration
-	// OnIdle, if set, runs once the shim has had no call for IdleDelay (default 1s): the
-	// binary returns memory to the OS there, since a shim is idle most of its life.
-	OnIdle    func()
+	// IdleDelay is how long after its last call a shim is idle (default 1s).
 	IdleDelay time.Duration
 	// ReexecArgs, if set, lets a shim that has been busy re-execute itself once idle
 	// (reexec_linux.go): it returns the argv of the new process (/proc/self/exe), which must
@@ -358,9 +356,9 @@ func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, inf
 	return resp, wire.ToStatus(err)
 }
 
-// touch notes activity: OnIdle runs IdleDelay after the last call.
+// touch notes activity: idle runs IdleDelay after the last call.
 func (s *Server) touch() {
-	if s.opts.OnIdle == nil && s.opts.ReexecArgs == nil {
+	if s.opts.ReexecArgs == nil || s.helper == nil {
 		return
 	}
 	s.idleMu.Lock()
