@@ -190,12 +190,14 @@ func (s *Server) reexec() (retry bool, err error) {
 		return true, nil
 	}
 	s.gated = true
-	close(s.handing)
 	s.gateMu.Unlock()
+	handed := false
 	reopen := func() {
 		s.gateMu.Lock()
 		s.gated = false
-		s.handing = make(chan struct{})
+		if handed {
+			s.handing = make(chan struct{})
+		}
 		s.gateMu.Unlock()
 	}
 
@@ -208,6 +210,11 @@ func (s *Server) reexec() (retry bool, err error) {
 		s.log.Debug("re-exec put off", corelog.String("busy", busy))
 		return true, nil
 	}
+	// Only now do pending Wait calls end: a re-exec put off leaves them be.
+	s.gateMu.Lock()
+	close(s.handing)
+	handed = true
+	s.gateMu.Unlock()
 
 	// The output copiers stop at a line's end or flush what they hold as a partial entry:
 	// what is still in the pipes is the next process's.
