@@ -7,9 +7,9 @@
 //	shim/client     the daemon: Start, Connect and the Client
 //	shim/server     peapod-shim: the Server, reaping, stdio, CRI log writer, sessions,
 //	                libcontainer's work through peapod-shim-runc helpers
-//	shim/wire       both: the framed stream protocol, the ready message, and the one
-//	                table of error classes that cross the process boundary
-//	shim/api        both: the ttrpc messages and service (generated)
+//	shim/wire       both: the call protocol (the daemon's API to the shim), the framed
+//	                stream protocol, the ready message, and the one table of error
+//	                classes that cross the process boundary
 //	shim/libct      peapod-shim-runc: containers through libcontainer (a leaf)
 //
 // One shim runs per pod, in its own session, and outlives daemon restarts. It is the parent
@@ -20,9 +20,11 @@
 // shim's answer is authoritative. Before a create the daemon sends Prepare, so that the
 // shim's helper starts while the daemon prepares the rootfs and spec.
 //
-// Interactive exec and attach (client.Client.Exec, Attach) do not go over ttrpc, whose
-// streams have no flow control: each session is a connection to a second socket, carrying
-// shim/wire's framed protocol, so that backpressure is the socket's. An exec's output waits
+// The daemon's calls share one connection to the shim's socket (shim/wire's call protocol:
+// JSON requests and answers in frames, no protobuf: the shim links only what it needs).
+// Interactive exec and attach (client.Client.Exec, Attach) do not share it: each session is a
+// connection to a second socket, carrying shim/wire's framed stream protocol, so that
+// backpressure is the socket's and one slow session never stalls the pod's calls. An exec's output waits
 // for its client; a container's output never does: attached clients get it through bounded
 // queues beside the log, and one that falls too far behind is detached.
 //
@@ -31,7 +33,7 @@
 //
 // Files under a pod's state dir:
 //
-//	shim.sock        ttrpc socket (SocketPath)
+//	shim.sock        the call protocol's socket (SocketPath)
 //	stream.sock      interactive exec and attach sessions (StreamSocketPath)
 //	shim.log         the shim's own JSON log, and its stderr (LogPath)
 //	shim.lock        held (flock) for the shim's lifetime

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/peapod-runtime/peapod/shim/api"
 )
 
 // Status is where a container is in its life, as the shim sees it:
@@ -102,19 +100,19 @@ const MaxExecOutput = 16 << 20
 
 // Info describes a running shim.
 type Info struct {
-	Pid   int
-	PodID string
+	Pid   int    `json:"pid"`
+	PodID string `json:"pod_id"`
 	// PidNamespace is the path of the pod's PID namespace when the shim holds one
 	// (StartOptions.PidNamespace): put it in the containers' specs. Empty once the holder
 	// died (killed from outside): the namespace died with it.
-	PidNamespace string
+	PidNamespace string `json:"pid_namespace,omitempty"`
 	// PidHolderPid is the pid of the process that is PID 1 of that namespace (0 once it died).
-	PidHolderPid int
+	PidHolderPid int `json:"pid_holder_pid,omitempty"`
 	// Seccomp says the shim was built with seccomp support (-tags seccomp).
-	Seccomp bool
-	Version string
+	Seccomp bool   `json:"seccomp,omitempty"`
+	Version string `json:"version,omitempty"`
 	// Goroutines is the shim's runtime.NumGoroutine(): a leak test checks it comes back.
-	Goroutines int
+	Goroutines int `json:"goroutines"`
 }
 
 // TerminalSize is a terminal's size in characters.
@@ -165,53 +163,3 @@ func StreamSocketPath(stateDir string) string { return filepath.Join(stateDir, "
 
 // LogPath is where the shim of the pod whose state dir is stateDir writes its own log.
 func LogPath(stateDir string) string { return filepath.Join(stateDir, "shim.log") }
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
-}
-
-// ToAPI is s as the shim's ttrpc API carries it.
-func (s ContainerState) ToAPI() *api.ContainerState {
-	return &api.ContainerState{
-		Id:         s.ID,
-		Status:     api.Status(s.Status),
-		Pid:        uint32(s.Pid),
-		CreatedAt:  unixNano(s.CreatedAt),
-		StartedAt:  unixNano(s.StartedAt),
-		FinishedAt: unixNano(s.FinishedAt),
-		ExitCode:   int32(s.ExitCode),
-		Signaled:   s.Signaled,
-		OomKilled:  s.OOMKilled,
-		Reason:     s.Reason,
-		Message:    s.Message,
-		LogPath:    s.LogPath,
-	}
-}
-
-// StateFromAPI is the ContainerState an API message carries.
-func StateFromAPI(a *api.ContainerState) ContainerState {
-	return ContainerState{
-		ID:         a.GetId(),
-		Status:     Status(a.GetStatus()),
-		Pid:        int(a.GetPid()),
-		CreatedAt:  fromUnixNano(a.GetCreatedAt()),
-		StartedAt:  fromUnixNano(a.GetStartedAt()),
-		FinishedAt: fromUnixNano(a.GetFinishedAt()),
-		ExitCode:   int(a.GetExitCode()),
-		Signaled:   a.GetSignaled(),
-		OOMKilled:  a.GetOomKilled(),
-		Reason:     a.GetReason(),
-		Message:    a.GetMessage(),
-		LogPath:    a.GetLogPath(),
-	}
-}

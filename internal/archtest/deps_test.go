@@ -33,28 +33,28 @@ func TestTransitiveDependencies(t *testing.T) {
 		{pkg: "shim/libct"},
 		// The daemon links the shim's client half: it must not bring libcontainer, nor the
 		// server half, with it.
-		{pkg: "shim", own: []string{"shim/api"}, banned: []string{"github.com/opencontainers/runc"}},
-		{pkg: "shim/wire", own: []string{"shim", "shim/api"}, banned: []string{"github.com/opencontainers/runc"}},
+		{pkg: "shim", banned: []string{"github.com/opencontainers/runc"}},
+		{pkg: "shim/wire", own: []string{"shim"}, banned: []string{"github.com/opencontainers/runc"}},
 		{
-			pkg: "shim/client", own: []string{"shim", "shim/api", "shim/wire", "internal/log"},
+			pkg: "shim/client", own: []string{"shim", "shim/wire", "internal/log"},
 			banned: []string{"github.com/opencontainers/runc"},
 		},
 		// One shim runs per pod on every node, for the pod's whole life: its graph stays
-		// small, and libcontainer is its helper's. ttrpc carries errors as gRPC status
-		// codes, so grpc/status and grpc/codes are linked, gRPC itself is not. It logs
-		// through internal/log/corelog on zapcore: package zap links net/http and crypto/tls.
+		// small, and libcontainer is its helper's. Its API is shim/wire's call protocol:
+		// no protobuf, ttrpc or gRPC. It logs through internal/log/corelog on zapcore:
+		// package zap links net/http and crypto/tls.
 		{
 			pkg: "cmd/peapod-shim",
-			own: []string{"internal/log/corelog", "internal/version", "shim", "shim/api", "shim/server", "shim/wire"},
+			own: []string{"internal/log/corelog", "internal/version", "shim", "shim/server", "shim/wire"},
 			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
-				"github.com/containernetworking", "google.golang.org/grpc/internal/transport",
-				"github.com/opencontainers/runc", "github.com/opencontainers/cgroups", "github.com/seccomp",
-				"crypto/tls", "crypto/x509"},
-			bannedExact: []string{"google.golang.org/grpc", "go.uber.org/zap", "net/http"},
+				"github.com/containernetworking", "google.golang.org/", "github.com/containerd/ttrpc",
+				"github.com/sirupsen/logrus", "github.com/opencontainers/runc", "github.com/opencontainers/cgroups",
+				"github.com/seccomp", "crypto/tls", "crypto/x509"},
+			bannedExact: []string{"go.uber.org/zap", "net/http"},
 		},
 		{
 			pkg: "cmd/peapod-shim-runc", tags: "seccomp",
-			own: []string{"internal/log", "internal/version", "shim", "shim/api", "shim/libct", "shim/wire"},
+			own: []string{"internal/log", "internal/version", "shim", "shim/libct", "shim/wire"},
 			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
 				"github.com/containernetworking", "google.golang.org/grpc/internal/transport"},
 			bannedExact: []string{"google.golang.org/grpc"},

@@ -16,13 +16,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/ttrpc"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/peapod-runtime/peapod/shim"
-	"github.com/peapod-runtime/peapod/shim/api"
 	"github.com/peapod-runtime/peapod/shim/wire"
 
 	plog "github.com/peapod-runtime/peapod/internal/log"
@@ -57,9 +53,8 @@ type Client struct {
 	socket string
 
 	mu       sync.Mutex
-	tc       *ttrpc.Client
-	shim     api.ShimClient
-	replaced chan struct{} // closed when tc is replaced by a new connection
+	cc       *callConn
+	replaced chan struct{} // closed when cc is replaced by a new connection
 	closed   bool          // by Close: no reconnecting
 
 	done     chan struct{}
@@ -170,14 +165,14 @@ func (c *Client) dial(ctx context.Context) error {
 		return fmt.Errorf("shim connect at %s: %w: %w", c.socket, errdefs.ErrUnavailable, err)
 	}
 	set := make(chan struct{})
-	var tc *ttrpc.Client
-	tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() {
+	var cc *callConn
+	cc = newCallConn(conn, func() {
 		<-set
-		c.lost(tc)
-	}))
+		c.lost(cc)
+	})
 	c.mu.Lock()
 	old := c.replaced
-	c.tc, c.shim, c.replaced = tc, api.NewShimClient(tc), make(chan struct{})
+	c.cc, c.replaced = cc, make(chan struct{})
 	closed := c.closed
 	c.mu.Unlock()
 	close(set)
@@ -185,16 +180,16 @@ func (c *Client) dial(ctx context.Context) error {
 		close(old)
 	}
 	if closed {
-		tc.Close()
+		cc.Close()
 	}
 	return nil
 }
 
-// lost runs when connection tc closes: unless the Client was closed, the shim may be
+// lost runs when connection cc closes: unless the Client was closed, the shim may be
 // re-executing, and serves again on the same socket in a moment.
-func (c *Client) lost(tc *ttrpc.Client) {
+func (c *Client) lost(cc *callConn) {
 	c.mu.Lock()
-	current, closed := c.tc == tc, c.closed
+	current, closed := c.cc == cc, c.closed
 	c.mu.Unlock()
 	if closed {
 		c.finish()
@@ -226,22 +221,22 @@ func (c *Client) lost(tc *ttrpc.Client) {
 
 func (c *Client) finish() { c.doneOnce.Do(func() { close(c.done) }) }
 
-func (c *Client) current() (api.ShimClient, <-chan struct{}) {
+func (c *Client) current() (*callConn, <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.shim, c.replaced
+	return c.cc, c.replaced
 }
 
 // do runs call on the current connection, and again on the next one when the shim refused
 // it because it re-executes, or when the connection closed under it while the shim goes on
 // (a shim answers every call it took before it closes a connection: such a call was not
 // taken).
-func (c *Client) do(ctx context.Context, call func(api.ShimClient) error) error {
+func (c *Client) do(ctx context.Context, call func(*callConn) error) error {
 	// Only the time between attempts counts: a Wait may be answered after hours.
 	var waited time.Duration
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		sc, replaced := c.current()
-		err := call(sc)
+		cc, replaced := c.current()
+		err := call(cc)
 		if err == nil || !retryable(err) || waited > reconnectTimeout {
 			return err
 		}
@@ -260,14 +255,9 @@ func (c *Client) do(ctx context.Context, call func(api.ShimClient) error) error 
 	}
 }
 
-// unary makes call m with req through do.
-func unary[Req, Resp any](ctx context.Context, c *Client, m func(api.ShimClient, context.Context, Req) (Resp, error), req Req) (Resp, error) {
-	var resp Resp
-	err := c.do(ctx, func(sc api.ShimClient) (err error) {
-		resp, err = m(sc, ctx, req)
-		return err
-	})
-	return resp, err
+// unary makes call m with req through do, and decodes its answer into resp (if not nil).
+func (c *Client) unary(ctx context.Context, m wire.Method, req, resp any) error {
+	return c.do(ctx, func(cc *callConn) error { return cc.call(ctx, m, req, resp, nil) })
 }
 
 // retryable says err is a refusal of a re-executing shim or a lost connection.
@@ -276,8 +266,9 @@ func retryable(err error) bool {
 	if errors.As(err, &once) {
 		return false
 	}
-	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), wire.ReexecutingMessage) {
-		return true
+	var ce *wire.CallError
+	if errors.As(err, &ce) {
+		return ce.Reexecuting()
 	}
 	return isConnectionGone(err)
 }
@@ -292,9 +283,9 @@ func (e *notAgain) Unwrap() error { return e.err }
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
-	tc := c.tc
+	cc := c.cc
 	c.mu.Unlock()
-	return tc.Close()
+	return cc.Close()
 }
 
 // Done is closed when the connection is gone for good (Close, or the shim exited).
@@ -307,19 +298,11 @@ func (c *Client) err(op string, err error) error { return fromWire(op, c.socket,
 
 // Info describes the shim.
 func (c *Client) Info(ctx context.Context) (shim.Info, error) {
-	r, err := unary(ctx, c, api.ShimClient.Info, &api.InfoRequest{})
-	if err != nil {
+	var r shim.Info
+	if err := c.unary(ctx, wire.MethodInfo, nil, &r); err != nil {
 		return shim.Info{}, c.err("info", err)
 	}
-	return shim.Info{
-		Pid:          int(r.GetPid()),
-		PodID:        r.GetPodId(),
-		PidNamespace: r.GetPidNamespace(),
-		PidHolderPid: int(r.GetPidHolderPid()),
-		Seccomp:      r.GetSeccomp(),
-		Version:      r.GetVersion(),
-		Goroutines:   int(r.GetGoroutines()),
-	}, nil
+	return r, nil
 }
 
 // Create creates a container and starts its init, which waits for Start before it runs the
@@ -332,8 +315,8 @@ func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("create container %s: encode spec: %v: %w", o.ID, err, errdefs.ErrInvalidArgument)
 	}
-	req := &api.CreateRequest{
-		Id:        o.ID,
+	req := wire.CreateRequest{
+		ID:        o.ID,
 		Spec:      spec,
 		Rootfs:    o.Rootfs,
 		Stdin:     o.Stdin,
@@ -342,67 +325,65 @@ func (c *Client) Create(ctx context.Context, o shim.CreateOptions) (int, error) 
 		LogPath:   o.LogPath,
 		LogRoot:   o.LogRoot,
 	}
-	r, err := unary(ctx, c, api.ShimClient.Create, req)
-	if err != nil {
+	var r wire.PidResponse
+	if err := c.unary(ctx, wire.MethodCreate, req, &r); err != nil {
 		return 0, c.err("create", err)
 	}
-	return int(r.GetPid()), nil
+	return r.Pid, nil
 }
 
 // Start runs the user process of a created container and returns its pid.
 // A container that is not StatusCreated gives errdefs.ErrFailedPrecondition.
 func (c *Client) Start(ctx context.Context, id string) (int, error) {
-	r, err := unary(ctx, c, api.ShimClient.Start, &api.StartRequest{Id: id})
-	if err != nil {
+	var r wire.PidResponse
+	if err := c.unary(ctx, wire.MethodStart, wire.IDRequest{ID: id}, &r); err != nil {
 		return 0, c.err("start", err)
 	}
-	return int(r.GetPid()), nil
+	return r.Pid, nil
 }
 
 // Signal sends sig to the container's init, or to all its processes. A stopped container
 // gives errdefs.ErrFailedPrecondition.
 func (c *Client) Signal(ctx context.Context, id string, sig syscall.Signal, all bool) error {
-	_, err := unary(ctx, c, api.ShimClient.Signal, &api.SignalRequest{Id: id, Signal: uint32(sig), All: all})
+	err := c.unary(ctx, wire.MethodSignal, wire.SignalRequest{ID: id, Signal: int(sig), All: all}, nil)
 	return c.err("signal", err)
 }
 
 // State reports one container; an unknown one gives errdefs.ErrNotFound.
 func (c *Client) State(ctx context.Context, id string) (shim.ContainerState, error) {
-	r, err := unary(ctx, c, api.ShimClient.State, &api.StateRequest{Id: id})
-	if err != nil {
+	var r shim.ContainerState
+	if err := c.unary(ctx, wire.MethodState, wire.IDRequest{ID: id}, &r); err != nil {
 		return shim.ContainerState{}, c.err("state", err)
 	}
-	return shim.StateFromAPI(r), nil
+	return r, nil
 }
 
 // List reports every container of the shim.
 func (c *Client) List(ctx context.Context) ([]shim.ContainerState, error) {
-	r, err := unary(ctx, c, api.ShimClient.List, &api.ListRequest{})
-	if err != nil {
+	var r wire.ListResponse
+	if err := c.unary(ctx, wire.MethodList, nil, &r); err != nil {
 		return nil, c.err("list", err)
 	}
-	out := make([]shim.ContainerState, 0, len(r.GetContainers()))
-	for _, s := range r.GetContainers() {
-		out = append(out, shim.StateFromAPI(s))
+	if r.Containers == nil {
+		r.Containers = []shim.ContainerState{}
 	}
-	return out, nil
+	return r.Containers, nil
 }
 
 // Wait blocks until the container has exited and its exit is persisted, and returns its
 // final state. If the shim dies meanwhile, it returns an error wrapping errdefs.ErrUnavailable.
 func (c *Client) Wait(ctx context.Context, id string) (shim.ContainerState, error) {
-	r, err := unary(ctx, c, api.ShimClient.Wait, &api.WaitRequest{Id: id})
-	if err != nil {
+	var r shim.ContainerState
+	if err := c.unary(ctx, wire.MethodWait, wire.IDRequest{ID: id}, &r); err != nil {
 		return shim.ContainerState{}, c.err("wait", err)
 	}
-	return shim.StateFromAPI(r), nil
+	return r, nil
 }
 
 // Delete kills the container if it runs, removes its cgroup, state and record. Deleting a
 // container that is not there succeeds.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	_, err := unary(ctx, c, api.ShimClient.Delete, &api.DeleteRequest{Id: id})
-	return c.err("delete", err)
+	return c.err("delete", c.unary(ctx, wire.MethodDelete, wire.IDRequest{ID: id}, nil))
 }
 
 // ExecSync runs a command in a running container and returns its output and exit code. A
@@ -410,36 +391,40 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 // timeout gives TimedOut with the container left running; a container that is not running
 // gives errdefs.ErrFailedPrecondition. ctx should outlive o.Timeout.
 func (c *Client) ExecSync(ctx context.Context, id string, o shim.ExecSyncOptions) (shim.ExecSyncResult, error) {
-	req := &api.ExecSyncRequest{Id: id, Args: o.Args, Env: o.Env, Cwd: o.Cwd, TimeoutNs: int64(o.Timeout)}
-	if o.User != nil {
-		req.User = &api.User{Uid: o.User.UID, Gid: o.User.GID, AdditionalGids: o.User.AdditionalGids}
-	}
+	req := wire.ExecSyncRequest{ID: id, Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User, Timeout: int64(o.Timeout)}
 	var res shim.ExecSyncResult
-	err := c.do(ctx, func(sc api.ShimClient) error {
-		stream, err := sc.ExecSync(ctx, req)
+	err := c.do(ctx, func(cc *callConn) error {
+		res = shim.ExecSyncResult{}
+		got := false
+		var exit wire.ExecSyncExit
+		err := cc.call(ctx, wire.MethodExecSync, req, &exit, func(stream byte, p []byte) error {
+			got = true
+			var buf *[]byte
+			switch stream {
+			case wire.StreamStdout:
+				buf = &res.Stdout
+			case wire.StreamStderr:
+				buf = &res.Stderr
+			default:
+				return fmt.Errorf("exec output on stream %d: %w", stream, wire.ErrProtocol)
+			}
+			if len(*buf)+len(p) > shim.MaxExecOutput {
+				return fmt.Errorf("exec output over %d bytes: %w", shim.MaxExecOutput, wire.ErrProtocol)
+			}
+			*buf = append(*buf, p...)
+			return nil
+		})
 		if err != nil {
+			if got {
+				if isConnectionGone(err) {
+					err = fmt.Errorf("shim exec in %s: the connection closed before the exit: %w", id, errdefs.ErrUnavailable)
+				}
+				return &notAgain{err}
+			}
 			return err
 		}
-		res = shim.ExecSyncResult{}
-		for got := false; ; got = true {
-			ch, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return &notAgain{fmt.Errorf("shim exec in %s: stream ended before the exit: %w", id, errdefs.ErrUnavailable)}
-			}
-			if err != nil {
-				if got {
-					return &notAgain{err}
-				}
-				return err
-			}
-			res.Stdout = append(res.Stdout, ch.GetStdout()...)
-			res.Stderr = append(res.Stderr, ch.GetStderr()...)
-			if ch.GetExited() {
-				res.ExitCode = int(ch.GetExitCode())
-				res.TimedOut = ch.GetTimedOut()
-				return nil
-			}
-		}
+		res.ExitCode, res.TimedOut = exit.ExitCode, exit.TimedOut
+		return nil
 	})
 	if err != nil {
 		var na *notAgain
@@ -455,23 +440,20 @@ func (c *Client) ExecSync(ctx context.Context, id string, o shim.ExecSyncOptions
 // after the kubelet renamed it. A container that is not running gives
 // errdefs.ErrFailedPrecondition.
 func (c *Client) ReopenLog(ctx context.Context, id string) error {
-	_, err := unary(ctx, c, api.ShimClient.ReopenLog, &api.ReopenLogRequest{Id: id})
-	return c.err("reopen log", err)
+	return c.err("reopen log", c.unary(ctx, wire.MethodReopenLog, wire.IDRequest{ID: id}, nil))
 }
 
 // Prepare tells the shim that a Create follows, so that it readies what a create needs
-// meanwhile. It is a hint: a shim that predates it answers Unimplemented.
+// meanwhile. It is a hint: a shim that predates it answers NotImplemented.
 func (c *Client) Prepare(ctx context.Context) error {
-	_, err := unary(ctx, c, api.ShimClient.Prepare, &api.PrepareRequest{})
-	return c.err("prepare", err)
+	return c.err("prepare", c.unary(ctx, wire.MethodPrepare, nil, nil))
 }
 
 // Shutdown stops the shim: it removes its socket and exits. It is refused with
 // errdefs.ErrFailedPrecondition while the shim holds containers (Delete them first). It
 // returns once the shim has closed the connection, and closes the Client.
 func (c *Client) Shutdown(ctx context.Context) error {
-	_, err := unary(ctx, c, api.ShimClient.Shutdown, &api.ShutdownRequest{})
-	if err != nil {
+	if err := c.unary(ctx, wire.MethodShutdown, nil, nil); err != nil {
 		// A refusal comes back as an answer; a connection closed under the call means the
 		// shim took the request and went away before its answer was written.
 		if err = c.err("shutdown", err); !errors.Is(err, errdefs.ErrUnavailable) {

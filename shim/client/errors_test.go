@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,10 +13,27 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/ttrpc"
 
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
+
+// overTheWire is err as the client gets it from a failure frame of the shim.
+func overTheWire(t *testing.T, err error) error {
+	t.Helper()
+	var buf bytes.Buffer
+	if werr := wire.NewCallWriter(&buf).WriteFail(7, err); werr != nil {
+		t.Fatal(werr)
+	}
+	ft, p, rerr := wire.NewCallReader(&buf).Next()
+	if rerr != nil || ft != wire.FrameFail {
+		t.Fatalf("frame %q: %v", ft, rerr)
+	}
+	id, rest, rerr := wire.CallID(p)
+	if rerr != nil || id != 7 {
+		t.Fatalf("call id %d: %v", id, rerr)
+	}
+	return wire.DecodeFail(rest)
+}
 
 func TestErrorClassesSurviveTheWire(t *testing.T) {
 	for _, class := range []error{
@@ -23,19 +41,28 @@ func TestErrorClassesSurviveTheWire(t *testing.T) {
 		errdefs.ErrFailedPrecondition, errdefs.ErrUnavailable, errdefs.ErrNotImplemented,
 		context.DeadlineExceeded, context.Canceled,
 	} {
-		sent := wire.ToStatus(fmt.Errorf("container x: %w", class))
-		got := fromWire("op", "/s", sent)
+		got := fromWire("op", "/s", overTheWire(t, fmt.Errorf("container x: %w", class)))
 		if !errors.Is(got, class) {
 			t.Errorf("%v: came back as %v", class, got)
 		}
+		if want := "shim op: container x: " + class.Error(); got.Error() != want {
+			t.Errorf("%v: message %q, want %q", class, got, want)
+		}
+		if retryable(got) {
+			t.Errorf("%v: retryable", class)
+		}
 	}
-	if got := fromWire("op", "/s", wire.ToStatus(errors.New("plain"))); errors.Is(got, errdefs.ErrUnavailable) || got == nil {
+	if got := fromWire("op", "/s", overTheWire(t, errors.New("plain"))); errors.Is(got, errdefs.ErrUnavailable) || got == nil {
 		t.Errorf("plain error came back as %v", got)
+	}
+	reexec := overTheWire(t, fmt.Errorf("%s: %w", wire.ReexecutingMessage, errdefs.ErrUnavailable))
+	if !retryable(reexec) || !errors.Is(fromWire("op", "/s", reexec), errdefs.ErrUnavailable) {
+		t.Errorf("a re-executing shim's refusal: retryable %v, %v", retryable(reexec), fromWire("op", "/s", reexec))
 	}
 }
 
 func TestConnectionLossIsUnavailable(t *testing.T) {
-	for _, err := range []error{ttrpc.ErrClosed, io.EOF, syscall.ECONNREFUSED, syscall.ENOENT, fmt.Errorf("dial: %w", syscall.ECONNRESET)} {
+	for _, err := range []error{errConnClosed, io.EOF, syscall.ECONNREFUSED, syscall.ENOENT, fmt.Errorf("dial: %w", syscall.ECONNRESET)} {
 		if got := fromWire("op", "/s", err); !errors.Is(got, errdefs.ErrUnavailable) {
 			t.Errorf("%v: got %v, want Unavailable", err, got)
 		}

@@ -472,7 +472,7 @@ func TestExecSync(t *testing.T) {
 	if st, _ := p.c.State(ctx, "c"); st.Status != shim.StatusRunning {
 		t.Errorf("container after exec timeout: %+v", st)
 	}
-	// Output larger than one ttrpc message (4 MiB) arrives whole.
+	// Output larger than one call frame's limit (4 MiB) arrives whole.
 	res, err = p.c.ExecSync(ctx, "c", shim.ExecSyncOptions{Args: []string{"head", "-c", "6000000", "/dev/zero"}})
 	if err != nil || len(res.Stdout) != 6000000 || res.ExitCode != 0 {
 		t.Errorf("large output: %d bytes, code %d, err %v", len(res.Stdout), res.ExitCode, err)

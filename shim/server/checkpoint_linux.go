@@ -8,20 +8,12 @@ import (
 
 	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
-	"github.com/peapod-runtime/peapod/shim/api"
 )
 
 // checkpointer is what a RuntimeContainer that can checkpoint (shim/libct's, with CRIU)
 // adds: it dumps the running container's process tree into imagesDir.
 type checkpointer interface {
 	Checkpoint(ctx context.Context, imagesDir, workDir string, leaveRunning bool) error
-}
-
-func (v *service) Checkpoint(ctx context.Context, r *api.CheckpointRequest) (*api.CheckpointResponse, error) {
-	if err := v.s.checkpoint(ctx, r.GetId(), r.GetImagesDir(), r.GetWorkDir(), r.GetLeaveRunning()); err != nil {
-		return nil, err
-	}
-	return &api.CheckpointResponse{}, nil
 }
 
 // checkpoint dumps a running container with the runtime's CRIU support. Reaping is held off

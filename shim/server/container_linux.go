@@ -41,8 +41,10 @@ type container struct {
 	mu sync.Mutex
 	st shim.ContainerState
 
-	exited chan struct{} // closed once the exit is persisted and in st
-	ioDone chan struct{} // closed once the output copiers have stopped
+	exited chan struct{} // closed once the exit is persisted and in st (under mu)
+	// waiters are the Waits the exit answers (call_server_linux.go); under mu.
+	waiters []callWaiter
+	ioDone  chan struct{} // closed once the output copiers have stopped
 
 	// input is the container's stdin when it was created with Stdin (the pipe's writing end,
 	// or the console), shared by attached sessions; nil otherwise.
@@ -350,7 +352,7 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 			st.Reason = shim.ReasonError
 		}
 	})
-	close(c.exited)
+	c.exitedNow()
 	c.log.Info("container exited", corelog.Int("exit_code", code), corelog.Bool("signaled", signaled), corelog.Bool("oom_killed", oom))
 }
 
@@ -399,21 +401,6 @@ func (s *Server) signal(ctx context.Context, id string, sig syscall.Signal, all 
 		return fmt.Errorf("signal container %s: %w", id, err)
 	}
 	return nil
-}
-
-func (s *Server) wait(ctx context.Context, id string) (shim.ContainerState, error) {
-	c, err := s.get(id)
-	if err != nil {
-		return shim.ContainerState{}, err
-	}
-	select {
-	case <-c.exited:
-		return c.state(), nil
-	case <-ctx.Done():
-		return shim.ContainerState{}, ctx.Err()
-	case <-s.handingOver():
-		return shim.ContainerState{}, errReexecuting
-	}
 }
 
 func (s *Server) reopenLog(id string) error {

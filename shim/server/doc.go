@@ -1,5 +1,5 @@
 // Package server is the shim's side of the pod monitor: it runs in peapod-shim only. A
-// Server serves the pod's ttrpc socket and stream socket, owns the pod's containers (created
+// Server serves the pod's call socket and stream socket (shim/wire), owns the pod's containers (created
 // by short-lived peapod-shim-runc helpers, see helperRuntime), holds their stdio, writes
 // their CRI logs, reaps every child as the pod's subreaper, persists each exit as a record
 // before it reports it, and holds the pod's PID namespace when asked.

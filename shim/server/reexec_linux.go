@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +22,7 @@ import (
 
 // A shim that has been busy (a create, an exec, an attach) keeps what the work left in its
 // process for as long as it lives: heap spans with a few live objects each, the runtime's
-// span sets and idle threads, the lazily built protobuf tables. None of it is needed to hold
+// span sets and idle threads, the tables encoding/json builds. None of it is needed to hold
 // a running pod, and a Go process never gives it back. So once a busy shim has been idle for
 // a moment, it re-executes itself: it stops serving for a few milliseconds, hands every
 // open file (the sockets, the containers' output pipes and logs, the state dir lock) and its
@@ -80,7 +79,7 @@ type handoverLog struct {
 	FD   int    `json:"fd"`
 }
 
-// pausableListener is the ttrpc server's listener. Its Close stops Accept without closing
+// pausableListener is the call server's listener. Its Close stops Accept without closing
 // the socket, which a re-exec hands on (or serves again, if the exec fails).
 type pausableListener struct {
 	*net.UnixListener
@@ -141,24 +140,6 @@ func (s *Server) reexecuting() bool {
 	return s.gated
 }
 
-// handingOver is closed when a re-exec begins: pending Wait calls end with errReexecuting.
-func (s *Server) handingOver() <-chan struct{} {
-	s.gateMu.Lock()
-	defer s.gateMu.Unlock()
-	return s.handing
-}
-
-// lightMethod says a call only reads state: it does not make a re-exec worth it. (Wait is
-// admitted apart: intercept.)
-func lightMethod(fullMethod string) bool {
-	for _, m := range []string{"/Info", "/State", "/List"} {
-		if strings.HasSuffix(fullMethod, m) {
-			return true
-		}
-	}
-	return false
-}
-
 // idle runs IdleDelay after the last call: a shim that has been busy re-executes (when it
 // can't yet, it tries again a little later). It does not collect garbage instead: in a
 // fresh process, the collector's own structures would cost more memory than it gives back.
@@ -191,13 +172,9 @@ func (s *Server) reexec() (retry bool, err error) {
 	}
 	s.gated = true
 	s.gateMu.Unlock()
-	handed := false
 	reopen := func() {
 		s.gateMu.Lock()
 		s.gated = false
-		if handed {
-			s.handing = make(chan struct{})
-		}
 		s.gateMu.Unlock()
 	}
 
@@ -210,11 +187,10 @@ func (s *Server) reexec() (retry bool, err error) {
 		s.log.Debug("re-exec put off", corelog.String("busy", busy))
 		return true, nil
 	}
-	// Only now do pending Wait calls end: a re-exec put off leaves them be.
-	s.gateMu.Lock()
-	close(s.handing)
-	handed = true
-	s.gateMu.Unlock()
+	// Only now do pending Wait calls end: a re-exec put off leaves them be. (A Wait that
+	// comes from now on is refused: gated.)
+	calls := s.currentCalls()
+	calls.endWaits(errReexecuting)
 
 	// The output copiers stop at a line's end or flush what they hold as a partial entry:
 	// what is still in the pipes is the next process's.
@@ -247,14 +223,9 @@ func (s *Server) reexec() (retry bool, err error) {
 		return true, fmt.Errorf("a container's output copier did not stop")
 	}
 
-	// Wait calls ended when handing closed; give their answers a moment to go out, then stop
-	// the ttrpc server: its Shutdown waits until every answer is written.
-	time.Sleep(2 * time.Millisecond)
-	srv := s.currentTTRPC()
+	// Stop the call server: no call is under way (quiet), and every Wait was answered.
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
+	_ = calls.Shutdown(sctx)
 	cancel()
 
 	h, fds, err := s.handover(cs)
@@ -274,9 +245,7 @@ func (s *Server) reexec() (retry bool, err error) {
 		unix.Close(fd)
 	}
 	s.restartCopiers(live)
-	if serr := s.serveTTRPC(context.Background()); serr != nil {
-		err = errors.Join(err, serr)
-	}
+	s.serveCalls(context.Background())
 	s.reaper.release()
 	reopen()
 	// Not again after every call: what failed here (the binary gone, out of memory or

@@ -12,18 +12,14 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 
 	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
-	"github.com/peapod-runtime/peapod/shim/api"
-	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // Options configure the shim side.
@@ -94,17 +90,16 @@ type Server struct {
 	inherited                *handover // what the previous process handed over, until Serve
 	execs                    int       // re-executions so far
 
-	gateMu  sync.Mutex
-	srv     *ttrpc.Server
-	active  int           // calls (but Wait) and stream sessions under way
-	dirty   bool          // a call or session that may have left work behind in the process
-	gated   bool          // a re-exec is under way: calls are refused with errReexecuting
-	handing chan struct{} // closed when a re-exec begins
+	gateMu sync.Mutex
+	calls  *callServer
+	active int  // calls (but Wait) and stream sessions under way
+	dirty  bool // a call or session that may have left work behind in the process
+	gated  bool // a re-exec is under way: calls are refused with errReexecuting
 }
 
-// serveEnd is a ttrpc server's end.
+// serveEnd is a call server's end.
 type serveEnd struct {
-	srv *ttrpc.Server
+	srv *callServer
 	err error
 }
 
@@ -135,7 +130,6 @@ func New(opts Options) (*Server, error) {
 		containers: make(map[string]*container),
 		reserved:   make(map[string]bool),
 		shutdown:   make(chan struct{}),
-		handing:    make(chan struct{}),
 	}
 	if opts.Runtime == nil {
 		s.helper = newHelperRuntime(opts.Helper, filepath.Join(opts.StateDir, "libct"), s.reaper, opts.Logger)
@@ -207,9 +201,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 	defer l.Close()
 	defer sl.Close()
 	s.serveErr = make(chan serveEnd, 1)
-	if err := s.serveTTRPC(ctx); err != nil {
-		return err
-	}
+	s.serveCalls(ctx)
 	// Sessions outlive a cancelled ctx just long enough to kill their exec processes.
 	sessionCtx, endSessions := context.WithCancel(context.WithoutCancel(ctx))
 	var sessions sync.WaitGroup
@@ -242,7 +234,7 @@ func (s *Server) Serve(ctx context.Context, ready func(error)) (retErr error) {
 			keepHolder = true
 		case <-s.shutdown:
 		case end := <-s.serveErr:
-			if s.reexecuting() || end.srv != s.currentTTRPC() {
+			if s.reexecuting() || end.srv != s.currentCalls() {
 				// A server stopped for a re-exec: this process ends in execve, or serves
 				// on with a new server if that failed.
 				continue
@@ -263,9 +255,8 @@ func (s *Server) stopServing(ctx context.Context) {
 	time.Sleep(20 * time.Millisecond)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	srv := s.currentTTRPC()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
+	if err := s.currentCalls().Shutdown(sctx); err != nil {
+		s.log.Warn("stop serving", corelog.Error(err))
 	}
 	s.log.Info("shim stopped")
 }
@@ -291,37 +282,28 @@ func (s *Server) setUp() (l, sl *net.UnixListener, err error) {
 	return l, sl, nil
 }
 
-// serveTTRPC serves the API on s.listener with a new ttrpc server, whose end goes to
-// s.serveErr. A re-exec stops it (pausing the listener: the socket stays open).
-func (s *Server) serveTTRPC(ctx context.Context) error {
-	srv, err := ttrpc.NewServer(
-		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
-		ttrpc.WithUnaryServerInterceptor(s.intercept),
-	)
-	if err != nil {
-		return fmt.Errorf("ttrpc server: %w", err)
-	}
-	api.RegisterShimService(srv, &service{s: s})
+// serveCalls serves the call protocol on s.listener with a new call server, whose end goes
+// to s.serveErr. A re-exec stops it (pausing the listener: the socket stays open).
+func (s *Server) serveCalls(ctx context.Context) {
 	// A new server's Accept must not find the deadline that paused the last one.
 	_ = s.listener.SetDeadline(time.Time{})
-	pl := newPausableListener(s.listener)
+	srv := newCallServer(s, newPausableListener(s.listener))
 	s.gateMu.Lock()
-	s.srv = srv
+	s.calls = srv
 	s.gateMu.Unlock()
 	go func() {
-		err := srv.Serve(ctx, pl)
+		err := srv.Serve(ctx)
 		select {
 		case s.serveErr <- serveEnd{srv, err}:
 		default:
 		}
 	}()
-	return nil
 }
 
-func (s *Server) currentTTRPC() *ttrpc.Server {
+func (s *Server) currentCalls() *callServer {
 	s.gateMu.Lock()
 	defer s.gateMu.Unlock()
-	return s.srv
+	return s.calls
 }
 
 // waitTimeout waits for wg, but not longer than d.
@@ -335,25 +317,6 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	case <-done:
 	case <-time.After(d):
 	}
-}
-
-// intercept turns errdefs classes into status codes and logs every mutating call.
-func (s *Server) intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
-	start := time.Now()
-	if !strings.HasSuffix(info.FullMethod, "/Wait") {
-		if !s.enter(!lightMethod(info.FullMethod)) {
-			return nil, wire.ToStatus(errReexecuting)
-		}
-		defer s.leave()
-	} else if s.reexecuting() {
-		return nil, wire.ToStatus(errReexecuting)
-	}
-	defer s.touch()
-	resp, err := method(ctx, unmarshal)
-	if err != nil {
-		s.log.Info("rpc failed", corelog.String("rpc", info.FullMethod), corelog.Duration("duration", time.Since(start)), corelog.Error(err))
-	}
-	return resp, wire.ToStatus(err)
 }
 
 // touch notes activity: idle runs IdleDelay after the last call.

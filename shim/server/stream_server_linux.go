@@ -149,7 +149,7 @@ func readHeader(r *wire.FrameReader) (wire.StreamHeader, error) {
 	return h, nil
 }
 
-// checkPeer accepts only our own user, as the ttrpc socket does (the socket's mode says the
+// checkPeer accepts only our own user, on both sockets (the socket's mode says the
 // same; this holds even if the mode is changed).
 func checkPeer(conn *net.UnixConn) error {
 	rc, err := conn.SyscallConn()

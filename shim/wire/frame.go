@@ -14,9 +14,9 @@ import (
 )
 
 // The stream protocol carries interactive exec and attach sessions over the shim's second
-// socket (StreamSocketPath), one connection per session. Byte streams do not go over ttrpc:
-// its streams have no flow control, so one slow reader would stall the pod's whole control
-// connection. Here backpressure is the socket's own.
+// socket (StreamSocketPath), one connection per session. Byte streams do not share the call
+// protocol's connection (call.go): one slow reader would stall the pod's every call. Here
+// backpressure is the socket's own.
 //
 // Everything is a frame: type (1 byte) | payload length (uint32, big endian) | payload.
 //
@@ -53,6 +53,9 @@ const (
 	// MaxControlPayload caps a JSON frame: a header carries a command line and environment.
 	MaxControlPayload = 1 << 20
 	frameHeaderLen    = 5
+	// maxDataPayload is the largest payload of a data frame of either protocol (a call's
+	// data frame has a call id and a stream before its bytes): buffers of that size are kept.
+	maxDataPayload = MaxFramePayload + callDataHead
 )
 
 // Session kinds of a StreamHeader.
@@ -94,43 +97,54 @@ type StreamError struct {
 // the same version.
 var ErrProtocol = errors.New("shim stream protocol error")
 
-// payloadLimit is the largest payload a frame of type t may carry, or -1 for an unknown type.
-// Frames with a fixed size are checked exactly in readFrame.
-func payloadLimit(t FrameType) int {
+// limitFunc says the largest payload a frame of type t may carry in a protocol (-1: a type
+// the protocol does not have) and whether the payload must have exactly that size.
+type limitFunc func(t FrameType) (limit int, exact bool)
+
+// streamLimit is the stream protocol's limitFunc.
+func streamLimit(t FrameType) (int, bool) {
 	switch t {
 	case FrameHeader, FrameOK, FrameError:
-		return MaxControlPayload
+		return MaxControlPayload, false
 	case FrameStdin, FrameStdout, FrameStderr:
-		return MaxFramePayload
+		return MaxFramePayload, false
 	case FrameResize, FrameExit:
-		return 4
+		return 4, true
 	case FrameStdinClose:
-		return 0
+		return 0, true
 	}
-	return -1
+	return -1, false
 }
 
 // FrameWriter writes whole frames; it is safe for concurrent use (an exec's two output pumps
 // share one connection).
 type FrameWriter struct {
-	mu  sync.Mutex
-	w   io.Writer
-	buf []byte
+	mu    sync.Mutex
+	w     io.Writer
+	limit limitFunc
+	buf   []byte
 }
 
-func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w} }
+// NewFrameWriter writes the stream protocol's frames.
+func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w, limit: streamLimit} }
 
 // WriteFrame sends one frame in one Write, so that frames of concurrent writers never interleave.
 func (fw *FrameWriter) WriteFrame(t FrameType, p []byte) error {
-	if limit := payloadLimit(t); limit < 0 || len(p) > limit {
-		return fmt.Errorf("frame %q of %d bytes: %w", t, len(p), ErrProtocol)
+	return fw.writeFrame(t, nil, p)
+}
+
+// writeFrame sends one frame whose payload is head followed by p, in one Write.
+func (fw *FrameWriter) writeFrame(t FrameType, head, p []byte) error {
+	n := len(head) + len(p)
+	if limit, exact := fw.limit(t); limit < 0 || n > limit || exact && n != limit {
+		return fmt.Errorf("frame %q of %d bytes: %w", t, n, ErrProtocol)
 	}
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	b := append(fw.buf[:0], byte(t), 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(b[1:frameHeaderLen], uint32(len(p)))
-	b = append(b, p...)
-	if cap(b) <= frameHeaderLen+MaxFramePayload {
+	binary.BigEndian.PutUint32(b[1:frameHeaderLen], uint32(n))
+	b = append(append(b, head...), p...)
+	if cap(b) <= frameHeaderLen+maxDataPayload {
 		fw.buf = b
 	} else {
 		fw.buf = nil
@@ -178,12 +192,14 @@ func (fw *FrameWriter) WriteError(err error) error {
 
 // FrameReader reads frames; a payload is valid until the next call.
 type FrameReader struct {
-	r   io.Reader
-	hdr [frameHeaderLen]byte
-	buf []byte
+	r     io.Reader
+	limit limitFunc
+	hdr   [frameHeaderLen]byte
+	buf   []byte
 }
 
-func NewFrameReader(r io.Reader) *FrameReader { return &FrameReader{r: r} }
+// NewFrameReader reads the stream protocol's frames.
+func NewFrameReader(r io.Reader) *FrameReader { return &FrameReader{r: r, limit: streamLimit} }
 
 // Next reads one frame. A connection closed between frames gives io.EOF; one closed inside a
 // frame gives io.ErrUnexpectedEOF; an unknown type or a payload over its limit gives an error
@@ -194,11 +210,11 @@ func (fr *FrameReader) Next() (FrameType, []byte, error) {
 	}
 	t := FrameType(fr.hdr[0])
 	n := binary.BigEndian.Uint32(fr.hdr[1:])
-	limit := payloadLimit(t)
+	limit, exact := fr.limit(t)
 	if limit < 0 {
 		return 0, nil, fmt.Errorf("unknown frame type %q: %w", t, ErrProtocol)
 	}
-	if uint64(n) > uint64(limit) || (t == FrameResize || t == FrameExit) && n != 4 {
+	if uint64(n) > uint64(limit) || exact && int(n) != limit {
 		return 0, nil, fmt.Errorf("frame %q of %d bytes (limit %d): %w", t, n, limit, ErrProtocol)
 	}
 	if int(n) > cap(fr.buf) {
@@ -211,7 +227,7 @@ func (fr *FrameReader) Next() (FrameType, []byte, error) {
 		}
 		return 0, nil, err
 	}
-	if cap(fr.buf) > MaxFramePayload {
+	if cap(fr.buf) > maxDataPayload {
 		// Keep no control-sized buffer for the rest of a long session.
 		fr.buf = nil
 	}
