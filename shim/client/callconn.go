@@ -106,8 +106,11 @@ func (cc *callConn) deliver(t wire.FrameType, p []byte) error {
 			return fmt.Errorf("data frame for a call without data: %w", wire.ErrProtocol)
 		}
 		if err := pc.data(rest[0], rest[1:]); err != nil {
+			// The call is given up: the shim is told to stop its work (not from here: the
+			// writer may wait for the shim, which may wait for this reader).
 			delete(cc.calls, id)
 			pc.done <- callResult{err: err}
+			go func() { _ = cc.w.WriteCancel(id) }()
 		}
 		return nil
 	case wire.FrameAnswer, wire.FrameFail:
