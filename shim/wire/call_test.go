@@ -136,3 +136,46 @@ func TestCallFramesBounded(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCallFrames: whatever bytes a peer sends on the call socket, reading and decoding them
+// ends in a frame, a protocol error or the end of input, never a panic; a frame read is within
+// its type's limit, and a call's body decodes into any request or fails as a protocol error.
+func FuzzCallFrames(f *testing.F) {
+	var seed bytes.Buffer
+	w := NewCallWriter(&seed)
+	_ = w.WriteCall(1, MethodCreate, CreateRequest{ID: "c", Spec: []byte(`{}`), LogPath: "/l"})
+	_ = w.WriteCall(2, MethodExecSync, ExecSyncRequest{ID: "c", Args: []string{"sh"}, Timeout: 5})
+	_ = w.WriteCancel(2)
+	_ = w.WriteCallData(2, StreamStderr, []byte("x"))
+	_ = w.WriteFail(3, errdefs.ErrNotFound)
+	f.Add(seed.Bytes())
+	f.Add([]byte{byte(FrameCall), 0, 0, 0, 5, 0, 0, 0, 1, 99})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := NewCallReader(bytes.NewReader(b))
+		for {
+			ft, p, err := r.Next()
+			if err != nil {
+				return
+			}
+			if limit, _ := callLimit(ft); limit < 0 || len(p) > limit {
+				t.Fatalf("frame %q of %d bytes read", ft, len(p))
+			}
+			switch ft {
+			case FrameCall:
+				call, err := ParseCall(p)
+				if err != nil {
+					continue
+				}
+				for _, v := range []any{&IDRequest{}, &CreateRequest{}, &SignalRequest{}, &ExecSyncRequest{}, &CheckpointRequest{}} {
+					if err := DecodeBody(call.Body, v); err != nil && !errors.Is(err, ErrProtocol) {
+						t.Fatalf("decode %T: %v is not a protocol error", v, err)
+					}
+				}
+			case FrameFail:
+				if _, rest, err := CallID(p); err == nil {
+					_ = DecodeFail(rest).Error()
+				}
+			}
+		}
+	})
+}
