@@ -109,6 +109,9 @@ func TestCallProtocolErrors(t *testing.T) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	w, r := wire.NewCallWriter(conn), wire.NewCallReader(conn)
+	if err := wire.ReadHello(r); err != nil {
+		t.Fatalf("the shim's first frame: %v", err)
+	}
 	raw := func(ft wire.FrameType, payload []byte) {
 		t.Helper()
 		b := append([]byte{byte(ft), 0, 0, 0, 0}, payload...)

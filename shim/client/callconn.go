@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
@@ -40,10 +41,26 @@ type callResult struct {
 	err  error
 }
 
-func newCallConn(conn net.Conn, onClose func()) *callConn {
+// helloTimeout bounds the wait for a shim's hello: a shim answers at once, one from before
+// the call protocol never does.
+const helloTimeout = 2 * time.Second
+
+// newCallConn reads the shim's hello on conn (until ctx's deadline at most), then serves
+// calls on it.
+func newCallConn(ctx context.Context, conn net.Conn, onClose func()) (*callConn, error) {
+	r := wire.NewCallReader(conn)
+	deadline := time.Now().Add(helloTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetReadDeadline(deadline)
+	if err := wire.ReadHello(r); err != nil {
+		return nil, err
+	}
+	_ = conn.SetReadDeadline(time.Time{})
 	cc := &callConn{conn: conn, w: wire.NewCallWriter(conn), calls: make(map[uint32]*pendingCall), onClose: onClose}
-	go cc.read()
-	return cc
+	go cc.read(r)
+	return cc, nil
 }
 
 // Close closes the connection; calls under way fail with errConnClosed.
@@ -58,8 +75,7 @@ func (cc *callConn) Close() error {
 	return nil
 }
 
-func (cc *callConn) read() {
-	r := wire.NewCallReader(cc.conn)
+func (cc *callConn) read(r *wire.FrameReader) {
 	var err error
 	for err == nil {
 		var t wire.FrameType

@@ -166,10 +166,23 @@ func (c *Client) dial(ctx context.Context) error {
 	}
 	set := make(chan struct{})
 	var cc *callConn
-	cc = newCallConn(conn, func() {
+	cc, err = newCallConn(ctx, conn, func() {
 		<-set
 		c.lost(cc)
 	})
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return fromWire("connect", c.socket, ctx.Err())
+		}
+		if errors.Is(err, wire.ErrProtocol) || errors.Is(err, os.ErrDeadlineExceeded) {
+			// A shim from before the call protocol (it spoke ttrpc): this daemon cannot
+			// reach its containers.
+			return fmt.Errorf("shim at %s: it does not speak %s (a peapod-shim older than this daemon?): %w: %w",
+				c.socket, wire.CallProtocol, errdefs.ErrFailedPrecondition, err)
+		}
+		return fmt.Errorf("shim connect at %s: %w: %w", c.socket, errdefs.ErrUnavailable, err)
+	}
 	c.mu.Lock()
 	old := c.replaced
 	c.cc, c.replaced = cc, make(chan struct{})

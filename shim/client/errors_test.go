@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 
@@ -98,5 +100,46 @@ func TestUnreachableShimIsUnavailable(t *testing.T) {
 	cancel()
 	if _, err := Connect(ctx, filepath.Join(dir, "none.sock")); errors.Is(err, errdefs.ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v; want Canceled", err)
+	}
+}
+
+// TestShimWithoutHelloRefused: a socket whose server never says the call protocol's hello (a
+// shim from before it, which spoke ttrpc and waited for the client) or says another one is
+// FailedPrecondition, not a hang and not a dead shim.
+func TestShimWithoutHelloRefused(t *testing.T) {
+	for name, hello := range map[string][]byte{
+		"silent":        nil,
+		"another hello": append([]byte{byte(wire.FrameHello), 0, 0, 0, 13}, "other-proto/9"...),
+		"garbage":       []byte("\x00\x00\x00\x10\x00\x00\x00\x01\x01\x00"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "shim.sock")
+			l, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				_, _ = c.Write(hello)
+				_, _ = io.Copy(io.Discard, c)
+			}()
+			start := time.Now()
+			c, err := Connect(t.Context(), sock)
+			if err == nil {
+				c.Close()
+				t.Fatal("connected")
+			}
+			if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+				t.Errorf("%v; want FailedPrecondition", err)
+			}
+			if d := time.Since(start); d > helloTimeout+time.Second {
+				t.Errorf("refused after %v", d)
+			}
+		})
 	}
 }

@@ -90,6 +90,10 @@ func (cs *callServer) Serve(ctx context.Context) error {
 		}
 		cs.conns[c] = struct{}{}
 		cs.mu.Unlock()
+		if err := c.w.WriteHello(); err != nil {
+			c.close()
+			continue
+		}
 		go c.serve()
 	}
 }

@@ -16,6 +16,7 @@ import (
 // same frames as the stream protocol, each payload beginning with the call's id (uint32,
 // big endian), which the client picks and which is unique among its calls under way:
 //
+//	shim → client   'V' hello: CallProtocol, first and once, as soon as the shim accepts
 //	client → shim   'Q' call: id | method (1 byte) | JSON request
 //	client → shim   'X' cancel: id (the client no longer waits; the shim stops the call's work)
 //	shim → client   'D' data: id | stream (1 stdout, 2 stderr) | bytes (ExecSync's output)
@@ -31,6 +32,7 @@ import (
 // protobuf's code and the tables it builds were a fifth of what an idle shim costs.
 
 const (
+	FrameHello  FrameType = 'V'
 	FrameCall   FrameType = 'Q'
 	FrameCancel FrameType = 'X'
 	FrameData   FrameType = 'D'
@@ -95,6 +97,11 @@ const (
 	StreamStderr byte = 2
 )
 
+// CallProtocol is what a shim's hello says: the protocol and its version. A client that
+// reads anything else, or nothing (a shim from before this protocol, which spoke ttrpc and
+// waits for the client), does not talk to that shim.
+const CallProtocol = "peapod-shim-call/1"
+
 const (
 	// MaxCallPayload caps a call's request and its answer: a Create carries the container's
 	// whole OCI spec.
@@ -112,8 +119,27 @@ func callLimit(t FrameType) (int, bool) {
 		return callDataHead + MaxFramePayload, false
 	case FrameCancel:
 		return callIDLen, true
+	case FrameHello:
+		return 64, false
 	}
 	return -1, false
+}
+
+// WriteHello is the shim's first frame on a connection.
+func (fw *FrameWriter) WriteHello() error {
+	return fw.writeFrame(FrameHello, nil, []byte(CallProtocol))
+}
+
+// ReadHello reads a shim's first frame: nil if it speaks this protocol.
+func ReadHello(r *FrameReader) error {
+	t, p, err := r.Next()
+	if err != nil {
+		return fmt.Errorf("read the shim's hello: %w", err)
+	}
+	if t != FrameHello || string(p) != CallProtocol {
+		return fmt.Errorf("the shim's hello is %q %q, not %q: %w", t, p, CallProtocol, ErrProtocol)
+	}
+	return nil
 }
 
 // NewCallReader reads the call protocol's frames.

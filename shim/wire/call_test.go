@@ -17,6 +17,7 @@ func TestCallRoundTrip(t *testing.T) {
 	w := NewCallWriter(&buf)
 	out := bytes.Repeat([]byte("o"), MaxFramePayload+7)
 	steps := []func() error{
+		w.WriteHello,
 		func() error {
 			return w.WriteCall(1, MethodCreate, CreateRequest{ID: "c", Spec: []byte(`{"ociVersion":"1.2.0"}`)})
 		},
@@ -42,6 +43,9 @@ func TestCallRoundTrip(t *testing.T) {
 		return ft, p
 	}
 
+	if err := ReadHello(r); err != nil {
+		t.Fatalf("hello: %v", err)
+	}
 	ft, p := next()
 	call, err := ParseCall(p)
 	if ft != FrameCall || err != nil || call.ID != 1 || call.Method != MethodCreate {
@@ -178,4 +182,19 @@ func FuzzCallFrames(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestReadHello(t *testing.T) {
+	var good, other, bad bytes.Buffer
+	_ = NewCallWriter(&good).WriteHello()
+	_ = NewCallWriter(&other).writeFrame(FrameHello, nil, []byte("peapod-shim-call/0"))
+	_ = NewCallWriter(&bad).WriteCancel(1)
+	if err := ReadHello(NewCallReader(&good)); err != nil {
+		t.Errorf("our hello: %v", err)
+	}
+	for name, b := range map[string]*bytes.Buffer{"another version": &other, "another frame": &bad, "nothing": {}} {
+		if err := ReadHello(NewCallReader(b)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }
