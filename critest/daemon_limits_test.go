@@ -97,7 +97,7 @@ func TestRemovePodWithUnreachableShim(t *testing.T) {
 	}
 	processGone(t, shim, 5*time.Second)
 	podDir := filepath.Join(d.State(), "pods", pod.id)
-	for _, name := range []string{"shim.sock", "stream.sock"} {
+	for _, name := range []string{"call.sock", "stream.sock"} {
 		p := filepath.Join(podDir, name)
 		_ = os.Remove(p)
 		if err := os.Symlink(p, p); err != nil {

@@ -33,7 +33,7 @@
 //
 // Files under a pod's state dir:
 //
-//	shim.sock        the call protocol's socket (SocketPath)
+//	call.sock        the call protocol's socket (SocketPath; shim.sock was ttrpc's)
 //	stream.sock      interactive exec and attach sessions (StreamSocketPath)
 //	shim.log         the shim's own JSON log, and its stderr (LogPath)
 //	shim.lock        held (flock) for the shim's lifetime

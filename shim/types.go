@@ -155,7 +155,11 @@ type AttachOptions struct {
 }
 
 // SocketPath is where the shim of the pod whose state dir is stateDir listens.
-func SocketPath(stateDir string) string { return filepath.Join(stateDir, "shim.sock") }
+func SocketPath(stateDir string) string { return filepath.Join(stateDir, "call.sock") }
+
+// LegacySocketPath is where a shim from before the call protocol listened (ttrpc): a daemon
+// that finds only that socket knows the shim is too old for it.
+func LegacySocketPath(stateDir string) string { return filepath.Join(stateDir, "shim.sock") }
 
 // StreamSocketPath is where the shim of the pod whose state dir is stateDir serves interactive
 // exec and attach sessions (one connection per session; see shim/wire).

@@ -41,20 +41,22 @@ type callResult struct {
 	err  error
 }
 
-// helloTimeout bounds the wait for a shim's hello: a shim answers at once, one from before
-// the call protocol never does.
-const helloTimeout = 2 * time.Second
-
-// newCallConn reads the shim's hello on conn (until ctx's deadline at most), then serves
-// calls on it.
+// newCallConn reads the shim's hello on conn, then serves calls on it. The hello is waited
+// for as long as ctx lasts, as an answer would be: a shim stopped, or slow to accept on a busy
+// node, is not taken for another one.
 func newCallConn(ctx context.Context, conn net.Conn, onClose func()) (*callConn, error) {
 	r := wire.NewCallReader(conn)
-	deadline := time.Now().Add(helloTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	err := wire.ReadHello(r)
+	if !stop() {
+		// ctx ended: the read may have been cut short by it.
+		if err == nil {
+			err = ctx.Err()
+		} else {
+			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
 	}
-	_ = conn.SetReadDeadline(deadline)
-	if err := wire.ReadHello(r); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	_ = conn.SetReadDeadline(time.Time{})

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -162,6 +163,10 @@ func (c *Client) dial(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fromWire("connect", c.socket, err)
 		}
+		if errors.Is(err, syscall.ENOENT) && isSocket(shim.LegacySocketPath(filepath.Dir(c.socket))) {
+			return fmt.Errorf("shim at %s: only a ttrpc socket is there, of a peapod-shim older than this daemon, which cannot reach its containers: %w",
+				filepath.Dir(c.socket), errdefs.ErrFailedPrecondition)
+		}
 		return fmt.Errorf("shim connect at %s: %w: %w", c.socket, errdefs.ErrUnavailable, err)
 	}
 	set := make(chan struct{})
@@ -173,13 +178,10 @@ func (c *Client) dial(ctx context.Context) error {
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
-			return fromWire("connect", c.socket, ctx.Err())
+			return fromWire("connect", c.socket, err)
 		}
-		if errors.Is(err, wire.ErrProtocol) || errors.Is(err, os.ErrDeadlineExceeded) {
-			// A shim from before the call protocol (it spoke ttrpc): this daemon cannot
-			// reach its containers.
-			return fmt.Errorf("shim at %s: it does not speak %s (a peapod-shim older than this daemon?): %w: %w",
-				c.socket, wire.CallProtocol, errdefs.ErrFailedPrecondition, err)
+		if errors.Is(err, wire.ErrProtocol) {
+			return fmt.Errorf("shim at %s: it does not speak %s: %w: %w", c.socket, wire.CallProtocol, errdefs.ErrFailedPrecondition, err)
 		}
 		return fmt.Errorf("shim connect at %s: %w: %w", c.socket, errdefs.ErrUnavailable, err)
 	}
@@ -487,6 +489,12 @@ func shimGODEBUG(daemon string) string {
 		return "memprofilerate=0"
 	}
 	return daemon + ",memprofilerate=0"
+}
+
+// isSocket says path is a unix socket (not followed if a symlink).
+func isSocket(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 // withoutEnv is env without the variable name.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/peapod-runtime/peapod/shim"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
@@ -103,17 +104,17 @@ func TestUnreachableShimIsUnavailable(t *testing.T) {
 	}
 }
 
-// TestShimWithoutHelloRefused: a socket whose server never says the call protocol's hello (a
-// shim from before it, which spoke ttrpc and waited for the client) or says another one is
-// FailedPrecondition, not a hang and not a dead shim.
-func TestShimWithoutHelloRefused(t *testing.T) {
+// TestShimWithoutHello: a socket whose server says another hello, or something else, is
+// FailedPrecondition; one that says nothing (a shim stopped, or slow to accept) is waited
+// for as long as the caller's context lasts, not taken for a dead shim.
+func TestShimWithoutHello(t *testing.T) {
 	for name, hello := range map[string][]byte{
 		"silent":        nil,
 		"another hello": append([]byte{byte(wire.FrameHello), 0, 0, 0, 13}, "other-proto/9"...),
 		"garbage":       []byte("\x00\x00\x00\x10\x00\x00\x00\x01\x01\x00"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			sock := filepath.Join(t.TempDir(), "shim.sock")
+			sock := filepath.Join(t.TempDir(), "call.sock")
 			l, err := net.Listen("unix", sock)
 			if err != nil {
 				t.Fatal(err)
@@ -128,18 +129,46 @@ func TestShimWithoutHelloRefused(t *testing.T) {
 				_, _ = c.Write(hello)
 				_, _ = io.Copy(io.Discard, c)
 			}()
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancel()
 			start := time.Now()
-			c, err := Connect(t.Context(), sock)
+			c, err := Connect(ctx, sock)
 			if err == nil {
 				c.Close()
 				t.Fatal("connected")
 			}
-			if !errors.Is(err, errdefs.ErrFailedPrecondition) {
-				t.Errorf("%v; want FailedPrecondition", err)
+			var want error = errdefs.ErrFailedPrecondition
+			if hello == nil {
+				want = context.DeadlineExceeded
+				if d := time.Since(start); d < 400*time.Millisecond {
+					t.Errorf("gave up after %v, before the context's end", d)
+				}
 			}
-			if d := time.Since(start); d > helloTimeout+time.Second {
-				t.Errorf("refused after %v", d)
+			if !errors.Is(err, want) || errors.Is(err, errdefs.ErrUnavailable) {
+				t.Errorf("%v; want %v", err, want)
 			}
 		})
+	}
+}
+
+// TestLegacyShimSocket: a pod dir with only the ttrpc socket of a shim from before the call
+// protocol is FailedPrecondition (this daemon cannot reach its containers), not a dead shim.
+func TestLegacyShimSocket(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("unix", shim.LegacySocketPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = Connect(t.Context(), shim.SocketPath(dir))
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("only a legacy socket: %v; want FailedPrecondition", err)
+	}
+	l.Close()
+	if err := os.Symlink(shim.LegacySocketPath(dir), shim.LegacySocketPath(dir)); err != nil && !errors.Is(err, os.ErrExist) {
+		t.Fatal(err)
+	}
+	if _, err = Connect(t.Context(), shim.SocketPath(dir)); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("no socket: %v; want Unavailable", err)
 	}
 }
