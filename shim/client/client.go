@@ -157,6 +157,26 @@ func Connect(ctx context.Context, socketPath string) (*Client, error) {
 
 // dial connects to the socket and makes the connection the current one.
 func (c *Client) dial(ctx context.Context) error {
+	// A shim that accepted the connection but closed it before its hello is re-executing
+	// (or stopping): dial again; a shim gone for good has removed its socket by then.
+	start := time.Now()
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		err := c.dialOnce(ctx)
+		if !errors.Is(err, errClosedBeforeHello) || time.Since(start) > reconnectTimeout {
+			return err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return fromWire("connect", c.socket, ctx.Err())
+		}
+	}
+}
+
+// errClosedBeforeHello marks a connection the shim closed before its hello.
+var errClosedBeforeHello = errors.New("the shim closed the connection before its hello")
+
+func (c *Client) dialOnce(ctx context.Context) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.socket)
 	if err != nil {
@@ -182,6 +202,9 @@ func (c *Client) dial(ctx context.Context) error {
 		}
 		if errors.Is(err, wire.ErrProtocol) {
 			return fmt.Errorf("shim at %s: it does not speak %s: %w: %w", c.socket, wire.CallProtocol, errdefs.ErrFailedPrecondition, err)
+		}
+		if isConnectionGone(err) {
+			err = fmt.Errorf("%w: %w", errClosedBeforeHello, err)
 		}
 		return fmt.Errorf("shim connect at %s: %w: %w", c.socket, errdefs.ErrUnavailable, err)
 	}

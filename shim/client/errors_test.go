@@ -172,3 +172,33 @@ func TestLegacyShimSocket(t *testing.T) {
 		t.Errorf("no socket: %v; want Unavailable", err)
 	}
 }
+
+// TestConnectAgainAfterCloseBeforeHello: a shim that accepts a connection and closes it
+// before its hello (caught re-executing) is dialled again, not taken for a dead shim.
+func TestConnectAgainAfterCloseBeforeHello(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "call.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for i := 0; ; i++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if i < 2 {
+				c.Close()
+				continue
+			}
+			_ = wire.NewCallWriter(c).WriteHello()
+			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	c, err := Connect(t.Context(), sock)
+	if err != nil {
+		t.Fatalf("connect after two connections closed before the hello: %v", err)
+	}
+	c.Close()
+}
