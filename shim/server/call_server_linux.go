@@ -19,9 +19,9 @@ import (
 
 // callServer serves the call protocol (shim/wire's call.go) on the shim's socket. Each
 // connection has one goroutine, its reader. State, List and Wait are answered by the reader
-// itself, and a Wait whose container still runs only leaves a note with the container
-// (callWaiter), answered by the container's monitor: an idle pod's shim holds no goroutine
-// for the daemon's waits. Every other call runs in a goroutine of its own.
+// itself, and a Wait whose container still runs is only noted on its connection, and answered
+// when the container's monitor records the exit: an idle pod's shim holds no goroutine for
+// the daemon's waits. Every other call runs in a goroutine of its own.
 type callServer struct {
 	s *Server
 	l *pausableListener
@@ -43,12 +43,6 @@ type callConn struct {
 	mu      sync.Mutex
 	cancels map[uint32]context.CancelFunc // calls under way
 	waits   map[uint32]*container         // Waits noted with their container
-}
-
-// callWaiter is a Wait noted with its container: the container's exit answers it.
-type callWaiter struct {
-	conn *callConn
-	id   uint32
 }
 
 func newCallServer(s *Server, l *pausableListener) *callServer {
@@ -122,49 +116,66 @@ func (cs *callServer) Shutdown(ctx context.Context) error {
 		}
 		break
 	}
-	cs.mu.Lock()
-	conns := make([]*callConn, 0, len(cs.conns))
-	for c := range cs.conns {
-		conns = append(conns, c)
-	}
-	cs.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range cs.connections() {
 		c.close()
 	}
 	return err
 }
 
-// endWaits answers every noted Wait with err.
-func (cs *callServer) endWaits(err error) {
+// connections is a snapshot of the open connections.
+func (cs *callServer) connections() []*callConn {
 	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	conns := make([]*callConn, 0, len(cs.conns))
 	for c := range cs.conns {
 		conns = append(conns, c)
 	}
-	cs.mu.Unlock()
-	for _, c := range conns {
-		c.mu.Lock()
-		waits := c.waits
-		c.waits = make(map[uint32]*container)
-		c.mu.Unlock()
-		for id, ctr := range waits {
-			ctr.dropWaiter(c, id)
+	return conns
+}
+
+// endWaits answers every noted Wait with err.
+func (cs *callServer) endWaits(err error) {
+	for _, c := range cs.connections() {
+		for _, id := range c.takeWaits(nil) {
 			_ = c.w.WriteFail(id, err)
 		}
 	}
+}
+
+// exited answers the Waits noted for ctr, which has just exited. A nil server (a resumed
+// shim not serving yet) has none.
+func (cs *callServer) exited(ctr *container) {
+	if cs == nil {
+		return
+	}
+	st := ctr.state()
+	for _, c := range cs.connections() {
+		for _, id := range c.takeWaits(ctr) {
+			_ = c.w.WriteAnswer(id, st)
+		}
+	}
+}
+
+// takeWaits forgets the connection's noted Waits for ctr (nil: all of them) and returns their
+// call ids.
+func (c *callConn) takeWaits(ctr *container) []uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []uint32
+	for id, w := range c.waits {
+		if ctr == nil || w == ctr {
+			ids = append(ids, id)
+			delete(c.waits, id)
+		}
+	}
+	return ids
 }
 
 // close ends the connection: its calls' contexts end and its noted Waits are dropped.
 func (c *callConn) close() {
 	c.stop()
 	c.conn.Close()
-	c.mu.Lock()
-	waits := c.waits
-	c.waits = make(map[uint32]*container)
-	c.mu.Unlock()
-	for id, ctr := range waits {
-		ctr.dropWaiter(c, id)
-	}
+	c.takeWaits(nil)
 	c.srv.mu.Lock()
 	delete(c.srv.conns, c)
 	c.srv.mu.Unlock()
@@ -203,14 +214,13 @@ func (c *callConn) serve() {
 func (c *callConn) cancel(id uint32) {
 	c.mu.Lock()
 	stop := c.cancels[id]
-	ctr := c.waits[id]
+	ctr, waiting := c.waits[id]
 	delete(c.waits, id)
 	c.mu.Unlock()
 	if stop != nil {
 		stop()
 	}
-	if ctr != nil {
-		ctr.dropWaiter(c, id)
+	if waiting {
 		_ = c.w.WriteFail(id, fmt.Errorf("wait for container %s: %w", ctr.id, context.Canceled))
 	}
 }
@@ -239,7 +249,9 @@ func (c *callConn) dispatch(call wire.Call) {
 		return
 	}
 	if inline {
-		c.finish(call, time.Now(), run(c.ctx))
+		start := time.Now()
+		resp, err := run(c.ctx)
+		c.finish(call, start, resp, err)
 		s.leave()
 		s.touch()
 		return
@@ -253,12 +265,12 @@ func (c *callConn) dispatch(call wire.Call) {
 	c.srv.mu.Unlock()
 	go func() {
 		start := time.Now()
-		err := run(ctx)
+		resp, err := run(ctx)
 		c.mu.Lock()
 		delete(c.cancels, call.ID)
 		c.mu.Unlock()
 		stop()
-		c.finish(call, start, err)
+		c.finish(call, start, resp, err)
 		s.leave()
 		s.touch()
 		c.srv.mu.Lock()
@@ -267,9 +279,11 @@ func (c *callConn) dispatch(call wire.Call) {
 	}()
 }
 
-// finish logs a failed call and answers with its error; a call that succeeded has answered.
-func (c *callConn) finish(call wire.Call, start time.Time, err error) {
+// finish answers a call with resp, or with its error (logged).
+func (c *callConn) finish(call wire.Call, start time.Time, resp any, err error) {
 	if err == nil {
+		// A client gone meanwhile has nothing to be told.
+		_ = c.w.WriteAnswer(call.ID, resp)
 		return
 	}
 	if !errors.Is(err, errReexecuting) {
@@ -278,60 +292,60 @@ func (c *callConn) finish(call wire.Call, start time.Time, err error) {
 	_ = c.w.WriteFail(call.ID, err)
 }
 
+// handler is a call's work once its request is decoded: it returns the answer (nil: an
+// empty one).
+type handler func(context.Context) (any, error)
+
+// done answers a call whose work has no result but its error.
+func done(err error) (any, error) { return nil, err }
+
 // decode decodes a call's request and returns the work that answers it.
-func (c *callConn) decode(call wire.Call) (func(context.Context) error, error) {
-	s, id, w := c.srv.s, call.ID, c.w
-	answer := func(v any) error {
-		// A client gone meanwhile has nothing to be told.
-		_ = w.WriteAnswer(id, v)
-		return nil
-	}
+func (c *callConn) decode(call wire.Call) (handler, error) {
+	s := c.srv.s
 	switch call.Method {
 	case wire.MethodInfo:
-		return func(ctx context.Context) error { return answer(s.info(ctx)) }, nil
+		return func(ctx context.Context) (any, error) { return s.info(ctx), nil }, nil
 	case wire.MethodList:
-		return func(context.Context) error { return answer(wire.ListResponse{Containers: s.list()}) }, nil
+		return func(context.Context) (any, error) { return wire.ListResponse{Containers: s.list()}, nil }, nil
 	case wire.MethodPrepare:
 		// A helper for the Create the daemon says is coming, unless one waits already: its
 		// start then overlaps the daemon's own preparation of the container.
-		return func(context.Context) error {
+		return func(context.Context) (any, error) {
 			if s.helper != nil {
 				s.helper.Warm()
 			}
-			return answer(nil)
+			return nil, nil
 		}, nil
 	case wire.MethodShutdown:
-		return func(context.Context) error {
-			if err := s.requestShutdown(); err != nil {
-				return err
-			}
-			return answer(nil)
-		}, nil
+		return func(context.Context) (any, error) { return done(s.requestShutdown()) }, nil
 	case wire.MethodCreate:
-		return c.decodeCreate(call, answer)
+		var r wire.CreateRequest
+		if err := decodeRequest(call, &r); err != nil {
+			return nil, err
+		}
+		req := createRequest{
+			CreateOptions: shim.CreateOptions{ID: r.ID, Rootfs: r.Rootfs, Stdin: r.Stdin, StdinOnce: r.StdinOnce,
+				Tty: r.Tty, LogPath: r.LogPath, LogRoot: r.LogRoot},
+			specJSON: r.Spec,
+		}
+		return func(ctx context.Context) (any, error) { return pidResponse(s.create(ctx, req)) }, nil
 	case wire.MethodSignal:
 		var r wire.SignalRequest
 		if err := decodeRequest(call, &r); err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context) error {
-			if err := s.signal(ctx, r.ID, syscall.Signal(r.Signal), r.All); err != nil {
-				return err
-			}
-			return answer(nil)
+		return func(ctx context.Context) (any, error) {
+			return done(s.signal(ctx, r.ID, syscall.Signal(r.Signal), r.All))
 		}, nil
 	case wire.MethodExecSync:
-		return c.decodeExecSync(call, answer)
+		return c.decodeExecSync(call)
 	case wire.MethodCheckpoint:
 		var r wire.CheckpointRequest
 		if err := decodeRequest(call, &r); err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context) error {
-			if err := s.checkpoint(ctx, r.ID, r.ImagesDir, r.WorkDir, r.LeaveRunning); err != nil {
-				return err
-			}
-			return answer(nil)
+		return func(ctx context.Context) (any, error) {
+			return done(s.checkpoint(ctx, r.ID, r.ImagesDir, r.WorkDir, r.LeaveRunning))
 		}, nil
 	}
 	// The calls that name only a container.
@@ -341,68 +355,40 @@ func (c *callConn) decode(call wire.Call) (func(context.Context) error, error) {
 	}
 	switch call.Method {
 	case wire.MethodStart:
-		return func(ctx context.Context) error {
-			pid, err := s.start(ctx, r.ID)
-			if err != nil {
-				return err
-			}
-			return answer(wire.PidResponse{Pid: pid})
-		}, nil
+		return func(ctx context.Context) (any, error) { return pidResponse(s.start(ctx, r.ID)) }, nil
 	case wire.MethodState:
-		return func(context.Context) error {
+		return func(context.Context) (any, error) {
 			ctr, err := s.get(r.ID)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			return answer(ctr.state())
+			return ctr.state(), nil
 		}, nil
 	case wire.MethodDelete:
-		return func(ctx context.Context) error {
-			if err := s.delete(ctx, r.ID); err != nil {
-				return err
-			}
-			return answer(nil)
-		}, nil
+		return func(ctx context.Context) (any, error) { return done(s.delete(ctx, r.ID)) }, nil
 	case wire.MethodReopenLog:
-		return func(context.Context) error {
-			if err := s.reopenLog(r.ID); err != nil {
-				return err
-			}
-			return answer(nil)
-		}, nil
+		return func(context.Context) (any, error) { return done(s.reopenLog(r.ID)) }, nil
 	}
 	return nil, fmt.Errorf("shim call %s: %w", call.Method, errdefs.ErrNotImplemented)
 }
 
-func (c *callConn) decodeCreate(call wire.Call, answer func(any) error) (func(context.Context) error, error) {
-	var r wire.CreateRequest
-	if err := decodeRequest(call, &r); err != nil {
+func pidResponse(pid int, err error) (any, error) {
+	if err != nil {
 		return nil, err
 	}
-	req := createRequest{
-		CreateOptions: shim.CreateOptions{ID: r.ID, Rootfs: r.Rootfs, Stdin: r.Stdin, StdinOnce: r.StdinOnce,
-			Tty: r.Tty, LogPath: r.LogPath, LogRoot: r.LogRoot},
-		specJSON: r.Spec,
-	}
-	return func(ctx context.Context) error {
-		pid, err := c.srv.s.create(ctx, req)
-		if err != nil {
-			return err
-		}
-		return answer(wire.PidResponse{Pid: pid})
-	}, nil
+	return wire.PidResponse{Pid: pid}, nil
 }
 
 // decodeExecSync: the command's output goes out in data frames as it comes, its exit in the
 // answer.
-func (c *callConn) decodeExecSync(call wire.Call, answer func(any) error) (func(context.Context) error, error) {
+func (c *callConn) decodeExecSync(call wire.Call) (handler, error) {
 	var r wire.ExecSyncRequest
 	if err := decodeRequest(call, &r); err != nil {
 		return nil, err
 	}
 	o := shim.ExecSyncOptions{Args: r.Args, Env: r.Env, Cwd: r.Cwd, User: r.User, Timeout: time.Duration(r.Timeout)}
 	id := call.ID // not call: its body is the reader's buffer
-	return func(ctx context.Context) error {
+	return func(ctx context.Context) (any, error) {
 		var exit wire.ExecSyncExit
 		err := c.srv.s.execSync(ctx, r.ID, o, func(ch execChunk) error {
 			if err := c.w.WriteCallData(id, wire.StreamStdout, ch.stdout); err != nil {
@@ -417,9 +403,9 @@ func (c *callConn) decodeExecSync(call wire.Call, answer func(any) error) (func(
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return answer(exit)
+		return exit, nil
 	}, nil
 }
 
@@ -430,8 +416,8 @@ func decodeRequest(call wire.Call, v any) error {
 	return nil
 }
 
-// wait answers a Wait at once if its container has exited, and otherwise notes it with the
-// container, whose monitor answers it.
+// wait answers a Wait at once if its container has exited, and otherwise notes it on the
+// connection: the container's exit answers it (callServer.exited).
 func (c *callConn) wait(call wire.Call) {
 	s := c.srv.s
 	var r wire.IDRequest
@@ -448,63 +434,15 @@ func (c *callConn) wait(call wire.Call) {
 		_ = c.w.WriteFail(call.ID, err)
 		return
 	}
+	// Under the lock: an exit closes exited before it looks for the Waits to answer.
 	c.mu.Lock()
-	c.waits[call.ID] = ctr
+	exited := ctr.hasExited()
+	if !exited {
+		c.waits[call.ID] = ctr
+	}
 	c.mu.Unlock()
-	if !ctr.addWaiter(callWaiter{conn: c, id: call.ID}) {
-		c.mu.Lock()
-		delete(c.waits, call.ID)
-		c.mu.Unlock()
+	if exited {
 		_ = c.w.WriteAnswer(call.ID, ctr.state())
 	}
 	s.touch()
-}
-
-// answerWait answers a noted Wait with the container's final state, unless it was dropped.
-func (c *callConn) answerWait(id uint32, ctr *container) {
-	c.mu.Lock()
-	noted := c.waits[id] == ctr
-	delete(c.waits, id)
-	c.mu.Unlock()
-	if noted {
-		_ = c.w.WriteAnswer(id, ctr.state())
-	}
-}
-
-// addWaiter notes a Wait, unless the container has exited (false).
-func (c *container) addWaiter(w callWaiter) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.hasExited() {
-		return false
-	}
-	c.waiters = append(c.waiters, w)
-	return true
-}
-
-func (c *container) dropWaiter(conn *callConn, id uint32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, w := range c.waiters {
-		if w.conn == conn && w.id == id {
-			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
-			break
-		}
-	}
-	if len(c.waiters) == 0 {
-		c.waiters = nil
-	}
-}
-
-// exitedNow marks the container exited (its exit is persisted and in st) and answers the
-// Waits noted with it.
-func (c *container) exitedNow() {
-	c.mu.Lock()
-	close(c.exited)
-	waiters := c.waiters
-	c.waiters = nil
-	c.mu.Unlock()
-	for _, w := range waiters {
-		w.conn.answerWait(w.id, c)
-	}
 }

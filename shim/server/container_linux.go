@@ -41,10 +41,8 @@ type container struct {
 	mu sync.Mutex
 	st shim.ContainerState
 
-	exited chan struct{} // closed once the exit is persisted and in st (under mu)
-	// waiters are the Waits the exit answers (call_server_linux.go); under mu.
-	waiters []callWaiter
-	ioDone  chan struct{} // closed once the output copiers have stopped
+	exited chan struct{} // closed once the exit is persisted and in st
+	ioDone chan struct{} // closed once the output copiers have stopped
 
 	// input is the container's stdin when it was created with Stdin (the pipe's writing end,
 	// or the console), shared by attached sessions; nil otherwise.
@@ -352,7 +350,8 @@ func (s *Server) monitor(c *container, exited <-chan unix.WaitStatus) {
 			st.Reason = shim.ReasonError
 		}
 	})
-	c.exitedNow()
+	close(c.exited)
+	s.currentCalls().exited(c)
 	c.log.Info("container exited", corelog.Int("exit_code", code), corelog.Bool("signaled", signaled), corelog.Bool("oom_killed", oom))
 }
 
