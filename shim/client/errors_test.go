@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -114,21 +115,10 @@ func TestShimWithoutHello(t *testing.T) {
 		"garbage":       []byte("\x00\x00\x00\x10\x00\x00\x00\x01\x01\x00"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			sock := filepath.Join(t.TempDir(), "call.sock")
-			l, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			go func() {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
+			sock := fakeShim(t, func(_ int, c net.Conn) bool {
 				_, _ = c.Write(hello)
-				_, _ = io.Copy(io.Discard, c)
-			}()
+				return true
+			})
 			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 			defer cancel()
 			start := time.Now()
@@ -176,29 +166,65 @@ func TestLegacyShimSocket(t *testing.T) {
 // TestConnectAgainAfterCloseBeforeHello: a shim that accepts a connection and closes it
 // before its hello (caught re-executing) is dialled again, not taken for a dead shim.
 func TestConnectAgainAfterCloseBeforeHello(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "call.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for i := 0; ; i++ {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			if i < 2 {
-				c.Close()
-				continue
-			}
-			_ = wire.NewCallWriter(c).WriteHello()
-			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+	sock := fakeShim(t, func(i int, c net.Conn) bool {
+		if i < 2 {
+			return false
 		}
-	}()
+		_ = wire.NewCallWriter(c).WriteHello()
+		return true
+	})
 	c, err := Connect(t.Context(), sock)
 	if err != nil {
 		t.Fatalf("connect after two connections closed before the hello: %v", err)
 	}
 	c.Close()
+}
+
+// fakeShim listens on a call.sock of its own and passes the i-th connection to serve, then
+// reads the connection to its end if serve says to keep it, else closes it. The listener,
+// every connection and their goroutines are gone when the test ends.
+func fakeShim(t *testing.T, serve func(i int, c net.Conn) (keep bool)) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "call.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			if closed {
+				c.Close()
+			}
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				if serve(i, c) {
+					_, _ = io.Copy(io.Discard, c)
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return sock
 }
