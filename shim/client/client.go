@@ -149,34 +149,35 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 // caller then cleans up after it as after a dead shim. Only ctx's end is not Unavailable.
 func Connect(ctx context.Context, socketPath string) (*Client, error) {
 	c := &Client{socket: socketPath, done: make(chan struct{})}
-	if err := c.dial(ctx); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// dial connects to the socket and makes the connection the current one.
-func (c *Client) dial(ctx context.Context) error {
 	// A shim that accepted the connection but closed it before its hello is re-executing
-	// (or stopping): dial again; a shim gone for good has removed its socket by then.
+	// (or stopping): dial again (as lost does); a shim gone for good has removed its socket
+	// by then.
 	start := time.Now()
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		err := c.dialOnce(ctx)
+	for delay := time.Millisecond; ; delay = nextDelay(delay) {
+		err := c.dial(ctx)
+		if err == nil {
+			return c, nil
+		}
 		if !errors.Is(err, errClosedBeforeHello) || time.Since(start) > reconnectTimeout {
-			return err
+			return nil, err
 		}
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			return fromWire("connect", c.socket, ctx.Err())
+			return nil, fromWire("connect", c.socket, ctx.Err())
 		}
 	}
 }
 
+// nextDelay is the pause before the next attempt of a retry loop: doubling from 1ms, at
+// most 50ms.
+func nextDelay(d time.Duration) time.Duration { return min(2*d, 50*time.Millisecond) }
+
 // errClosedBeforeHello marks a connection the shim closed before its hello.
 var errClosedBeforeHello = errors.New("the shim closed the connection before its hello")
 
-func (c *Client) dialOnce(ctx context.Context) error {
+// dial connects to the socket and makes the connection the current one.
+func (c *Client) dial(ctx context.Context) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.socket)
 	if err != nil {
@@ -238,7 +239,7 @@ func (c *Client) lost(cc *callConn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reconnectTimeout)
 	defer cancel()
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for delay := time.Millisecond; ; delay = nextDelay(delay) {
 		err := c.dial(ctx)
 		if err == nil {
 			return
@@ -272,7 +273,7 @@ func (c *Client) current() (*callConn, <-chan struct{}) {
 func (c *Client) do(ctx context.Context, call func(*callConn) error) error {
 	// Only the time between attempts counts: a Wait may be answered after hours.
 	var waited time.Duration
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for delay := time.Millisecond; ; delay = nextDelay(delay) {
 		cc, replaced := c.current()
 		err := call(cc)
 		if err == nil || !retryable(err) || waited > reconnectTimeout {
@@ -309,6 +310,12 @@ func retryable(err error) bool {
 		return ce.Reexecuting()
 	}
 	return isConnectionGone(err)
+}
+
+// reexecuting says err is a re-executing shim's refusal of a call or session.
+func reexecuting(err error) bool {
+	var ce *wire.CallError
+	return errors.As(err, &ce) && ce.Reexecuting()
 }
 
 // notAgain is an error of a call that must not be sent again (a stream that gave output).

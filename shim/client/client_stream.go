@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -101,7 +100,7 @@ func (c *Client) stream(ctx context.Context, h wire.StreamHeader, stdin io.Reade
 	// it had not begun yet): try again.
 	var ss *session
 	deadline := time.Now().Add(reconnectTimeout)
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for delay := time.Millisecond; ; delay = nextDelay(delay) {
 		var again bool
 		var err error
 		if ss, again, err = c.open(ctx, path, what, h); err == nil {
@@ -225,7 +224,7 @@ func (c *Client) open(ctx context.Context, path, what string, h wire.StreamHeade
 	switch t {
 	case wire.FrameError:
 		err := remoteError(what, p)
-		return fail(strings.Contains(err.Error(), wire.ReexecutingMessage), err)
+		return fail(reexecuting(err), err)
 	case wire.FrameOK:
 		if err := json.Unmarshal(p, &ss.reply); err != nil {
 			return fail(false, fmt.Errorf("shim %s: reply: %v: %w", what, err, wire.ErrProtocol))
@@ -252,9 +251,5 @@ func sendStdin(r io.Reader, w *wire.FrameWriter) {
 }
 
 func remoteError(what string, p []byte) error {
-	var e wire.StreamError
-	if err := json.Unmarshal(p, &e); err != nil {
-		return fmt.Errorf("shim %s: error frame: %v: %w", what, err, wire.ErrProtocol)
-	}
-	return wire.ClassError(e.Class, "shim "+what+": "+e.Message)
+	return fmt.Errorf("shim %s: %w", what, wire.DecodeFail(p))
 }

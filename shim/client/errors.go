@@ -25,11 +25,6 @@ func fromWire(op, socket string, err error) error {
 	if isConnectionGone(err) {
 		return fmt.Errorf("shim %s at %s: %w: %w", op, socket, errdefs.ErrUnavailable, err)
 	}
-	var ce *wire.CallError
-	if errors.As(err, &ce) {
-		// The shim's message ends with its class's text already (ClassError).
-		return fmt.Errorf("shim %s: %w", op, wire.ClassError(ce.Class, ce.Message))
-	}
 	return fmt.Errorf("shim %s: %w", op, err)
 }
 

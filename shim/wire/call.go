@@ -202,8 +202,7 @@ func (fw *FrameWriter) WriteAnswer(id uint32, resp any) error {
 
 // WriteFail ends call id with err, its class kept (ErrorClass).
 func (fw *FrameWriter) WriteFail(id uint32, err error) error {
-	body, _ := json.Marshal(StreamError{Class: ErrorClass(err), Message: err.Error()})
-	return fw.writeFrame(FrameFail, callHead(id), body)
+	return fw.writeFrame(FrameFail, callHead(id), errorPayload(err))
 }
 
 // WriteCallData sends p, output of call id's stream, in frames of at most MaxFramePayload
@@ -238,7 +237,8 @@ func DecodeBody(b []byte, v any) error {
 	return nil
 }
 
-// DecodeFail is the error a FrameFail's body carries, its class restored.
+// DecodeFail is the error a failure frame carries (a call's FrameFail body, or a session's
+// FrameError), its class restored.
 func DecodeFail(b []byte) error {
 	var e StreamError
 	if err := json.Unmarshal(b, &e); err != nil {
@@ -247,13 +247,20 @@ func DecodeFail(b []byte) error {
 	return &CallError{Class: e.Class, Message: e.Message}
 }
 
-// CallError is a call's failure as the client receives it: Unwrap gives its errdefs class.
+// errorPayload is err as a failure frame carries it: its class's name and its text.
+func errorPayload(err error) []byte {
+	b, _ := json.Marshal(StreamError{Class: ErrorClass(err), Message: err.Error()})
+	return b
+}
+
+// CallError is a failure the shim sent (DecodeFail), as the client receives it: Unwrap gives
+// its errdefs class, and its text ends with the class's as ClassError's does.
 type CallError struct {
 	Class   string
 	Message string
 }
 
-func (e *CallError) Error() string { return e.Message }
+func (e *CallError) Error() string { return ClassError(e.Class, e.Message).Error() }
 
 func (e *CallError) Unwrap() error { return classOf(e.Class) }
 

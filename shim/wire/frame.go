@@ -187,7 +187,7 @@ func (fw *FrameWriter) WriteExit(code int) error {
 }
 
 func (fw *FrameWriter) WriteError(err error) error {
-	return fw.WriteJSON(FrameError, StreamError{Class: ErrorClass(err), Message: err.Error()})
+	return fw.WriteFrame(FrameError, errorPayload(err))
 }
 
 // FrameReader reads frames; a payload is valid until the next call.
