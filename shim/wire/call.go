@@ -208,15 +208,7 @@ func (fw *FrameWriter) WriteFail(id uint32, err error) error {
 // WriteCallData sends p, output of call id's stream, in frames of at most MaxFramePayload
 // bytes each.
 func (fw *FrameWriter) WriteCallData(id uint32, stream byte, p []byte) error {
-	head := callHead(id, stream)
-	for len(p) > 0 {
-		n := min(len(p), MaxFramePayload)
-		if err := fw.writeFrame(FrameData, head, p[:n]); err != nil {
-			return err
-		}
-		p = p[n:]
-	}
-	return nil
+	return fw.writeData(FrameData, callHead(id, stream), p)
 }
 
 func marshalBody(v any) ([]byte, error) {

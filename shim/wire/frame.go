@@ -154,10 +154,13 @@ func (fw *FrameWriter) writeFrame(t FrameType, head, p []byte) error {
 }
 
 // WriteData sends p as frames of type t of at most MaxFramePayload bytes each.
-func (fw *FrameWriter) WriteData(t FrameType, p []byte) error {
+func (fw *FrameWriter) WriteData(t FrameType, p []byte) error { return fw.writeData(t, nil, p) }
+
+// writeData sends p in frames of type t, each head followed by at most MaxFramePayload bytes.
+func (fw *FrameWriter) writeData(t FrameType, head, p []byte) error {
 	for len(p) > 0 {
 		n := min(len(p), MaxFramePayload)
-		if err := fw.WriteFrame(t, p[:n]); err != nil {
+		if err := fw.writeFrame(t, head, p[:n]); err != nil {
 			return err
 		}
 		p = p[n:]
