@@ -162,8 +162,17 @@ func densityScenarios() []scenario {
 		setup:    func(ctx context.Context, e *env) error { d.metrics = map[string]float64{}; return pullBusybox(ctx, e) },
 		teardown: d.teardown,
 		run: func(ctx context.Context, e *env, _ int) error {
+			busy0, all0 := nodeCPUTicks()
 			if err := d.startPods(ctx, e, e.densityPods); err != nil {
 				return err
+			}
+			// The whole node's CPU while the pods start (the runtime, its helpers, the CNI
+			// plugins, the kernel's work for them, and this bench): what start-up costs when
+			// the cores are the limit.
+			busy1, all1 := nodeCPUTicks()
+			if all1 > all0 && e.densityPods > 0 {
+				d.metrics["start_node_cpu_ms_per_pod"] = float64(busy1-busy0) / clockTicks * 1000 / float64(e.densityPods)
+				d.metrics["start_node_busy_pct"] = float64(busy1-busy0) / float64(all1-all0) * 100
 			}
 			return d.allRunning(ctx, e)
 		},
@@ -542,6 +551,38 @@ func bridgePorts(bridge string) int {
 }
 
 // loadAverage is the node's one-minute load average (0 when unreadable).
+// nodeCPUTicks returns the node's busy and total CPU time from /proc/stat (clock ticks, all
+// cores); zeros when it cannot be read.
+func nodeCPUTicks() (busy, total uint64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	busy, total, _ = parseCPULine(line)
+	return busy, total
+}
+
+// parseCPULine reads /proc/stat's first line ("cpu user nice system idle iowait irq softirq
+// steal ..."): busy is everything but idle and iowait, total is the sum of every field.
+func parseCPULine(line string) (busy, total uint64, err error) {
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("not /proc/stat's cpu line: %q", line)
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat cpu field %d: %w", i+1, err)
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total, nil
+}
+
 func loadAverage() float64 {
 	raw, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
