@@ -6,7 +6,8 @@
 #   hack/containerd.sh start      installs containerd and runc through apt when missing, writes
 #                                 its config and starts it; prints the endpoint when ready
 #   hack/containerd.sh stop       removes every pod through the CRI, stops containerd by its PID
-#                                 and its shims, and removes its mounts, bridge and directories
+#                                 and its shims, and removes its mounts, bridge and directories,
+#                                 and the /k8s.io cgroup when it made it
 #   hack/containerd.sh endpoint   prints the CRI endpoint (unix:///...)
 #   hack/containerd.sh status     says whether it runs
 #
@@ -122,6 +123,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   conf_dir = "$DIR/cni"
 $mirrors
 EOF
+  # Pods without a cgroup parent go under containerd's own /k8s.io cgroup; stop removes it
+  # only when this containerd made it (a machine's own containerd may use it too).
+  [ -d /sys/fs/cgroup/memory/k8s.io ] || [ -d /sys/fs/cgroup/k8s.io ] || touch "$RUN/k8s.io-cgroup-ours"
   setsid containerd --config "$DIR/config.toml" </dev/null >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   local deadline=$((SECONDS + 60))
@@ -168,6 +172,13 @@ stop() {
   done
   if [ -e "/sys/class/net/$BRIDGE" ]; then
     ip link del "$BRIDGE" 2>/dev/null || say "cannot delete bridge $BRIDGE"
+  fi
+  if [ -e "$RUN/k8s.io-cgroup-ours" ]; then
+    local c
+    for c in /sys/fs/cgroup/k8s.io /sys/fs/cgroup/*/k8s.io; do
+      [ -d "$c" ] || continue
+      rmdir "$c" 2>/dev/null || say "cannot remove cgroup $c (pods still in it?)"
+    done
   fi
   rm -rf "$RUN" "$DIR"
 }
