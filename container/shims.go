@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,7 +26,10 @@ import (
 // container (a pod with no containers costs no process).
 type shims struct {
 	binary string
-	log    *zap.Logger
+	// firstStage is the peapod-shim-runc beside binary, which a pod's monitor starts as
+	// (shim/serve); "" starts binary itself.
+	firstStage string
+	log        *zap.Logger
 	// podReady, if set, says whether a pod may still get a shim: a create that passed its
 	// pod's readiness check before the pod was stopped and removed must not start a shim
 	// after the removal shut the pod's shim down (nobody would stop it).
@@ -58,7 +63,21 @@ type podShim struct {
 }
 
 func newShims(binary string, l *zap.Logger, timeout time.Duration, holderExited func(podID string, pid int)) *shims {
-	return &shims{binary: binary, log: l, timeout: timeout, holderExited: holderExited, pods: map[string]*podShim{}}
+	return &shims{binary: binary, firstStage: firstStageBeside(binary), log: l, timeout: timeout, holderExited: holderExited, pods: map[string]*podShim{}}
+}
+
+// firstStageBeside returns the peapod-shim-runc beside the peapod-shim binary, the helper
+// binary the shim uses too, or "" when there is none.
+func firstStageBeside(binary string) string {
+	p, err := exec.LookPath(binary)
+	if err != nil {
+		return ""
+	}
+	fs := filepath.Join(filepath.Dir(p), "peapod-shim-runc")
+	if st, err := os.Stat(fs); err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+		return ""
+	}
+	return fs
 }
 
 // notAnswering is the error of a call that needs a shim which did not answer in time.
@@ -218,7 +237,7 @@ func (s *shims) get(ctx context.Context, pod sandbox.Sandbox, start bool) (*shim
 		// A new shim kills the holder a dead one left: that exit is expected.
 		s.dropHolder(p)
 		c, err = shimclient.Start(ctx, shimclient.StartOptions{
-			Binary: s.binary, PodID: pod.ID, StateDir: p.stateDir,
+			Binary: s.binary, FirstStage: s.firstStage, PodID: pod.ID, StateDir: p.stateDir,
 			PidNamespace: pod.Config.Namespaces.PID == sandbox.ModePod,
 			HolderUser:   pod.Config.HolderUser(),
 			HolderUserNS: pod.UserNSPath,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/containerd/errdefs"
@@ -20,6 +21,7 @@ import (
 
 	plog "github.com/peapod-runtime/peapod/internal/log"
 	"github.com/peapod-runtime/peapod/shim/libct"
+	"github.com/peapod-runtime/peapod/shim/serve"
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
@@ -44,10 +46,7 @@ func helper(args []string) int {
 		return 1
 	}
 	defer conn.Close()
-	logrus.SetFormatter(&logrus.JSONFormatter{})
-	logrus.SetOutput(os.Stderr)
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.InfoLevel)
-	log := zap.New(core).With(zap.String("process", "peapod-shim-runc"), zap.Int(plog.KeyPID, os.Getpid()))
+	log := stderrLogger()
 	defer log.Sync() //nolint:errcheck
 
 	w := wire.NewFrameWriter(conn)
@@ -82,6 +81,27 @@ func helper(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// stderrLogger logs this process's lines, and libcontainer's (logrus), as JSON to stderr:
+// the shim's log.
+func stderrLogger() *zap.Logger {
+	logrus.SetFormatter(&logrus.JSONFormatter{})
+	logrus.SetOutput(os.Stderr)
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.InfoLevel)
+	return zap.New(core).With(zap.String("process", "peapod-shim-runc"), zap.Int(plog.KeyPID, os.Getpid()))
+}
+
+// firstStage serves a pod as its monitor's first stage: the helper requests run in this
+// process (do), until the monitor re-executes into the lean peapod-shim.
+func firstStage(args []string) int {
+	log := sync.OnceValue(stderrLogger) // made once serve has made stderr the shim's log
+	return serve.Serve(args, &serve.FirstStage{
+		Seccomp: seccomp.Enabled,
+		Do: func(ctx context.Context, root string, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
+			return do(ctx, root, log(), req, files)
+		},
+	})
 }
 
 // do runs req with libct; files are the new process's stdio as req names them.

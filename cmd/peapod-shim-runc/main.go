@@ -1,6 +1,10 @@
 // Command peapod-shim-runc does peapod-shim's libcontainer work, so that the long-lived
 // per-pod monitor links no libcontainer (see shim/server's helperRuntime). It answers:
 //
+//	peapod-shim-runc serve --pod-id ID --state-dir DIR [--lean BINARY] ...
+//	                    a pod's monitor, first stage (shim/serve): it creates the pod's
+//	                    first containers in its own process, then re-executes into the lean
+//	                    peapod-shim beside it once idle
 //	peapod-shim-runc helper --root DIR
 //	                    one libcontainer job for the shim that started it (create, exec,
 //	                    signal, destroy; shim/wire's helper protocol on fd 3), then exits:
@@ -44,12 +48,14 @@ func main() {
 
 func run(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: peapod-shim-runc helper --root DIR | version")
+		fmt.Fprintln(os.Stderr, "usage: peapod-shim-runc serve ... | helper --root DIR | version")
 		return 2
 	}
 	switch args[0] {
 	case "helper":
 		return helper(args[1:])
+	case "serve":
+		return firstStage(args[1:])
 	case "version", "--version":
 		fmt.Println("peapod-shim-runc", version.String())
 		return 0

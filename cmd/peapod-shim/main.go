@@ -11,9 +11,29 @@
 package main
 
 import (
+	"fmt"
 	"os"
+
+	"github.com/peapod-runtime/peapod/internal/version"
+	"github.com/peapod-runtime/peapod/shim/serve"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: peapod-shim serve --pod-id ID --state-dir DIR [--pid-namespace] | version")
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve.Serve(args[1:], nil)
+	case "version", "--version":
+		fmt.Println("peapod-shim", version.String())
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "peapod-shim: unknown command %q\n", args[0])
+	return 2
 }

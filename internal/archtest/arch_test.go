@@ -100,7 +100,8 @@ var sides = []struct {
 	pkg     string
 	allowed []string
 }{
-	{"shim/server", []string{"shim/server", "cmd/peapod-shim"}},
+	{"shim/server", []string{"shim/server", "shim/serve"}},
+	{"shim/serve", []string{"shim/serve", "cmd/peapod-shim", "cmd/peapod-shim-runc"}},
 	{"shim/libct", []string{"shim/libct", "cmd/peapod-shim-runc", "cmd/peapod-checkpoint"}},
 	{"shim/client", []string{"shim/client", "container", "critest"}},
 }

@@ -45,7 +45,7 @@ func TestTransitiveDependencies(t *testing.T) {
 		// package zap links net/http and crypto/tls.
 		{
 			pkg: "cmd/peapod-shim",
-			own: []string{"internal/log/corelog", "internal/version", "shim", "shim/server", "shim/wire"},
+			own: []string{"internal/log/corelog", "internal/version", "shim", "shim/serve", "shim/server", "shim/wire"},
 			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
 				"github.com/containernetworking", "google.golang.org/", "github.com/containerd/ttrpc",
 				"github.com/sirupsen/logrus", "github.com/opencontainers/runc", "github.com/opencontainers/cgroups",
@@ -54,7 +54,7 @@ func TestTransitiveDependencies(t *testing.T) {
 		},
 		{
 			pkg: "cmd/peapod-shim-runc", tags: "seccomp",
-			own: []string{"internal/log", "internal/version", "shim", "shim/libct", "shim/wire"},
+			own: []string{"internal/log", "internal/log/corelog", "internal/version", "shim", "shim/libct", "shim/serve", "shim/server", "shim/wire"},
 			banned: []string{"k8s.io/", "github.com/google/go-containerregistry", "go.etcd.io/bbolt",
 				"github.com/containernetworking", "google.golang.org/grpc/internal/transport"},
 			bannedExact: []string{"google.golang.org/grpc"},

@@ -29,6 +29,10 @@ import (
 type StartOptions struct {
 	// Binary is the peapod-shim executable.
 	Binary string
+	// FirstStage, when set, is the peapod-shim-runc executable, and the shim starts as it
+	// (`peapod-shim-runc serve --lean Binary`): it creates the pod's first containers in its
+	// own process, then re-executes into Binary once idle (shim/serve). Empty starts Binary.
+	FirstStage string
 	PodID  string
 	// StateDir is the pod's own state dir (e.g. /run/peapod/pods/<pod-id>); the shim's
 	// socket, log, records and libcontainer state go there.
@@ -97,7 +101,12 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 			args = append(args, "--holder-userns", o.HolderUserNS)
 		}
 	}
-	cmd := exec.Command(o.Binary, args...)
+	bin := o.Binary
+	if o.FirstStage != "" {
+		bin = o.FirstStage
+		args = append(args, "--lean", o.Binary)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = "/"
 	cmd.ExtraFiles = []*os.File{w} // fd 3 == readyFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -109,7 +118,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	cmd.Env = append(withoutEnv(cmd.Env, "GODEBUG"), "GODEBUG="+shimGODEBUG(os.Getenv("GODEBUG")))
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("start shim %s: %w", o.Binary, err)
+		return nil, fmt.Errorf("start shim %s: %w", bin, err)
 	}
 	w.Close()
 	pid := cmd.Process.Pid

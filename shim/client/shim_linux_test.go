@@ -113,10 +113,17 @@ func stateDir(t testing.TB) string {
 
 func startPod(t testing.TB, pidNS bool) *pod {
 	t.Helper()
+	// As the daemon starts a pod's shim: as its first stage, peapod-shim-runc.
+	return startPodAs(t, pidNS, firstStageBin())
+}
+
+// startPodAs starts the pod's shim as firstStage, or as the lean shim itself when "".
+func startPodAs(t testing.TB, pidNS bool, firstStage string) *pod {
+	t.Helper()
 	requireShim(t)
 	p := &pod{cgroup: shimtest.CgroupParent(t), stateDir: stateDir(t), logDir: t.TempDir()}
 	c, err := client.Start(ctxT(t, 20*time.Second), client.StartOptions{
-		Binary: shimBin, PodID: "pod-" + shimtest.RandomSuffix(), StateDir: p.stateDir, PidNamespace: pidNS,
+		Binary: shimBin, FirstStage: firstStage, PodID: "pod-" + shimtest.RandomSuffix(), StateDir: p.stateDir, PidNamespace: pidNS,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +137,9 @@ func startPod(t testing.TB, pidNS bool) *pod {
 	t.Cleanup(func() { p.stop(t) })
 	return p
 }
+
+// firstStageBin is the peapod-shim-runc built beside shimBin.
+func firstStageBin() string { return filepath.Join(filepath.Dir(shimBin), "peapod-shim-runc") }
 
 // stop deletes every container, shuts the shim down and makes sure it is gone.
 func (p *pod) stop(t testing.TB) {
@@ -989,9 +999,9 @@ func smapsRollup(t *testing.T, pid int, field string) int {
 
 // TestPrepareStartsHelper: no libcontainer helper is kept warm after a create (one starting
 // beside the Start that follows slowed it down); the daemon's Prepare, sent before a create,
-// starts one.
+// starts one. (A lean shim's: a first stage has no helpers, see TestFirstStage.)
 func TestPrepareStartsHelper(t *testing.T) {
-	p := startPod(t, false)
+	p := startPodAs(t, false, "")
 	p.run(t, "a", "sleep", "1000")
 	// The helper that created the container exits after its answer; none may wait beside it
 	// (a warm one would wait helperIdle, 500ms).
@@ -1010,6 +1020,62 @@ func TestPrepareStartsHelper(t *testing.T) {
 	}
 	// The create uses it; the pod's second container runs as the first did.
 	p.run(t, "b", "sleep", "1000")
+}
+
+// TestFirstStage: a shim started as its first stage (peapod-shim-runc serve) creates and
+// execs in its own process, with no helper, then re-executes into the lean peapod-shim (same
+// pid), whose creates and execs go through helpers; containers of both run on.
+func TestFirstStage(t *testing.T) {
+	p := startPod(t, false)
+	if exe := shimExe(t, p.shimPid); filepath.Base(exe) != "peapod-shim-runc" {
+		t.Fatalf("the shim runs %s, want the first stage peapod-shim-runc", exe)
+	}
+	p.run(t, "a", "sleep", "1000")
+	res, err := p.c.ExecSync(ctxT(t, 10*time.Second), "a", shim.ExecSyncOptions{Args: []string{"echo", "first"}})
+	if err != nil || strings.TrimSpace(string(res.Stdout)) != "first" {
+		t.Fatalf("exec in the first stage: %q, %v", res.Stdout, err)
+	}
+	if h := shimHelpers(t, p.shimPid); len(h) != 0 {
+		t.Fatalf("the first stage started helpers %q", h)
+	}
+	if got := reexecs(t, p); got != 0 {
+		t.Fatalf("%d re-execs before the first stage was idle", got)
+	}
+	waitReexecs(t, p, 1)
+	if exe := shimExe(t, p.shimPid); exe != shimBin {
+		t.Fatalf("after its re-exec the shim runs %s, want %s", exe, shimBin)
+	}
+	info, err := p.c.Info(ctxT(t, 5*time.Second))
+	if err != nil || info.Pid != p.shimPid {
+		t.Fatalf("info after the re-exec: %+v, %v (pid was %d)", info, err, p.shimPid)
+	}
+	if st, err := p.c.State(ctxT(t, 5*time.Second), "a"); err != nil || st.Status != shim.StatusRunning {
+		t.Fatalf("the first stage's container after the re-exec: %+v, %v", st, err)
+	}
+	res, err = p.c.ExecSync(ctxT(t, 10*time.Second), "a", shim.ExecSyncOptions{Args: []string{"echo", "lean"}})
+	if err != nil || strings.TrimSpace(string(res.Stdout)) != "lean" {
+		t.Fatalf("exec in the lean shim: %q, %v", res.Stdout, err)
+	}
+	p.run(t, "b", "sh", "-c", "exit 4")
+	if st := p.wait(t, "b"); st.ExitCode != 4 {
+		t.Fatalf("container created by the lean shim: %+v", st)
+	}
+	if err := p.c.Signal(ctxT(t, 5*time.Second), "a", syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.wait(t, "a"); st.ExitCode != 137 {
+		t.Fatalf("the first stage's container killed by the lean shim: %+v", st)
+	}
+}
+
+// shimExe is the binary the shim process runs.
+func shimExe(t *testing.T, pid int) string {
+	t.Helper()
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
 
 // shimHelpers lists the shim's children that are libcontainer helpers, as "pid cmdline".

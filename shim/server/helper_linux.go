@@ -36,6 +36,10 @@ const helperIdle = 500 * time.Millisecond
 // One helper is kept started ahead of use while containers are being created, so that a
 // Create does not wait for a process to start: it is ended after helperIdle without work.
 type helperRuntime struct {
+	// inProcess, when set, runs every request in this process instead (a first stage's
+	// Options.InProcess): no helper is ever started.
+	inProcess func(ctx context.Context, root string, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error)
+
 	binary string
 	env    []string
 	root   string // libcontainer's state root
@@ -143,6 +147,9 @@ func (h *helperRuntime) spawn() *helperProc {
 
 // Warm starts a helper ahead of use, unless one waits already.
 func (h *helperRuntime) Warm() {
+	if h.inProcess != nil {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.warm == nil {
@@ -217,6 +224,14 @@ func (h *helperRuntime) Seccomp(ctx context.Context) bool {
 // call runs one request in a helper and returns its reply; files are the new process's fds.
 // Callers hold reaping off (reaper.spawn or hold) until they have registered what it started.
 func (h *helperRuntime) call(ctx context.Context, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
+	if h.inProcess != nil {
+		// As in a helper, a request runs to its end once started.
+		reply, err := h.inProcess(context.WithoutCancel(ctx), h.root, req, files)
+		if err != nil {
+			return reply, fmt.Errorf("libcontainer (%s %s): %w", req.Op, req.ID, err)
+		}
+		return reply, nil
+	}
 	p := h.take()
 	if h.busy(req.Op) {
 		// The next exec of a burst usually follows: its helper starts while this one works

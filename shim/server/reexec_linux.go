@@ -162,7 +162,7 @@ func (s *Server) idle() {
 // failed, after which the shim serves on as before.
 func (s *Server) reexec() (retry bool, err error) {
 	s.gateMu.Lock()
-	if !s.dirty || s.gated {
+	if !s.dirty && !s.firstStage || s.gated {
 		s.gateMu.Unlock()
 		return false, nil
 	}
@@ -236,7 +236,11 @@ func (s *Server) reexec() (retry bool, err error) {
 			fds = append(fds, fd)
 			argv := s.opts.ReexecArgs(fd)
 			s.log.Info("re-executing", corelog.Int("containers", len(cs)), corelog.Int("execs", h.Execs), corelog.Int64("rss_anon_kib", rssAnonKiB()))
-			err = syscall.Exec("/proc/self/exe", argv, os.Environ())
+			bin := s.opts.ReexecBinary
+			if bin == "" {
+				bin = "/proc/self/exe"
+			}
+			err = syscall.Exec(bin, argv, os.Environ())
 			err = fmt.Errorf("execve: %w", err)
 		}
 	}
@@ -251,7 +255,7 @@ func (s *Server) reexec() (retry bool, err error) {
 	// Not again after every call: what failed here (the binary gone, out of memory or
 	// files) fails the next time too.
 	s.gateMu.Lock()
-	s.dirty = false
+	s.dirty, s.firstStage = false, false
 	s.gateMu.Unlock()
 	return false, err
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim"
+	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
 // Options configure the shim side.
@@ -51,11 +52,18 @@ type Options struct {
 	// IdleDelay is how long after its last call a shim is idle (default 1s).
 	IdleDelay time.Duration
 	// ReexecArgs, if set, lets a shim that has been busy re-execute itself once idle
-	// (reexec_linux.go): it returns the argv of the new process (/proc/self/exe), which must
+	// (reexec_linux.go): it returns the argv of the new process (ReexecBinary), which must
 	// call Resume with handoverFD.
 	ReexecArgs func(handoverFD int) []string
+	// ReexecBinary is the binary a shim re-executes (default /proc/self/exe, itself).
+	ReexecBinary string
+	// InProcess, when set, runs libcontainer's work (shim/wire's helper requests) in this
+	// process instead of in helpers of Helper: a monitor's first stage (peapod-shim-runc
+	// serve) links libcontainer and creates a pod's first containers itself. It re-executes
+	// into ReexecBinary once idle, busy or not, and the lean shim it becomes uses helpers.
+	InProcess func(ctx context.Context, root string, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error)
 	// Version and Seccomp are reported by Info (with a Helper, Seccomp is what the helper
-	// says of itself).
+	// says of itself, unless the work is InProcess).
 	Version string
 	Seccomp bool
 }
@@ -89,6 +97,9 @@ type Server struct {
 	serveErr                 chan serveEnd
 	inherited                *handover // what the previous process handed over, until Serve
 	execs                    int       // re-executions so far
+	// firstStage says this process is a first stage that has yet to re-execute into the
+	// lean shim (Options.InProcess).
+	firstStage bool
 
 	gateMu sync.Mutex
 	calls  *callServer
@@ -133,6 +144,11 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Runtime == nil {
 		s.helper = newHelperRuntime(opts.Helper, filepath.Join(opts.StateDir, "libct"), s.reaper, opts.Logger)
+		if opts.InProcess != nil {
+			s.helper.inProcess = opts.InProcess
+			s.helper.setSeccomp(opts.Seccomp)
+			s.firstStage = opts.ReexecArgs != nil
+		}
 		s.opts.Runtime = s.helper
 	}
 	return s, nil

@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"slices"
@@ -10,6 +10,7 @@ import (
 func TestReexecArgs(t *testing.T) {
 	for _, tc := range []struct {
 		args, want []string
+		binary     string
 	}{{
 		args: []string{"/usr/bin/peapod-shim", "serve", "--pod-id", "p", "--state-dir", "/run/s", "--ready-fd", "3", "--pid-namespace"},
 		want: []string{"/usr/bin/peapod-shim", "serve", "--pod-id", "p", "--state-dir", "/run/s", "--pid-namespace", "--helper", "/usr/bin/peapod-shim-runc", "--resume", "7"},
@@ -21,8 +22,13 @@ func TestReexecArgs(t *testing.T) {
 		// Flags with their values after "=", and values that look like the flags' names.
 		args: []string{"peapod-shim", "serve", "-pod-id", "resume", "--state-dir=/run/helper", "-ready-fd=3", "--helper=/old", "--resume=5"},
 		want: []string{"peapod-shim", "serve", "-pod-id", "resume", "--state-dir=/run/helper", "--helper", "/usr/bin/peapod-shim-runc", "--resume", "7"},
+	}, {
+		// A first stage re-executes into the lean binary, which gets no --lean.
+		args:   []string{"/usr/bin/peapod-shim-runc", "serve", "--pod-id", "p", "--state-dir", "/run/s", "--ready-fd", "3", "--lean", "/usr/bin/peapod-shim"},
+		binary: "/usr/bin/peapod-shim",
+		want:   []string{"/usr/bin/peapod-shim", "serve", "--pod-id", "p", "--state-dir", "/run/s", "--helper", "/usr/bin/peapod-shim-runc", "--resume", "7"},
 	}} {
-		if got := reexecArgs(tc.args, 7, "/usr/bin/peapod-shim-runc"); !slices.Equal(got, tc.want) {
+		if got := reexecArgs(tc.args, 7, "/usr/bin/peapod-shim-runc", tc.binary); !slices.Equal(got, tc.want) {
 			t.Errorf("reexecArgs(%q) = %q, want %q", tc.args, got, tc.want)
 		}
 	}

@@ -1,4 +1,11 @@
-package main
+// Package serve is the `serve` command of the two binaries a pod's monitor runs as:
+// peapod-shim, the lean monitor that holds a pod for its whole life and has helpers of
+// peapod-shim-runc do libcontainer's work, and peapod-shim-runc itself as the monitor's first
+// stage. The daemon starts a pod's monitor as the first stage: it links libcontainer, so the
+// pod's first containers are created in the monitor's own process, without a helper process
+// each; once idle it re-executes into the lean peapod-shim (shim/server's reexec_linux.go),
+// which holds the pod from then on.
+package serve
 
 import (
 	"context"
@@ -24,30 +31,32 @@ import (
 	"github.com/peapod-runtime/peapod/shim/wire"
 )
 
-func run(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: peapod-shim serve --pod-id ID --state-dir DIR [--pid-namespace] | version")
-		return 2
-	}
-	switch args[0] {
-	case "serve":
-		return serve(args[1:])
-	case "version", "--version":
-		fmt.Println("peapod-shim", version.String())
-		return 0
-	}
-	fmt.Fprintf(os.Stderr, "peapod-shim: unknown command %q\n", args[0])
-	return 2
+// FirstStage is what makes a binary that links libcontainer (peapod-shim-runc) a monitor's
+// first stage.
+type FirstStage struct {
+	// Do runs one libcontainer request (shim/wire's helper protocol) in this process, with
+	// libcontainer's state under root.
+	Do func(ctx context.Context, root string, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error)
+	// Seccomp says whether this binary loads seccomp profiles.
+	Seccomp bool
 }
 
-func serve(args []string) int {
+// Serve runs `serve args`: the monitor of one pod until it is shut down. first is nil in
+// peapod-shim; in a first stage it is set, and --lean names the peapod-shim to re-execute
+// into.
+func Serve(args []string, first *FirstStage) int {
+	return serve(args, first)
+}
+
+func serve(args []string, first *FirstStage) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	podID := fs.String("pod-id", "", "the pod this shim serves")
 	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")
 	pidNS := fs.Bool("pid-namespace", false, "hold a PID namespace for the pod")
 	holderUser := fs.String("holder-user", "", "UID:GID the PID namespace holder runs as (default root); it has no capabilities either way")
 	holderUserNS := fs.String("holder-userns", "", "the pod's user namespace (a pinned nsfs file), which owns the PID namespace the holder makes")
-	helper := fs.String("helper", "", "the peapod-shim-runc binary (default: the one beside this binary)")
+	helper := fs.String("helper", "", "the peapod-shim-runc binary (default: the one beside this binary, or this binary in a first stage)")
+	lean := fs.String("lean", "", "in a first stage: the peapod-shim binary to re-execute into (default: the one beside this binary)")
 	readyFD := fs.Int("ready-fd", -1, "fd on which to report readiness (shim/client.Start)")
 	resumeFD := fs.Int("resume", -1, "fd of the handover of the shim process this one re-executed from (internal)")
 	level := zapcore.InfoLevel
@@ -73,7 +82,11 @@ func serve(args []string) int {
 		report(fmt.Errorf("--pod-id and --state-dir are required"))
 		return 2
 	}
-	tuneMemory()
+	if first == nil {
+		// A first stage lives for a pod's first creates and is replaced once idle: the
+		// lean monitor it becomes is the one tuned to stay small.
+		tuneMemory()
+	}
 
 	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
 		report(err)
@@ -93,13 +106,23 @@ func serve(args []string) int {
 	log := corelog.New(core).With(corelog.PodSandboxID(*podID), corelog.Int(corelog.KeyPID, os.Getpid()))
 	defer log.Sync() //nolint:errcheck
 
+	exe, err := os.Executable()
+	if err != nil {
+		report(fmt.Errorf("find this binary: %w", err))
+		return 1
+	}
 	if *helper == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			report(fmt.Errorf("find peapod-shim-runc: %w", err))
-			return 1
-		}
 		*helper = filepath.Join(filepath.Dir(exe), "peapod-shim-runc")
+		if first != nil {
+			*helper = exe
+		}
+	}
+	reexecBinary := "" // this binary
+	if first != nil {
+		if *lean == "" {
+			*lean = filepath.Join(filepath.Dir(exe), "peapod-shim")
+		}
+		reexecBinary = *lean
 	}
 	opts := server.Options{
 		PodID:        *podID,
@@ -111,8 +134,13 @@ func serve(args []string) int {
 		HolderUserNS: *holderUserNS,
 		Version:      version.String(),
 		// A shim that has been busy sheds what the work left in its process by executing
-		// itself afresh once idle (shim/server's reexec_linux.go).
-		ReexecArgs: func(fd int) []string { return reexecArgs(os.Args, fd, *helper) },
+		// itself afresh once idle (shim/server's reexec_linux.go); a first stage executes the
+		// lean binary.
+		ReexecBinary: reexecBinary,
+		ReexecArgs:   func(fd int) []string { return reexecArgs(os.Args, fd, *helper, reexecBinary) },
+	}
+	if first != nil {
+		opts.InProcess, opts.Seccomp = first.Do, first.Seccomp
 	}
 	var srv *server.Server
 	if *resumeFD >= 0 {
@@ -136,14 +164,18 @@ func serve(args []string) int {
 
 // reexecArgs is the argv of a re-executed shim: the same, with --resume fd in place of
 // --ready-fd (and of an earlier --resume), and the helper found at the start (the binary
-// beside this one may have been replaced since).
-func reexecArgs(args []string, fd int, helper string) []string {
+// beside this one may have been replaced since). A first stage's names the lean binary it
+// executes (binary) and no --lean.
+func reexecArgs(args []string, fd int, helper, binary string) []string {
 	out := []string{args[0]}
+	if binary != "" {
+		out[0] = binary
+	}
 	for i := 1; i < len(args); i++ {
 		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
 		switch {
 		case !strings.HasPrefix(args[i], "-"):
-		case name == "ready-fd", name == "resume", name == "helper":
+		case name == "ready-fd", name == "resume", name == "helper", name == "lean":
 			if !hasValue {
 				i++
 			}
