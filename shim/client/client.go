@@ -33,7 +33,7 @@ type StartOptions struct {
 	// (`peapod-shim-runc serve --lean Binary`): it creates the pod's first containers in its
 	// own process, then re-executes into Binary once idle (shim/serve). Empty starts Binary.
 	FirstStage string
-	PodID  string
+	PodID      string
 	// StateDir is the pod's own state dir (e.g. /run/peapod/pods/<pod-id>); the shim's
 	// socket, log, records and libcontainer state go there.
 	StateDir string
