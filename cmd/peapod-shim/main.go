@@ -1,6 +1,8 @@
-// Command peapod-shim is peapod's per-pod monitor (shim/server's Server). The daemon starts one
-// per pod with `peapod-shim serve`; it runs detached, in its own session, and outlives the
-// daemon. It holds the pod's stdio, logs, exits and sockets for the pod's whole life, so it
+// Command peapod-shim is peapod's per-pod monitor (shim/server's Server). The daemon starts a
+// pod's monitor as its first stage, `peapod-shim-runc serve --lean peapod-shim`, which
+// creates the pod's first containers itself and then re-executes into `peapod-shim serve`
+// (shim/serve); `peapod-shim serve` also starts a monitor directly. It runs detached, in its
+// own session, and outlives the daemon. It holds the pod's stdio, logs, exits and sockets for the pod's whole life, so it
 // links no libcontainer: libcontainer's work (create, exec, destroy) runs in short-lived
 // helpers of peapod-shim-runc, the binary beside it, whose `pause` is also the pod's PID
 // namespace holder.

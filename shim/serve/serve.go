@@ -106,28 +106,15 @@ func serve(args []string, first *FirstStage) int {
 	log := corelog.New(core).With(corelog.PodSandboxID(*podID), corelog.Int(corelog.KeyPID, os.Getpid()))
 	defer log.Sync() //nolint:errcheck
 
-	exe, err := os.Executable()
+	helperBin, reexecBinary, err := binaries(*helper, *lean, first != nil)
 	if err != nil {
-		report(fmt.Errorf("find this binary: %w", err))
+		report(err)
 		return 1
-	}
-	if *helper == "" {
-		*helper = filepath.Join(filepath.Dir(exe), "peapod-shim-runc")
-		if first != nil {
-			*helper = exe
-		}
-	}
-	reexecBinary := "" // this binary
-	if first != nil {
-		if *lean == "" {
-			*lean = filepath.Join(filepath.Dir(exe), "peapod-shim")
-		}
-		reexecBinary = *lean
 	}
 	opts := server.Options{
 		PodID:        *podID,
 		StateDir:     *stateDir,
-		Helper:       *helper,
+		Helper:       helperBin,
 		Logger:       log,
 		PidNamespace: *pidNS,
 		HolderUser:   *holderUser,
@@ -137,7 +124,7 @@ func serve(args []string, first *FirstStage) int {
 		// itself afresh once idle (shim/server's reexec_linux.go); a first stage executes the
 		// lean binary.
 		ReexecBinary: reexecBinary,
-		ReexecArgs:   func(fd int) []string { return reexecArgs(os.Args, fd, *helper, reexecBinary) },
+		ReexecArgs:   func(fd int) []string { return reexecArgs(os.Args, fd, helperBin, reexecBinary) },
 	}
 	if first != nil {
 		opts.InProcess, opts.Seccomp = first.Do, first.Seccomp
@@ -160,6 +147,28 @@ func serve(args []string, first *FirstStage) int {
 		return 1
 	}
 	return 0
+}
+
+// binaries resolves the helper binary (peapod-shim-runc) and the one to re-execute ("" for
+// this one): by default both are beside this binary, and a first stage is its own helper.
+func binaries(helper, lean string, first bool) (string, string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", "", fmt.Errorf("find this binary: %w", err)
+	}
+	if helper == "" {
+		helper = filepath.Join(filepath.Dir(exe), "peapod-shim-runc")
+		if first {
+			helper = exe
+		}
+	}
+	if !first {
+		return helper, "", nil
+	}
+	if lean == "" {
+		lean = filepath.Join(filepath.Dir(exe), "peapod-shim")
+	}
+	return helper, lean, nil
 }
 
 // reexecArgs is the argv of a re-executed shim: the same, with --resume fd in place of
