@@ -10,8 +10,9 @@ import (
 )
 
 // PeapodShim finds a peapod pod's monitor through /proc, by its command line
-// ("peapod-shim serve --pod-id <id> ..."), and, when it holds one, its PID namespace holder
-// (its child "peapod-shim pause [UID:GID]"; 0 if none).
+// ("peapod-shim serve --pod-id <id> ...", or its first stage's "peapod-shim-runc serve ..."
+// until that re-executes into peapod-shim), and, when it holds one, its PID namespace holder
+// (its child "peapod-shim-runc pause [UID:GID]"; 0 if none).
 func PeapodShim(podID string) (shim, holder int, err error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -28,7 +29,7 @@ func PeapodShim(podID string) (shim, holder int, err error) {
 			continue
 		}
 		args := bytes.SplitN(raw, []byte{0}, 2)
-		if strings.HasSuffix(string(args[0]), "peapod-shim") && bytes.Contains(raw, want) {
+		if bin := string(args[0]); (strings.HasSuffix(bin, "peapod-shim") || strings.HasSuffix(bin, "peapod-shim-runc")) && bytes.Contains(raw, want) {
 			shim = pid
 			break
 		}
