@@ -45,10 +45,6 @@ type FirstStage struct {
 // peapod-shim; in a first stage it is set, and --lean names the peapod-shim to re-execute
 // into.
 func Serve(args []string, first *FirstStage) int {
-	return serve(args, first)
-}
-
-func serve(args []string, first *FirstStage) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	podID := fs.String("pod-id", "", "the pod this shim serves")
 	stateDir := fs.String("state-dir", "", "the pod's state dir (socket, log, records)")

@@ -1,6 +1,7 @@
 // Package server is the shim's side of the pod monitor: it runs in peapod-shim, and in the
-// monitor's first stage, peapod-shim-runc serve (shim/serve). A Server serves the pod's call socket and stream socket (shim/wire), owns the pod's containers (created
-// by short-lived peapod-shim-runc helpers, see helperRuntime), holds their stdio, writes
+// monitor's first stage, peapod-shim-runc serve (shim/serve). A Server serves the pod's call
+// socket and stream socket (shim/wire), owns the pod's containers (created by short-lived
+// peapod-shim-runc helpers, see helperRuntime), holds their stdio, writes
 // their CRI logs, reaps every child as the pod's subreaper, persists each exit as a record
 // before it reports it, and holds the pod's PID namespace when asked.
 //
