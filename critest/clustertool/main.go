@@ -80,35 +80,13 @@ func clean(ctx context.Context, endpoint string) error {
 		return err
 	}
 	defer rs.Close(ctx) //nolint:errcheck
-	pods, err := rs.ListPodSandbox(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("list pod sandboxes: %w", err)
-	}
-	var errs []error
-	for _, p := range pods {
-		// The containers first, with no grace: the cluster is going away.
-		ctrs, err := rs.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: p.Id})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("list containers of pod %s: %w", p.Id, err))
-		}
-		for _, c := range ctrs {
-			if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-				_ = rs.StopContainer(ctx, c.Id, 0)
-			}
-		}
-		if err := rs.StopPodSandbox(ctx, p.Id); err != nil {
-			errs = append(errs, fmt.Errorf("stop pod %s (%s/%s): %w", p.Id, p.Metadata.Namespace, p.Metadata.Name, err))
-			continue
-		}
-		if err := rs.RemovePodSandbox(ctx, p.Id); err != nil {
-			errs = append(errs, fmt.Errorf("remove pod %s (%s/%s): %w", p.Id, p.Metadata.Namespace, p.Metadata.Name, err))
-		}
-	}
+	removed, err := framework.RemoveAllPods(ctx, rs)
+	errs := []error{err}
 	left, err := rs.ListPodSandbox(ctx, nil)
 	if err == nil && len(left) > 0 {
 		errs = append(errs, fmt.Errorf("%d pod sandboxes left after cleaning", len(left)))
 	}
-	fmt.Printf("removed %d pod sandboxes\n", len(pods)-len(left))
+	fmt.Printf("removed %d pod sandboxes\n", removed)
 	return errors.Join(errs...)
 }
 

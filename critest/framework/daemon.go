@@ -623,10 +623,28 @@ func (d *Daemon) stopForCleanup() error {
 		}
 		return errors.New("peapod exited (status 0) unexpectedly during the test")
 	}
+	d.removeLeftPods()
 	if err := d.Stop(); err != nil {
 		return fmt.Errorf("stop with SIGTERM: %w", err)
 	}
 	return nil
+}
+
+// removeLeftPods removes, through the CRI, the pods a test left on a daemon that is being
+// stopped (a test that failed before its own cleanup), so that the daemon takes down their
+// cgroups and networks; Close only kills processes and unmounts. Best effort: a daemon a
+// test broke on purpose may not manage it.
+func (d *Daemon) removeLeftPods() {
+	ctx, cancel := context.WithTimeout(Quiet(context.Background()), 30*time.Second)
+	defer cancel()
+	rs, err := ConnectRuntime(ctx, d.Endpoint())
+	if err != nil {
+		return
+	}
+	defer rs.Close(ctx) //nolint:errcheck
+	if n, err := RemoveAllPods(ctx, rs); n > 0 || err != nil {
+		fmt.Fprintf(os.Stderr, "peapod at %s: removed %d pods left by the tests (%v)\n", d.dir, n, err)
+	}
 }
 
 // Close stops the daemon if it runs, kills processes it left behind that reference its
