@@ -26,7 +26,7 @@ CNI_PLUGINS := bridge host-local loopback portmap
 PEAPOD_TOOLS ?= /var/cache/peapod-tools
 export PEAPOD_TOOLS
 
-.PHONY: help build run test fuzz bench bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries node-conformance
+.PHONY: help build run test fuzz bench bench-profile bench-cluster lint clean deps upstream-critest install uninstall cluster cluster-down k8s-binaries node-conformance
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -80,6 +80,9 @@ fuzz: ## every Go fuzz target for FUZZTIME each (default 10s); crashers land in 
 bench: deps build ## latency and memory benchmarks (table and JSON); -endpoint via BENCH_ARGS; the cluster's: make bench-cluster
 	$(GO) run ./critest/bench $(BENCH_ARGS)
 	@echo "(a real kubelet's figures, on a one-node cluster: make bench-cluster)"
+
+bench-profile: deps build ## where a full node's start-up CPU goes, per process name (Density under perf); BENCH_ARGS as for bench
+	@hack/density-profile.sh $(BENCH_ARGS)
 
 bench-cluster: deps build ## pod start-up through a real one-node cluster (static pod, kubectl apply, Deployment)
 	@hack/cluster-bench.sh
