@@ -73,8 +73,8 @@ func firstStageBeside(binary string) string {
 	if err != nil {
 		return ""
 	}
-	fs := filepath.Join(filepath.Dir(p), "peapod-shim-runc")
-	if st, err := os.Stat(fs); err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+	fs, err := exec.LookPath(filepath.Join(filepath.Dir(p), "peapod-shim-runc"))
+	if err != nil {
 		return ""
 	}
 	return fs

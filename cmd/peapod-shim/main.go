@@ -2,10 +2,10 @@
 // pod's monitor as its first stage, `peapod-shim-runc serve --lean peapod-shim`, which
 // creates the pod's first containers itself and then re-executes into `peapod-shim serve`
 // (shim/serve); `peapod-shim serve` also starts a monitor directly. It runs detached, in its
-// own session, and outlives the daemon. It holds the pod's stdio, logs, exits and sockets for the pod's whole life, so it
-// links no libcontainer: libcontainer's work (create, exec, destroy) runs in short-lived
-// helpers of peapod-shim-runc, the binary beside it, whose `pause` is also the pod's PID
-// namespace holder.
+// own session, and outlives the daemon. It holds the pod's stdio, logs, exits and sockets for
+// the pod's whole life, so it links no libcontainer: libcontainer's work (create, exec,
+// destroy) runs in short-lived helpers of peapod-shim-runc, the binary beside it, whose
+// `pause` is also the pod's PID namespace holder.
 //
 // It is pure Go: `make build` builds it with CGO_ENABLED=0. The daemon starts it with
 // GOMAXPROCS=1 in its environment (shim/client), and `serve` tunes the GC (serve.go): one

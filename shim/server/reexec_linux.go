@@ -236,11 +236,7 @@ func (s *Server) reexec() (retry bool, err error) {
 			fds = append(fds, fd)
 			argv := s.opts.ReexecArgs(fd)
 			s.log.Info("re-executing", corelog.Int("containers", len(cs)), corelog.Int("execs", h.Execs), corelog.Int64("rss_anon_kib", rssAnonKiB()))
-			bin := s.opts.ReexecBinary
-			if bin == "" {
-				bin = "/proc/self/exe"
-			}
-			err = syscall.Exec(bin, argv, os.Environ())
+			err = syscall.Exec(s.opts.ReexecBinary, argv, os.Environ())
 			err = fmt.Errorf("execve: %w", err)
 		}
 	}

@@ -131,6 +131,9 @@ func New(opts Options) (*Server, error) {
 	if opts.IdleDelay <= 0 {
 		opts.IdleDelay = time.Second
 	}
+	if opts.ReexecBinary == "" {
+		opts.ReexecBinary = "/proc/self/exe"
+	}
 	if opts.ExecDrain <= 0 {
 		opts.ExecDrain = 250 * time.Millisecond
 	}
