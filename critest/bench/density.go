@@ -550,7 +550,6 @@ func bridgePorts(bridge string) int {
 	return len(ports)
 }
 
-// loadAverage is the node's one-minute load average (0 when unreadable).
 // nodeCPUTicks returns the node's busy and total CPU time from /proc/stat (clock ticks, all
 // cores); zeros when it cannot be read.
 func nodeCPUTicks() (busy, total uint64) {
@@ -583,6 +582,7 @@ func parseCPULine(line string) (busy, total uint64, err error) {
 	return busy, total, nil
 }
 
+// loadAverage is the node's one-minute load average (0 when unreadable).
 func loadAverage() float64 {
 	raw, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
