@@ -16,10 +16,9 @@ import (
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	plog "github.com/peapod-runtime/peapod/internal/log"
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/shim/libct"
 	"github.com/peapod-runtime/peapod/shim/serve"
 	"github.com/peapod-runtime/peapod/shim/wire"
@@ -61,12 +60,12 @@ func helper(args []string) int {
 	}
 	t, b, err := wire.NewFrameReader(conn).Next()
 	if err != nil || t != wire.FrameHeader {
-		log.Error("helper request", zap.Error(err), zap.Stringer("frame", t))
+		log.Error("helper request", corelog.Error(err), corelog.Stringer("frame", t))
 		return 1
 	}
 	var req wire.HelperRequest
 	if err := json.Unmarshal(b, &req); err != nil {
-		log.Error("decode helper request", zap.Error(err))
+		log.Error("decode helper request", corelog.Error(err))
 		return 1
 	}
 	reply, err := do(context.Background(), *root, log, req, files)
@@ -77,7 +76,7 @@ func helper(args []string) int {
 		reply.Error, reply.Class = err.Error(), wire.ErrorClass(err)
 	}
 	if err := w.WriteJSON(wire.FrameOK, reply); err != nil {
-		log.Error("helper reply", zap.String("op", req.Op), zap.Error(err))
+		log.Error("helper reply", corelog.String("op", req.Op), corelog.Error(err))
 		return 1
 	}
 	return 0
@@ -85,11 +84,11 @@ func helper(args []string) int {
 
 // stderrLogger logs this process's lines, and libcontainer's (logrus), as JSON to stderr:
 // the shim's log.
-func stderrLogger() *zap.Logger {
+func stderrLogger() *corelog.Logger {
 	logrus.SetFormatter(&logrus.JSONFormatter{})
 	logrus.SetOutput(os.Stderr)
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.InfoLevel)
-	return zap.New(core).With(zap.String("process", "peapod-shim-runc"), zap.Int(plog.KeyPID, os.Getpid()))
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(corelog.ProductionEncoderConfig()), zapcore.Lock(os.Stderr), zapcore.InfoLevel)
+	return corelog.New(core).With(corelog.String("process", "peapod-shim-runc"), corelog.Int(corelog.KeyPID, os.Getpid()))
 }
 
 // firstStage serves a pod as its monitor's first stage: the helper requests run in this
@@ -105,7 +104,7 @@ func firstStage(args []string) int {
 }
 
 // do runs req with libct; files are the new process's stdio as req names them.
-func do(ctx context.Context, root string, log *zap.Logger, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
+func do(ctx context.Context, root string, log *corelog.Logger, req wire.HelperRequest, files []*os.File) (wire.HelperReply, error) {
 	var reply wire.HelperReply
 	rt, err := libct.New(libct.Options{Root: root, Logger: log})
 	if err != nil {
@@ -144,7 +143,7 @@ func do(ctx context.Context, root string, log *zap.Logger, req wire.HelperReques
 		}
 		reply.Pid, reply.SharedPid = c.Pid(), c.SharedPid()
 		if reply.CgroupPaths, err = c.CgroupPaths(); err != nil {
-			log.Warn("container cgroup paths", plog.ContainerID(req.ID), zap.Error(err))
+			log.Warn("container cgroup paths", corelog.ContainerID(req.ID), corelog.Error(err))
 		}
 		return reply, nil
 	case wire.HelperRemove:

@@ -14,8 +14,9 @@ import (
 
 	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 )
 
 // Container is one libcontainer container.
@@ -25,7 +26,7 @@ type Container struct {
 	id        string
 	pid       int
 	sharedPid bool
-	log       *zap.Logger
+	log       *corelog.Logger
 }
 
 // Pid is the init's pid.
@@ -94,7 +95,7 @@ func (c *Container) Stopped(context.Context) (bool, error) {
 	oom, err := c.oomKilled()
 	if c.sharedPid {
 		if kerr := c.c.Signal(unix.SIGKILL); kerr != nil && !errors.Is(kerr, libcontainer.ErrNotRunning) && !errors.Is(kerr, libcontainer.ErrCgroupNotExist) {
-			c.log.Warn("kill remaining processes", zap.String("container_id", c.id), zap.Error(kerr))
+			c.log.Warn("kill remaining processes", corelog.ContainerID(c.id), corelog.Error(kerr))
 		}
 	}
 	return oom, err

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 	"github.com/peapod-runtime/peapod/internal/testutil"
 	"github.com/peapod-runtime/peapod/shim/internal/shimtest"
 )
@@ -121,7 +122,7 @@ func newTestRuntime(t *testing.T) (rt *Runtime, rootfs, root, cg string) {
 		t.Fatal(err)
 	}
 	cg = shimtest.CgroupParent(t)
-	rt, err := New(Options{Root: root, Logger: zaptest.NewLogger(t)})
+	rt, err := New(Options{Root: root, Logger: corelog.New(zaptest.NewLogger(t).Core())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,9 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-runtime/peapod/internal/log/corelog"
 )
 
 // Options configure a Runtime.
@@ -26,7 +27,7 @@ type Options struct {
 	// "can't get final child's PID from pipe: EOF". nil means: clamp when the capability
 	// is missing.
 	ClampOOMScoreAdj *bool
-	Logger           *zap.Logger
+	Logger           *corelog.Logger
 }
 
 // Runtime creates containers under one libcontainer root.
@@ -34,7 +35,7 @@ type Runtime struct {
 	root   string
 	clamp  bool
 	ownOOM int
-	log    *zap.Logger
+	log    *corelog.Logger
 	// cgroupV1 are the host's v1 hierarchies under /sys/fs/cgroup, found once (nil: leave
 	// the cgroup mount to libcontainer); see expandCgroupV1Mount.
 	cgroupV1 []string
@@ -57,7 +58,7 @@ func New(o Options) (*Runtime, error) {
 	}
 	l := o.Logger
 	if l == nil {
-		l = zap.NewNop()
+		l = corelog.Nop()
 	}
 	own, err := ownOOMScoreAdj()
 	if err != nil {
@@ -83,7 +84,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *specs.Spec, stdio
 	proc := *spec.Process
 	s.Process = &proc
 	if r.clamp && proc.OOMScoreAdj != nil && *proc.OOMScoreAdj < r.ownOOM {
-		r.log.Debug("clamp oom_score_adj", zap.String("container_id", id), zap.Int("requested", *proc.OOMScoreAdj), zap.Int("clamped", r.ownOOM))
+		r.log.Debug("clamp oom_score_adj", corelog.ContainerID(id), corelog.Int("requested", *proc.OOMScoreAdj), corelog.Int("clamped", r.ownOOM))
 		v := r.ownOOM
 		proc.OOMScoreAdj = &v
 	}
@@ -110,7 +111,7 @@ func (r *Runtime) Create(ctx context.Context, id string, spec *specs.Spec, stdio
 	}
 	if err := c.Start(p); err != nil {
 		if derr := c.Destroy(); derr != nil {
-			r.log.Warn("destroy container after failed start", zap.String("container_id", id), zap.Error(derr))
+			r.log.Warn("destroy container after failed start", corelog.ContainerID(id), corelog.Error(derr))
 		}
 		return nil, fmt.Errorf("start init of container %s: %w", id, err)
 	}
