@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -22,6 +23,21 @@ const namesBucket = "names"
 type DB struct {
 	bolt *bolt.DB
 	path string
+
+	// Group commit (Update): calls that arrive while one commits wait in queue and go to
+	// disk together in the next transaction, one fdatasync pair for all of them.
+	mu      sync.Mutex
+	queue   []*update
+	leading bool // an Update is committing; the queue waits for it to hand over
+	commits int  // transactions written by Update (for tests)
+}
+
+// update is one Update call waiting in the queue.
+type update struct {
+	fn   func(*Tx) error
+	err  error
+	lead bool          // woken to commit the queue, not with its result
+	wake chan struct{} // one send: err is set, or lead
 }
 
 // Open opens (creating if needed) the database at path. A database another process holds
@@ -71,8 +87,80 @@ func (db *DB) View(fn func(*Tx) error) error {
 	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
-// Update runs fn in a read-write transaction; nothing is written if fn fails.
+// Update runs fn in a read-write transaction; nothing is written if fn fails. Once it
+// returns nil, fn's writes are on disk.
+//
+// Concurrent calls share transactions (group commit): a call that finds none committing
+// commits at once, alone; calls that arrive meanwhile queue, and the first of them then
+// commits all of them in one transaction, so a burst of pods costs the disk one sync per
+// round instead of one per write. If any fn of a shared transaction fails, that transaction
+// is dropped and each call runs again in its own, so every call gets its own result and a
+// failing one writes nothing: fn must be safe to run twice (it only reads and writes tx).
 func (db *DB) Update(fn func(*Tx) error) error {
+	u := &update{fn: fn, wake: make(chan struct{}, 1)}
+	db.mu.Lock()
+	db.queue = append(db.queue, u)
+	if db.leading {
+		db.mu.Unlock()
+		if <-u.wake; !u.lead {
+			return u.err
+		}
+		db.mu.Lock()
+	}
+	db.leading = true
+	batch := db.queue
+	db.queue = nil
+	db.mu.Unlock()
+
+	db.commit(batch)
+
+	db.mu.Lock()
+	if len(db.queue) > 0 {
+		next := db.queue[0]
+		next.lead = true
+		next.wake <- struct{}{}
+	} else {
+		db.leading = false
+	}
+	db.mu.Unlock()
+	return u.err
+}
+
+// commit writes batch (the calling leader's update first) and wakes every other update in
+// it with its result.
+func (db *DB) commit(batch []*update) {
+	defer func() {
+		for _, u := range batch[1:] {
+			u.wake <- struct{}{}
+		}
+	}()
+	if len(batch) > 1 {
+		err := db.transact(func(tx *Tx) error {
+			for _, u := range batch {
+				if err := u.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			return
+		}
+	}
+	for _, u := range batch {
+		u.err = db.transact(u.fn)
+	}
+}
+
+// transact runs fn in one bbolt transaction. A panic in fn is its error: the other calls
+// of its group still get their results.
+func (db *DB) transact(fn func(*Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("metadata update panicked: %v", r)
+		}
+	}()
+	db.commits++
 	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 

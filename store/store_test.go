@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 )
@@ -158,5 +160,134 @@ func TestLoad(t *testing.T) {
 	}
 	if err := Load(db, "c", func(string, rec) error { return nil }); err == nil || !strings.Contains(err.Error(), "bad") {
 		t.Errorf("Load of a record that does not decode = %v, want an error naming it", err)
+	}
+}
+
+// queued waits until n updates wait in db's queue.
+func queued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db.mu.Lock()
+		q := len(db.queue)
+		db.mu.Unlock()
+		if q == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d updates queued, want %d", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestUpdateGroupCommit: updates that arrive while one commits share the next transaction;
+// one of them failing (or panicking) fails alone and writes nothing, the others land.
+func TestUpdateGroupCommit(t *testing.T) {
+	db, path := openTemp(t)
+	release := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- db.Update(func(tx *Tx) error {
+			<-release
+			return tx.Put("c", "first", rec{N: -1})
+		})
+	}()
+	queued(t, db, 0) // the first is committing, not queued
+	for !func() bool { db.mu.Lock(); defer db.mu.Unlock(); return db.leading }() {
+		time.Sleep(time.Millisecond)
+	}
+
+	const n = 10
+	boom := errors.New("boom")
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.Update(func(tx *Tx) error {
+				if err := tx.Put("c", fmt.Sprint(i), rec{N: i}); err != nil {
+					return err
+				}
+				switch i {
+				case 3:
+					return boom
+				case 7:
+					panic("seven")
+				}
+				return nil
+			})
+		}()
+		queued(t, db, i+1)
+	}
+	close(release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatalf("first update: %v", err)
+	}
+	// The first alone, the ten together (dropped for the failures), then each of the ten.
+	if want := 1 + 1 + n; db.commits != want {
+		t.Errorf("%d transactions, want %d", db.commits, want)
+	}
+	for i, err := range errs {
+		switch {
+		case i == 3 && !errors.Is(err, boom), i == 7 && (err == nil || !strings.Contains(err.Error(), "seven")):
+			t.Errorf("update %d: %v, want its own failure", i, err)
+		case i != 3 && i != 7 && err != nil:
+			t.Errorf("update %d: %v", i, err)
+		}
+	}
+
+	// What landed is on disk: reopen.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range n {
+		var r rec
+		err := db.Get("c", fmt.Sprint(i), &r)
+		if i == 3 || i == 7 {
+			if !errors.Is(err, errdefs.ErrNotFound) {
+				t.Errorf("failed update %d left a record: %v", i, err)
+			}
+			continue
+		}
+		if err != nil || r.N != i {
+			t.Errorf("update %d: record %+v, %v", i, r, err)
+		}
+	}
+
+	// Without failures, a queue is one transaction.
+	db.commits = 0
+	release = make(chan struct{})
+	go func() {
+		first <- db.Update(func(tx *Tx) error { <-release; return nil })
+	}()
+	for !func() bool { db.mu.Lock(); defer db.mu.Unlock(); return db.leading }() {
+		time.Sleep(time.Millisecond)
+	}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.Put("d", fmt.Sprint(i), rec{N: i})
+		}()
+		queued(t, db, i+1)
+	}
+	close(release)
+	wg.Wait()
+	<-first
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("put %d: %v", i, err)
+		}
+	}
+	if db.commits != 2 {
+		t.Errorf("%d transactions for one alone and a queue of %d, want 2", db.commits, n)
 	}
 }
