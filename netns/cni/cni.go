@@ -18,7 +18,6 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/version"
 	"go.uber.org/zap"
 
 	"github.com/peapod-runtime/peapod/internal/log"
@@ -103,10 +102,7 @@ func New(cfg Config, logger *zap.Logger) (*Network, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	exec := &invoke.DefaultExec{
-		RawExec:       &invoke.RawExec{Stderr: &stderrLogger{logger: logger}},
-		PluginDecoder: version.PluginDecoder{},
-	}
+	exec := newExec(&stderrLogger{logger: logger})
 	return &Network{
 		cfg:    cfg,
 		logger: logger,
