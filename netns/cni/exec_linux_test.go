@@ -86,6 +86,22 @@ func TestPluginExec(t *testing.T) {
 		<-reaped
 	})
 
+	t.Run("busy", func(t *testing.T) {
+		// A plugin open for writing cannot be executed (ETXTBSY): it is tried again once
+		// the writer is done.
+		p := plugin("busy", `printf '{"cniVersion":"1.0.0"}'`)
+		w, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(300*time.Millisecond, func() { w.Close() })
+		out, err := e.ExecPlugin(context.Background(), p, nil, os.Environ())
+		if err != nil || string(out) != `{"cniVersion":"1.0.0"}` {
+			t.Fatalf("got %q, %v", out, err)
+		}
+		<-reaped
+	})
+
 	t.Run("cancel", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(100*time.Millisecond, cancel)
