@@ -14,6 +14,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,13 +43,18 @@ const reapDelay = 10 * time.Millisecond
 // a CNI error, non-zero exit on failure, a retry while the binary is being replaced), but
 // answers as soon as the plugin has exited and reaps it reapDelay later.
 type pluginExec struct {
-	*invoke.DefaultExec
+	version.PluginDecoder // Decode, as libcni's own exec
+	// stderr gets what a plugin that succeeded wrote to its stderr.
+	stderr io.Writer
 	// reaped, when set, is told each plugin's pid once it is reaped (tests).
 	reaped func(pid int)
 }
 
-func newExec(stderr io.Writer) invoke.Exec {
-	return &pluginExec{DefaultExec: &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}}}
+func newExec(stderr io.Writer) invoke.Exec { return &pluginExec{stderr: stderr} }
+
+// FindInPath finds plugin in paths, as libcni's own exec.
+func (*pluginExec) FindInPath(plugin string, paths []string) (string, error) {
+	return invoke.FindInPath(plugin, paths)
 }
 
 // ExecPlugin runs the plugin at path.
@@ -70,8 +76,8 @@ func (e *pluginExec) ExecPlugin(ctx context.Context, path string, stdin []byte, 
 		if err != nil {
 			return nil, pluginError(err, stdout, stderr)
 		}
-		if e.RawExec.Stderr != nil && len(stderr) > 0 {
-			_, _ = e.RawExec.Stderr.Write(stderr)
+		if e.stderr != nil && len(stderr) > 0 {
+			_, _ = e.stderr.Write(stderr)
 		}
 		return stdout, nil
 	}
