@@ -33,14 +33,7 @@ func TestPutGetDeleteSurvivesReopen(t *testing.T) {
 	if err := db.Put("pods", "abc", rec{Name: "a", N: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, path)
 	var got rec
 	if err := db.Get("pods", "abc", &got); err != nil || got != (rec{Name: "a", N: 1}) {
 		t.Fatalf("Get after reopen = %+v, %v", got, err)
@@ -163,40 +156,67 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// queued waits until n updates wait in db's queue.
-func queued(t *testing.T, db *DB, n int) {
+// waitFor waits until cond, read under db.mu, holds.
+func waitFor(t *testing.T, db *DB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		db.mu.Lock()
-		q := len(db.queue)
+		ok := cond()
 		db.mu.Unlock()
-		if q == n {
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d updates queued, want %d", q, n)
+			t.Fatalf("waited 10 s for %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// queued waits until n updates wait in db's queue.
+func queued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	waitFor(t, db, fmt.Sprintf("%d queued updates", n), func() bool { return len(db.queue) == n })
+}
+
+// blockCommit starts an Update of fn that stays committing until release is called (at the
+// latest when the test ends), and returns once it commits; its result comes on done.
+func blockCommit(t *testing.T, db *DB, fn func(*Tx) error) (release func(), done <-chan error) {
+	t.Helper()
+	unblock := make(chan struct{})
+	release = sync.OnceFunc(func() { close(unblock) })
+	t.Cleanup(release)
+	result := make(chan error, 1)
+	go func() {
+		result <- db.Update(func(tx *Tx) error {
+			<-unblock
+			return fn(tx)
+		})
+	}()
+	waitFor(t, db, "an update committing", func() bool { return db.leading })
+	return release, result
+}
+
+// reopen closes db and opens the database at path again, closed when the test ends.
+func reopen(t *testing.T, db *DB, path string) *DB {
+	t.Helper()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // TestUpdateGroupCommit: updates that arrive while one commits share the next transaction;
 // one of them failing (or panicking) fails alone and writes nothing, the others land.
 func TestUpdateGroupCommit(t *testing.T) {
 	db, path := openTemp(t)
-	release := make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- db.Update(func(tx *Tx) error {
-			<-release
-			return tx.Put("c", "first", rec{N: -1})
-		})
-	}()
-	queued(t, db, 0) // the first is committing, not queued
-	for !func() bool { db.mu.Lock(); defer db.mu.Unlock(); return db.leading }() {
-		time.Sleep(time.Millisecond)
-	}
+	release, first := blockCommit(t, db, func(tx *Tx) error { return tx.Put("c", "first", rec{N: -1}) })
 
 	const n = 10
 	boom := errors.New("boom")
@@ -221,7 +241,7 @@ func TestUpdateGroupCommit(t *testing.T) {
 		}()
 		queued(t, db, i+1)
 	}
-	close(release)
+	release()
 	wg.Wait()
 	if err := <-first; err != nil {
 		t.Fatalf("first update: %v", err)
@@ -240,14 +260,7 @@ func TestUpdateGroupCommit(t *testing.T) {
 	}
 
 	// What landed is on disk: reopen.
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, path)
 	for i := range n {
 		var r rec
 		err := db.Get("c", fmt.Sprint(i), &r)
@@ -264,13 +277,7 @@ func TestUpdateGroupCommit(t *testing.T) {
 
 	// Without failures, a queue is one transaction.
 	db.commits = 0
-	release = make(chan struct{})
-	go func() {
-		first <- db.Update(func(tx *Tx) error { <-release; return nil })
-	}()
-	for !func() bool { db.mu.Lock(); defer db.mu.Unlock(); return db.leading }() {
-		time.Sleep(time.Millisecond)
-	}
+	release, first = blockCommit(t, db, func(*Tx) error { return nil })
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -279,7 +286,7 @@ func TestUpdateGroupCommit(t *testing.T) {
 		}()
 		queued(t, db, i+1)
 	}
-	close(release)
+	release()
 	wg.Wait()
 	<-first
 	for i, err := range errs {
