@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -39,9 +40,28 @@ const maxPluginOutput = 4 << 20
 // the reap: it is read from the zombie (waitid WNOWAIT).
 const reapDelay = 10 * time.Millisecond
 
+// pluginGOMAXPROCS is the GOMAXPROCS a plugin runs with unless the daemon's environment sets
+// one. Most plugins are Go programs that live for one call of mostly syscalls; with one P their
+// runtime starts fewer threads and preempts less (strace of the bridge plugin's ADD, with
+// host-local: 10 clones and 5 tgkills, against 12 and 17 with the default of 2 on a 2-core
+// node). Measured on this project's 2-core VM (that ADD into a new network namespace, 60
+// alternating runs): 43.6 ms of cpu per call with the default, 40.3 with 1.
+const pluginGOMAXPROCS = "1"
+
+// pluginEnv is environ with GOMAXPROCS=pluginGOMAXPROCS added when environ names none.
+func pluginEnv(environ []string) []string {
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			return environ
+		}
+	}
+	return append(environ[:len(environ):len(environ)], "GOMAXPROCS="+pluginGOMAXPROCS)
+}
+
 // pluginExec runs plugins as libcni's own exec does (stdin the config, stdout the result or
 // a CNI error, non-zero exit on failure, a retry while the binary is being replaced), but
-// answers as soon as the plugin has exited and reaps it reapDelay later.
+// answers as soon as the plugin has exited and reaps it reapDelay later, and gives it one P
+// (pluginEnv).
 type pluginExec struct {
 	version.PluginDecoder // Decode, as libcni's own exec
 	// stderr gets what a plugin that succeeded wrote to its stderr.
@@ -99,7 +119,7 @@ func (e *pluginExec) run(ctx context.Context, path string, stdin []byte, environ
 	}
 	defer errR.Close()
 	c := exec.CommandContext(ctx, path)
-	c.Env, c.Stdin, c.Stdout, c.Stderr = environ, bytes.NewReader(stdin), outW, errW
+	c.Env, c.Stdin, c.Stdout, c.Stderr = pluginEnv(environ), bytes.NewReader(stdin), outW, errW
 	err = c.Start()
 	outW.Close()
 	errW.Close()

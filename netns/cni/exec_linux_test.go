@@ -78,6 +78,24 @@ func TestPluginExec(t *testing.T) {
 		})
 	}
 
+	t.Run("gomaxprocs", func(t *testing.T) {
+		// One P unless the environment chooses: the plugin answers the GOMAXPROCS it got.
+		p := plugin("gomaxprocs", `printf '%s' "$GOMAXPROCS"`)
+		for _, tc := range []struct {
+			environ []string
+			want    string
+		}{
+			{[]string{"PATH=/usr/bin:/bin"}, "1"},
+			{[]string{"PATH=/usr/bin:/bin", "GOMAXPROCS=3"}, "3"},
+		} {
+			out, err := e.ExecPlugin(context.Background(), p, nil, tc.environ)
+			if err != nil || string(out) != tc.want {
+				t.Errorf("environ %q: plugin saw GOMAXPROCS=%q, %v; want %q", tc.environ, out, err, tc.want)
+			}
+			<-reaped
+		}
+	})
+
 	t.Run("flood", func(t *testing.T) {
 		_, err := e.ExecPlugin(context.Background(), plugin("flood", "head -c 5000000 /dev/zero"), nil, os.Environ())
 		if !errors.Is(err, errTooMuchOutput) {
