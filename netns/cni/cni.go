@@ -187,10 +187,8 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 		return Result{}, fmt.Errorf("cni setup of pod %s: bring up lo: %w", podID, err)
 	}
 	list := nw.list
-	if nw.builtin && len(opts.PortMappings) == 0 {
-		// portmap has nothing to do for this pod: not running it saves a process on start
-		// and, since DEL replays the cached list, on stop too.
-		list = withoutPlugin(list, "portmap")
+	if nw.noHostPorts != nil && len(opts.PortMappings) == 0 {
+		list = nw.noHostPorts // no portmap on start, and none on stop (see network)
 	}
 	res, err := n.cni.AddNetworkList(ctx, list, rt)
 	if err == nil && nw.builtin {
@@ -331,18 +329,6 @@ func (n *Network) Teardown(ctx context.Context, podID, netnsPath string, opts Se
 	}
 	lg.Debug("cni teardown done", zap.Duration(log.KeyDuration, time.Since(start)))
 	return nil
-}
-
-// withoutPlugin returns list without the plugins of type typ.
-func withoutPlugin(list *libcni.NetworkConfigList, typ string) *libcni.NetworkConfigList {
-	out := *list
-	out.Plugins = nil
-	for _, p := range list.Plugins {
-		if p.Network.Type != typ {
-			out.Plugins = append(out.Plugins, p)
-		}
-	}
-	return &out
 }
 
 func boolCmp(a, b bool) int {

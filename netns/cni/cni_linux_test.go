@@ -511,6 +511,48 @@ func TestBuiltinNetwork(t *testing.T) {
 	checkReleased(t, cfg, id)
 }
 
+// TestPortmapOnlyForHostPorts: the built-in network runs portmap for a pod with a hostPort
+// (ADD and DEL), and for a pod without one neither on Setup nor on Teardown, whose DEL replays
+// the list the pod was set up with.
+func TestPortmapOnlyForHostPorts(t *testing.T) {
+	tn := newTestNet(t, "")
+	// A portmap ahead of the real one in the plugin path logs each call, then runs the real one.
+	spy := t.TempDir()
+	calls := filepath.Join(spy, "calls")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$CNI_COMMAND\" >>%s\nexec %s\n", calls, filepath.Join(tn.cfg.BinDirs[0], "portmap"))
+	if err := os.WriteFile(filepath.Join(spy, "portmap"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tn.cfg.BinDirs = append([]string{spy}, tn.cfg.BinDirs...)
+	n := tn.newNetwork(t)
+	for _, tc := range []struct {
+		name  string
+		ports []cni.PortMapping
+		want  string
+	}{
+		{"no hostPort", nil, ""},
+		{"hostPort", []cni.PortMapping{{HostPort: int32(freePort(t)), ContainerPort: 80}}, "ADD\nDEL\n"},
+	} {
+		id, ns := newPod(t)
+		opts := cni.SetupOptions{PortMappings: tc.ports}
+		if _, err := n.Setup(t.Context(), id, ns, opts); err != nil {
+			t.Fatalf("%s: Setup: %v", tc.name, err)
+		}
+		if err := n.Teardown(t.Context(), id, ns, opts); err != nil {
+			t.Fatalf("%s: Teardown: %v", tc.name, err)
+		}
+		got, err := os.ReadFile(calls)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("%s: portmap calls %q, want %q", tc.name, got, tc.want)
+		}
+		_ = os.Remove(calls)
+		checkReleased(t, tn.cfg, id)
+	}
+}
+
 // BenchmarkSetupTeardown measures one pod's Setup plus Teardown on a test bridge, with and
 // without a hostPort, and reports the median and 90th percentile (run with -benchtime 20x).
 func BenchmarkSetupTeardown(b *testing.B) {

@@ -78,32 +78,46 @@ func (c Config) withDefaults() Config {
 // builtinConfList is the network peapod uses when ConfDir has no config: one bridge with
 // host-local IPAM, masquerade for traffic leaving the node, and portmap for hostPort (its snat
 // masquerades connections from the node's own 127.0.0.1, which hostPort on localhost needs).
-func builtinConfList(c Config) ([]byte, error) {
+// Without portmap it is the list for a pod with no hostPort.
+func builtinConfList(c Config, portmap bool) ([]byte, error) {
 	ipam := map[string]any{
 		"type":   "host-local",
 		"ranges": [][]map[string]string{{{"subnet": c.Subnet}}},
 		"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
 	}
 	ipam["dataDir"] = c.IPAMDataDir
+	plugins := []map[string]any{{
+		"type":        "bridge",
+		"bridge":      c.Bridge,
+		"isGateway":   true,
+		"ipMasq":      false, // one subnet rule instead: see masq_linux.go
+		"hairpinMode": true,
+		"ipam":        ipam,
+	}}
+	if portmap {
+		plugins = append(plugins, map[string]any{
+			"type":         "portmap",
+			"capabilities": map[string]bool{"portMappings": true},
+			"snat":         true,
+		})
+	}
 	return json.Marshal(map[string]any{
 		"cniVersion": builtinCNIVersion,
 		"name":       c.NetworkName,
-		"plugins": []map[string]any{
-			{
-				"type":        "bridge",
-				"bridge":      c.Bridge,
-				"isGateway":   true,
-				"ipMasq":      false, // one subnet rule instead: see masq_linux.go
-				"hairpinMode": true,
-				"ipam":        ipam,
-			},
-			{
-				"type":         "portmap",
-				"capabilities": map[string]bool{"portMappings": true},
-				"snat":         true,
-			},
-		},
+		"plugins":    plugins,
 	})
+}
+
+func builtinList(c Config, portmap bool) (*libcni.NetworkConfigList, error) {
+	b, err := builtinConfList(c, portmap)
+	if err != nil {
+		return nil, err
+	}
+	list, err := libcni.NetworkConfFromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("built-in cni network: %w", err)
+	}
+	return list, nil
 }
 
 func loopbackConfList() (*libcni.NetworkConfigList, error) {
@@ -123,6 +137,10 @@ type network struct {
 	list    *libcni.NetworkConfigList
 	source  string // the file it came from, or "built-in"
 	builtin bool
+	// noHostPorts is, for the built-in network, list without portmap: for a pod with no
+	// hostPort, portmap has nothing to do. libcni caches the list a pod was set up with and
+	// its DEL replays that, so such a pod runs no portmap on stop either (nor its iptables).
+	noHostPorts *libcni.NetworkConfigList
 }
 
 // loadNetwork returns the network to use: the first config in dir (lexical order) that parses
@@ -140,15 +158,15 @@ func loadNetwork(c Config) (*network, error) {
 		slices.Sort(files)
 	}
 	if len(files) == 0 {
-		b, err := builtinConfList(c)
+		list, err := builtinList(c, true)
 		if err != nil {
 			return nil, err
 		}
-		list, err := libcni.NetworkConfFromBytes(b)
+		noHostPorts, err := builtinList(c, false)
 		if err != nil {
-			return nil, fmt.Errorf("built-in cni network: %w", err)
+			return nil, err
 		}
-		return &network{list: list, source: "built-in", builtin: true}, nil
+		return &network{list: list, source: "built-in", builtin: true, noHostPorts: noHostPorts}, nil
 	}
 	var errs []error
 	for _, f := range files {
