@@ -999,7 +999,8 @@ func smapsRollup(t *testing.T, pid int, field string) int {
 
 // TestPrepareStartsHelper: no libcontainer helper is kept warm after a create (one starting
 // beside the Start that follows slowed it down); the daemon's Prepare, sent before a create,
-// starts one. (A lean shim's: a first stage has no helpers, see TestFirstStage.)
+// starts one, which warms its caches while it waits (--warm). (A lean shim's: a first stage
+// has no helpers, see TestFirstStage.)
 func TestPrepareStartsHelper(t *testing.T) {
 	p := startPodAs(t, false, "")
 	p.run(t, "a", "sleep", "1000")
@@ -1015,8 +1016,8 @@ func TestPrepareStartsHelper(t *testing.T) {
 	if err := p.c.Prepare(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if h := shimHelpers(t, p.shimPid); len(h) != 1 {
-		t.Fatalf("after Prepare the shim has helpers %q, want one", h)
+	if h := shimHelpers(t, p.shimPid); len(h) != 1 || !strings.HasSuffix(h[0], " --warm") {
+		t.Fatalf("after Prepare the shim has helpers %q, want one started ahead of use (--warm)", h)
 	}
 	// The create uses it; the pod's second container runs as the first did.
 	p.run(t, "b", "sleep", "1000")

@@ -82,8 +82,10 @@ func helperEnv(env []string) []string {
 	return out
 }
 
-// spawn starts a helper; it says hello in the background.
-func (h *helperRuntime) spawn() *helperProc {
+// spawn starts a helper; it says hello in the background. ahead says it starts ahead of use:
+// only then does it warm its caches while it waits (--warm), since a request already waiting
+// would wait for that too, and a destroy or a signal needs none of them.
+func (h *helperRuntime) spawn(ahead bool) *helperProc {
 	p := &helperProc{ready: make(chan struct{})}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -102,6 +104,9 @@ func (h *helperRuntime) spawn() *helperProc {
 	}
 	p.conn = fc.(*net.UnixConn)
 	cmd := exec.Command(h.binary, "helper", "--root", h.root)
+	if ahead {
+		cmd.Args = append(cmd.Args, "--warm")
+	}
 	cmd.Args[0] = "peapod-shim-runc"
 	cmd.Dir = "/"
 	cmd.Env = h.env
@@ -153,7 +158,7 @@ func (h *helperRuntime) Warm() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.warm == nil {
-		h.warm = h.spawn()
+		h.warm = h.spawn(true)
 	}
 	h.armIdle()
 }
@@ -198,7 +203,7 @@ func (h *helperRuntime) take() *helperProc {
 	h.warm = nil
 	h.mu.Unlock()
 	if p == nil {
-		p = h.spawn()
+		p = h.spawn(false)
 	}
 	return p
 }
