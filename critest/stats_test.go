@@ -97,9 +97,12 @@ func TestStatsContainers(t *testing.T) {
 		if nc == nil {
 			return fmt.Errorf("burn has no usage_nano_cores yet")
 		}
+		// A busy loop gets what the node's scheduler gives it: a core on an idle node, 0.16 on
+		// this project's 2-core VM while other test packages ran beside this one. The bounds
+		// catch a rate of zero, one in the wrong unit (x1000) and one above a single thread's.
 		cores = float64(nc.GetValue()) / 1e9
-		if cores < 0.6 || cores > 1.2 {
-			return fmt.Errorf("burn uses %.2f cores, want 0.6..1.2", cores)
+		if cores < 0.05 || cores > 1.2 {
+			return fmt.Errorf("burn uses %.2f cores, want 0.05..1.2", cores)
 		}
 		ws = float64(by["mem"].GetMemory().GetWorkingSetBytes().GetValue()) / mib
 		if ws < 48 || ws > 70 {
