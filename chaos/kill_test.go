@@ -520,8 +520,9 @@ func judge(x *churnCtr, st *runtimeapi.ContainerStatus, info ctrInfo, final bool
 	if !x.createAnswered && code == 255 && strings.Contains(msg, "never created") {
 		return nil
 	}
-	// A StopContainer before the container ran: it never started.
-	if x.stopAsked && code == 0 && reason == "Completed" && strings.Contains(msg, "before it started") {
+	// A StopContainer before the container ran: it never started. A RemoveContainer stops a
+	// created container the same way first, and one cut off by the kill may have done that much.
+	if (x.stopAsked || x.removeAsked) && code == 0 && reason == "Completed" && strings.Contains(msg, "before it started") {
 		return nil
 	}
 	// A RemoveContainer kills a running container first; one cut off by the kill may have
