@@ -5,10 +5,11 @@
 //	                    a pod's monitor, first stage (shim/serve): it creates the pod's
 //	                    first containers in its own process, then re-executes into the lean
 //	                    peapod-shim beside it once idle
-//	peapod-shim-runc helper --root DIR
+//	peapod-shim-runc helper --root DIR [--warm]
 //	                    one libcontainer job for the shim that started it (create, exec,
 //	                    signal, destroy; shim/wire's helper protocol on fd 3), then exits:
-//	                    the processes it started are reparented to the shim
+//	                    the processes it started are reparented to the shim; --warm (a
+//	                    helper started ahead of use) builds its json caches while it waits
 //	peapod-shim-runc init
 //	                    libcontainer's container init (nsenter's constructor, then Go)
 //	peapod-shim-runc pause [UID:GID]
