@@ -187,11 +187,11 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 		return Result{}, fmt.Errorf("cni setup of pod %s: bring up lo: %w", podID, err)
 	}
 	list := nw.list
-	if nw.noHostPorts != nil && len(opts.PortMappings) == 0 {
+	if nw.builtin() && len(opts.PortMappings) == 0 {
 		list = nw.noHostPorts // no portmap on start, and none on stop (see network)
 	}
 	res, err := n.cni.AddNetworkList(ctx, list, rt)
-	if err == nil && nw.builtin {
+	if err == nil && nw.builtin() {
 		err = enableRouteLocalnet(n.cfg.Bridge)
 		if err == nil {
 			err = n.ensureMasquerade()
@@ -203,7 +203,7 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts Setup
 		return Result{}, fmt.Errorf("cni setup of pod %s on network %q (%s): %w", podID, list.Name, nw.source, err)
 	}
 	bridge := "" // only the built-in network's veth is known to be the pod's
-	if nw.builtin {
+	if nw.builtin() {
 		bridge = n.cfg.Bridge
 	}
 	out, err := toResult(list.Name, res, bridge)

@@ -75,11 +75,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// builtinConfList is the network peapod uses when ConfDir has no config: one bridge with
+// builtinList is the network peapod uses when ConfDir has no config: one bridge with
 // host-local IPAM, masquerade for traffic leaving the node, and portmap for hostPort (its snat
 // masquerades connections from the node's own 127.0.0.1, which hostPort on localhost needs).
 // Without portmap it is the list for a pod with no hostPort.
-func builtinConfList(c Config, portmap bool) ([]byte, error) {
+func builtinList(c Config, portmap bool) (*libcni.NetworkConfigList, error) {
 	ipam := map[string]any{
 		"type":   "host-local",
 		"ranges": [][]map[string]string{{{"subnet": c.Subnet}}},
@@ -101,15 +101,11 @@ func builtinConfList(c Config, portmap bool) ([]byte, error) {
 			"snat":         true,
 		})
 	}
-	return json.Marshal(map[string]any{
+	b, err := json.Marshal(map[string]any{
 		"cniVersion": builtinCNIVersion,
 		"name":       c.NetworkName,
 		"plugins":    plugins,
 	})
-}
-
-func builtinList(c Config, portmap bool) (*libcni.NetworkConfigList, error) {
-	b, err := builtinConfList(c, portmap)
 	if err != nil {
 		return nil, err
 	}
@@ -134,14 +130,16 @@ func loopbackConfList() (*libcni.NetworkConfigList, error) {
 
 // network is one loaded network config.
 type network struct {
-	list    *libcni.NetworkConfigList
-	source  string // the file it came from, or "built-in"
-	builtin bool
-	// noHostPorts is, for the built-in network, list without portmap: for a pod with no
+	list   *libcni.NetworkConfigList
+	source string // the file it came from, or "built-in"
+	// noHostPorts is, for the built-in network only, list without portmap: for a pod with no
 	// hostPort, portmap has nothing to do. libcni caches the list a pod was set up with and
 	// its DEL replays that, so such a pod runs no portmap on stop either (nor its iptables).
 	noHostPorts *libcni.NetworkConfigList
 }
+
+// builtin says whether this is peapod's built-in network.
+func (nw *network) builtin() bool { return nw.noHostPorts != nil }
 
 // loadNetwork returns the network to use: the first config in dir (lexical order) that parses
 // and has plugins, or the built-in one when dir has no config file at all. Config files that
@@ -166,7 +164,7 @@ func loadNetwork(c Config) (*network, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &network{list: list, source: "built-in", builtin: true, noHostPorts: noHostPorts}, nil
+		return &network{list: list, source: "built-in", noHostPorts: noHostPorts}, nil
 	}
 	var errs []error
 	for _, f := range files {

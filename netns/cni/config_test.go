@@ -39,7 +39,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !nw.builtin || nw.list.Name != "peapod" || len(nw.list.Plugins) != 2 {
+	if !nw.builtin() || nw.list.Name != "peapod" || len(nw.list.Plugins) != 2 {
 		t.Fatalf("built-in network = %+v", nw)
 	}
 	var bridge struct {
