@@ -30,6 +30,17 @@ func TestPluginExec(t *testing.T) {
 	var stderr bytes.Buffer
 	e := newExec(&stderr).(*pluginExec)
 	e.reaped = func(pid int) { reaped <- pid }
+	// waitReaped returns the pid of the next plugin reaped, failing t after 5 s without one.
+	waitReaped := func(t *testing.T, what string) int {
+		t.Helper()
+		select {
+		case pid := <-reaped:
+			return pid
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s not reaped 5 s after it answered", what)
+			return 0
+		}
+	}
 
 	tests := []struct {
 		name, body string
@@ -65,15 +76,11 @@ func TestPluginExec(t *testing.T) {
 			if tc.name == "result" && stderr.String() != "warn\n" {
 				t.Errorf("stderr passed on: %q, want %q", stderr.String(), "warn\n")
 			}
-			select {
-			case pid := <-reaped:
-				// Reaped: no longer a child of this process.
-				var info unix.Siginfo
-				if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG, nil); !errors.Is(err, unix.ECHILD) {
-					t.Errorf("plugin %d still a child after its reap: %v", pid, err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("plugin not reaped 5 s after it answered")
+			// Reaped: no longer a child of this process.
+			pid := waitReaped(t, "plugin")
+			var info unix.Siginfo
+			if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG, nil); !errors.Is(err, unix.ECHILD) {
+				t.Errorf("plugin %d still a child after its reap: %v", pid, err)
 			}
 		})
 	}
@@ -92,7 +99,7 @@ func TestPluginExec(t *testing.T) {
 			if err != nil || string(out) != tc.want {
 				t.Errorf("environ %q: plugin saw GOMAXPROCS=%q, %v; want %q", tc.environ, out, err, tc.want)
 			}
-			<-reaped
+			waitReaped(t, "plugin")
 		}
 	})
 
@@ -101,7 +108,7 @@ func TestPluginExec(t *testing.T) {
 		if !errors.Is(err, errTooMuchOutput) {
 			t.Fatalf("got %v, want %v", err, errTooMuchOutput)
 		}
-		<-reaped
+		waitReaped(t, "plugin")
 	})
 
 	t.Run("busy", func(t *testing.T) {
@@ -117,7 +124,7 @@ func TestPluginExec(t *testing.T) {
 		if err != nil || string(out) != `{"cniVersion":"1.0.0"}` {
 			t.Fatalf("got %q, %v", out, err)
 		}
-		<-reaped
+		waitReaped(t, "plugin")
 	})
 
 	t.Run("cancel", func(t *testing.T) {
@@ -128,10 +135,6 @@ func TestPluginExec(t *testing.T) {
 		if err == nil || time.Since(start) > 10*time.Second {
 			t.Fatalf("cancelled plugin: %v after %v, want a failure at once", err, time.Since(start))
 		}
-		select {
-		case <-reaped:
-		case <-time.After(5 * time.Second):
-			t.Fatal("cancelled plugin not reaped")
-		}
+		waitReaped(t, "cancelled plugin")
 	})
 }
