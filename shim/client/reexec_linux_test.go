@@ -136,7 +136,14 @@ func TestReexec(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReexecs(t, p, 3)
-	if after := fdCount(t, p.shimPid); after != before {
+	// A leak stays; a connection or file the new process has open for a moment right after
+	// its start goes. (Under CI load on this VM it once counted 17 against 16; alone the test
+	// passed 5 runs of 5.)
+	after := fdCount(t, p.shimPid)
+	for deadline := time.Now().Add(2 * time.Second); after != before && time.Now().Before(deadline); after = fdCount(t, p.shimPid) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if after != before {
 		t.Errorf("shim has %d open files after a re-exec, %d before", after, before)
 	}
 
