@@ -479,13 +479,18 @@ func TestSandboxCgroups(t *testing.T) {
 
 	t.Run("kubelet parent", func(t *testing.T) {
 		cfg := podConfig(t, "cg-kubelet", label)
-		parent := "/kubepods/burstable/pod" + cfg.Metadata.Uid
+		// Under a cgroup root of the test's own (a kubelet's --cgroup-root): a live kubelet on
+		// this node (the e2e package's cluster, running beside this one) removes the pod
+		// cgroups it does not know from its /kubepods; in CI on this VM this pod's vanished
+		// between its start and the test's look, which is most likely how.
+		root := "/critest-" + cfg.Metadata.Uid[:8]
+		parent := root + "/kubepods/burstable/pod" + cfg.Metadata.Uid
 		cfg.Linux.CgroupParent = parent
-		// Remove the /kubepods tree this test creates, where nothing else uses it; the
-		// cleanup runs after the pod's own.
+		// Remove the tree this test creates, where nothing else uses it; the cleanup runs
+		// after the pod's own.
 		var created []string
 		hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
-		for _, d := range []string{"/kubepods", "/kubepods/burstable"} {
+		for _, d := range []string{root, root + "/kubepods", root + "/kubepods/burstable"} {
 			for _, h := range hierarchies {
 				p := filepath.Join(h, d)
 				if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
