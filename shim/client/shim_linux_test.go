@@ -1016,7 +1016,13 @@ func TestPrepareStartsHelper(t *testing.T) {
 	if err := p.c.Prepare(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if h := shimHelpers(t, p.shimPid); len(h) != 1 || !strings.HasSuffix(h[0], " --warm") {
+	// Prepare returns once the helper is forked; it shows as a helper once it has executed
+	// peapod-shim-runc (on a loaded node, not always by the time Prepare answers).
+	h := shimHelpers(t, p.shimPid)
+	for deadline := time.Now().Add(2 * time.Second); len(h) == 0 && time.Now().Before(deadline); h = shimHelpers(t, p.shimPid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(h) != 1 || !strings.HasSuffix(h[0], " --warm") {
 		t.Fatalf("after Prepare the shim has helpers %q, want one started ahead of use (--warm)", h)
 	}
 	// The create uses it; the pod's second container runs as the first did.
