@@ -1016,8 +1016,8 @@ func TestPrepareStartsHelper(t *testing.T) {
 	if err := p.c.Prepare(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	// Prepare returns once the helper is forked; it shows as a helper once it has executed
-	// peapod-shim-runc (on a loaded node, not always by the time Prepare answers).
+	// A process's children files are not reliable while it runs (proc(5)): on a loaded node
+	// the helper Prepare started was once not listed when Prepare answered.
 	h := shimHelpers(t, p.shimPid)
 	for deadline := time.Now().Add(2 * time.Second); len(h) == 0 && time.Now().Before(deadline); h = shimHelpers(t, p.shimPid) {
 		time.Sleep(10 * time.Millisecond)
